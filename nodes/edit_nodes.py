@@ -1,0 +1,145 @@
+"""P2P Word Swap, P2P Refine, P2P Reweight and P2P Apply."""
+
+from ..p2p_attention.edits import make_plan
+from ..p2p_attention.patch import DEFAULT_SELF_MIN_DOWNSAMPLE, apply_edit
+
+CATEGORY = "prompt_to_prompt"
+
+_PROMPTS = ("P2P_PROMPTS", {"tooltip": "From P2P Prompt Pair."})
+_EDIT_IN = ("P2P_EDIT", {"tooltip": "Optional edit to stack on (e.g. Reweight on a Word Swap)."})
+_CROSS = (
+    "STRING",
+    {
+        "default": "0.8",
+        "tooltip": "Share of steps during which the edit's cross-attention maps come from the source: "
+        "'0.8' (first 80%), '0.1-0.8' (a window) or per word 'default: 0.8, dog: 0.4'. The last node of "
+        "a stack sets the windows.",
+    },
+)
+_SELF = (
+    "STRING",
+    {
+        "default": "0.4",
+        "tooltip": "Share of steps during which the edit's self-attention maps come from the source "
+        "('0.4' or '0.1-0.4'); keeps the layout. Only at small maps (see P2P Apply). 0 turns it off.",
+    },
+)
+
+
+class _EditNode:
+    CATEGORY = CATEGORY
+    FUNCTION = "build"
+    RETURN_TYPES = ("P2P_EDIT",)
+    RETURN_NAMES = ("edit",)
+    OUTPUT_TOOLTIPS = ("An edit plan: connect to P2P Apply, or stack another control on it.",)
+    MODE = None
+
+    def build(self, prompts, cross_replace, self_replace, edit=None, weights=""):
+        plan = make_plan(self.DISPLAY_NAME, prompts, edit, self.MODE, cross_replace, self_replace, weights)
+        return (plan,)
+
+
+class P2PWordSwap(_EditNode):
+    NODE_ID = "P2PWordSwap"
+    DISPLAY_NAME = "P2P Word Swap"
+    MODE = "swap"
+    DESCRIPTION = (
+        "Replace words (e.g. cat -> dog): each edit prompt must have as many words as the source. The edit "
+        "takes the source's cross-attention maps, so the layout stays. For added or removed words use P2P Refine."
+    )
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {"prompts": _PROMPTS, "cross_replace": _CROSS, "self_replace": _SELF},
+            "optional": {"edit": _EDIT_IN},
+        }
+
+
+class P2PRefine(_EditNode):
+    NODE_ID = "P2PRefine"
+    DISPLAY_NAME = "P2P Refine"
+    MODE = "refine"
+    DESCRIPTION = (
+        "Add or remove words (e.g. 'a cake' -> 'a chocolate cake'): tokens shared with the source keep the "
+        "source's maps (aligned by global alignment), new tokens attend on their own."
+    )
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {"prompts": _PROMPTS, "cross_replace": _CROSS, "self_replace": _SELF},
+            "optional": {"edit": _EDIT_IN},
+        }
+
+
+class P2PReweight(_EditNode):
+    NODE_ID = "P2PReweight"
+    DISPLAY_NAME = "P2P Reweight"
+    MODE = None
+    DESCRIPTION = (
+        "Turn words up or down (e.g. 'fluffy: 3, red: -1') in every edit prompt that contains them, by "
+        "scaling their cross-attention. Alone it edits the source's maps (use the same prompt as edit); "
+        "stacked on a Word Swap or Refine it scales that edit's maps."
+    )
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "prompts": _PROMPTS,
+                "weights": (
+                    "STRING",
+                    {"default": "fluffy: 2.0", "multiline": True,
+                     "tooltip": "word: weight pairs, comma or newline separated; negative weights allowed."},
+                ),
+                "cross_replace": _CROSS,
+                "self_replace": _SELF,
+            },
+            "optional": {"edit": _EDIT_IN},
+        }
+
+
+class P2PApply:
+    NODE_ID = "P2PApply"
+    DISPLAY_NAME = "P2P Apply"
+    CATEGORY = CATEGORY
+    DESCRIPTION = (
+        "Patches a copy of the MODEL with the edit (the input MODEL is untouched). Sample it with any stock "
+        "sampler node, the Prompt Pair's conditioning as positive and a P2P Latent Batch: item 0 is the "
+        "source image, items 1..N the edits."
+    )
+    FUNCTION = "apply"
+    RETURN_TYPES = ("MODEL",)
+    OUTPUT_TOOLTIPS = ("The patched model.",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "model": ("MODEL", {"tooltip": "An SD1.x, SD2.x or SDXL model."}),
+                "edit": ("P2P_EDIT", {"tooltip": "From P2P Word Swap / Refine / Reweight (stacked or not)."}),
+            },
+            "optional": {
+                "self_attn_min_downsample": (
+                    "INT",
+                    {"default": DEFAULT_SELF_MIN_DOWNSAMPLE, "min": 1, "max": 64,
+                     "tooltip": "Self-attention is injected only at layers at least this many times smaller "
+                     "than the latent (4 = the official 16x16 maps at 512 px for SD1.x, 32x32 at 1024 px "
+                     "for SDXL). Lower it to keep more of the source's layout."},
+                ),
+                "attention_path": (
+                    ["fast", "reference"],
+                    {"default": "fast",
+                     "tooltip": "fast: memory-efficient attention, no map materialised. reference: "
+                     "materialises every edited map as in the paper (slow; for checking)."},
+                ),
+            },
+        }
+
+    def apply(self, model, edit, self_attn_min_downsample=DEFAULT_SELF_MIN_DOWNSAMPLE, attention_path="fast"):
+        patched, _ = apply_edit(
+            model, edit, reference=attention_path == "reference",
+            self_min_downsample=self_attn_min_downsample, node=self.DISPLAY_NAME,
+        )
+        return (patched,)

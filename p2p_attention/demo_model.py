@@ -1,0 +1,114 @@
+"""The pack's embedded demo model: a tiny text-to-image model trained by `training/train_demo.py`.
+
+64x64 RGB images of two coloured shapes over a textured background; a 4x AutoencoderKL
+(16x16x4 latent), an SD1-shaped UNet with self- and cross-attention at 16x16, 8x8 and 4x4,
+and ComfyUI's SD1 CLIP stack (real tokenizer) at width 128. Everything is built from ComfyUI's
+own classes by `model_build`; the weights ship as fp16 safetensors in `models/demo/`.
+
+The file stores only the token-embedding rows the training vocabulary uses
+(`clip.token_ids` + `clip.token_rows`); `load_demo_model` expands them into the full
+49408-row table (other rows zero).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from .model_build import ModelSpec
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEMO_WEIGHTS = REPO_ROOT / "models" / "demo" / "p2p_demo_tiny.safetensors"
+DEMO_SHA256 = "TO_BE_FILLED"
+VOCAB_SIZE = 49408
+TOKEN_KEY = "clip_l.transformer.text_model.embeddings.token_embedding.weight"
+
+DEMO_SPEC = ModelSpec(
+    arch="sd1",
+    unet={
+        "model_channels": 32,
+        "channel_mult": [1, 2, 4],
+        "num_res_blocks": [1, 1, 1],
+        "transformer_depth": [1, 1, 1],
+        "transformer_depth_output": [1, 1, 1, 1, 1, 1],
+        "transformer_depth_middle": 1,
+        "num_head_channels": 32,
+        "num_heads": -1,
+        "context_dim": 128,
+        "use_linear_in_transformer": False,
+    },
+    text_l={
+        "hidden_size": 128,
+        "intermediate_size": 512,
+        "num_attention_heads": 4,
+        "num_hidden_layers": 2,
+        "projection_dim": 128,
+    },
+    text_g=None,
+    vae={
+        "double_z": True,
+        "z_channels": 4,
+        "resolution": 64,
+        "in_channels": 3,
+        "out_ch": 3,
+        "ch": 32,
+        "ch_mult": [1, 2, 2],  # 4x: 64x64 image <-> 16x16x4 latent
+        "num_res_blocks": 1,
+        "attn_resolutions": [],
+        "dropout": 0.0,
+    },
+)
+DEMO_RESOLUTION = 64
+
+
+def sha256_of(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def split_state_dict(sd: dict) -> tuple[dict, dict, dict]:
+    """File layout -> (unet, text encoder, vae) state dicts (fp32), token table expanded."""
+    import torch
+
+    unet, clip, vae = {}, {}, {}
+    for k, v in sd.items():
+        if k.startswith("unet."):
+            unet[k[5:]] = v.float()
+        elif k.startswith("vae."):
+            vae[k[4:]] = v.float()
+        elif k.startswith("clip.") and k not in ("clip.token_ids", "clip.token_rows"):
+            clip[k[5:]] = v.float()
+    ids = sd["clip.token_ids"].long()
+    rows = sd["clip.token_rows"].float()
+    table = torch.zeros(VOCAB_SIZE, rows.shape[1])
+    table[ids] = rows
+    clip[TOKEN_KEY] = table
+    return unet, clip, vae
+
+
+def load_demo_model(path: str | Path | None = None, verify: bool = True):
+    """(MODEL ModelPatcher, comfy.sd.CLIP, comfy.sd.VAE) of the shipped demo model."""
+    import safetensors.torch
+
+    from .model_build import build_clip, build_unet, build_vae
+
+    path = Path(path) if path is not None else DEMO_WEIGHTS
+    if not path.is_file():
+        raise FileNotFoundError(f"demo weights not found at {path}")
+    if verify and path.resolve() == DEMO_WEIGHTS.resolve():
+        got = sha256_of(path)
+        if got != DEMO_SHA256:
+            raise RuntimeError(
+                f"demo weights {path} have sha256 {got}, expected {DEMO_SHA256}: the file is damaged or "
+                "was replaced; restore it from the repository or retrain with training/train_demo.py "
+                "and update DEMO_SHA256."
+            )
+    sd = safetensors.torch.load_file(str(path))
+    unet_sd, clip_sd, vae_sd = split_state_dict(sd)
+    model = build_unet(DEMO_SPEC, state_dict=unet_sd)
+    clip = build_clip(DEMO_SPEC, state_dict=clip_sd)
+    vae = build_vae(DEMO_SPEC, state_dict=vae_sd)
+    return model, clip, vae

@@ -1,0 +1,207 @@
+"""Edit plans: what the edit nodes build (P2P_PROMPTS, P2P_EDIT values) and their compiled tensors.
+
+One mechanism serves every control. For each edit item e (prompts 1..N, source is 0) and
+cross-attention token j of e, the edited map is
+
+    A_new = tau * [ (beta * (A_src @ M) + (1 - beta) * A_e) * w ] + (1 - tau) * A_e
+
+M maps source tokens to edit tokens (word swap or refinement alignment), beta is the
+refinement alpha (0 on inserted tokens), w the reweighting, tau the per-token cross-replace
+window at the current step. Expanded, A_new = a1 * (A_src @ M) + a2 * A_e with
+a1 = tau*beta*w and a2 = tau*(1-beta)*w + (1-tau): attention is linear in V, so both terms
+run on memory-efficient attention without materialising a map (see attention.py).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field, replace
+
+import torch
+
+from .prompts import TokenizedPrompt, refine_mapper, swap_mapper
+from .schedules import parse_window, parse_word_weights, parse_word_windows
+
+@dataclass(frozen=True)
+class PromptSet:
+    """The P2P_PROMPTS value: every prompt of one Prompt Pair node, source first."""
+
+    prompts: tuple[TokenizedPrompt, ...]
+    uid: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+    @property
+    def source(self) -> TokenizedPrompt:
+        return self.prompts[0]
+
+    @property
+    def edits(self) -> tuple[TokenizedPrompt, ...]:
+        return self.prompts[1:]
+
+    @property
+    def n_edits(self) -> int:
+        return len(self.prompts) - 1
+
+    @property
+    def length(self) -> int:
+        return self.source.length
+
+
+@dataclass(frozen=True)
+class EditPlan:
+    """The P2P_EDIT value. Immutable: stacking a control returns a new plan."""
+
+    prompts: PromptSet
+    mode: str = "none"  # "swap" | "refine" | "none" (reweight only: refinement alignment as base)
+    cross_windows: dict = field(default_factory=lambda: {"default": (0.0, 0.8)})
+    self_window: tuple[float, float] = (0.0, 0.4)
+    weights: dict = field(default_factory=dict)
+    blend: object | None = None  # LocalBlend settings (blend.py), stacked like the others
+
+    def describe(self) -> str:
+        parts = [self.mode if self.mode != "none" else "reweight"]
+        if self.weights:
+            parts.append("weights " + ", ".join(f"{k}={v:g}" for k, v in self.weights.items()))
+        return " + ".join(parts)
+
+
+def make_plan(
+    node: str,
+    prompts: PromptSet,
+    incoming: EditPlan | None,
+    mode: str | None,
+    cross_replace: str,
+    self_replace: str,
+    weights_text: str = "",
+) -> EditPlan:
+    """Validate one edit node's inputs and stack them on `incoming` (errors name `node`)."""
+    if not isinstance(prompts, PromptSet):
+        raise ValueError(f"{node}: 'prompts' must come from a P2P Prompt Pair node.")
+    if incoming is not None and incoming.prompts.uid != prompts.uid:
+        raise ValueError(
+            f"{node}: the incoming edit was built from a different P2P Prompt Pair than 'prompts'. "
+            "Connect both to the same Prompt Pair node."
+        )
+    try:
+        cross = parse_word_windows(cross_replace, "cross_replace")
+        self_w = parse_window(self_replace, "self_replace")
+        weights = parse_word_weights(weights_text, "weights") if weights_text.strip() else {}
+    except ValueError as e:
+        raise ValueError(f"{node}: {e}") from None
+    base = incoming or EditPlan(prompts=prompts)
+    new_mode = base.mode
+    if mode is not None:
+        if base.mode != "none":
+            raise ValueError(
+                f"{node}: the incoming edit is already a {base.mode}; a plan has one Word Swap or Refine. "
+                "Stack P2P Reweight (or Local Blend) on it instead."
+            )
+        new_mode = mode
+    merged = dict(base.weights)
+    for word, w in weights.items():
+        merged[word] = merged.get(word, 1.0) * w
+    plan = replace(
+        base,
+        mode=new_mode,
+        cross_windows=cross,
+        self_window=self_w,
+        weights=merged,
+    )
+    compile_plan(plan, node)  # validate now, at the node, not during sampling
+    return plan
+
+
+@dataclass
+class CompiledEdit:
+    """Per-edit-item tensors at the prompts' token length L (tiled to the context at use)."""
+
+    M: torch.Tensor  # [N, L, L]
+    beta: torch.Tensor  # [N, L]
+    w: torch.Tensor  # [N, L]
+    win_start: torch.Tensor  # [N, L] fractions
+    win_end: torch.Tensor  # [N, L]
+    self_window: tuple[float, float]
+    _cache: dict = field(default_factory=dict)
+
+    @property
+    def n_edits(self) -> int:
+        return self.M.shape[0]
+
+    def cross_coefficients(self, step: int, n_steps: int, ctx_len: int, device, dtype):
+        """(M_tiled [N, Lk, Lk], a1 [N, Lk], a2 [N, Lk]) at this step, or None when no token is replaced."""
+        start = torch.floor(self.win_start * n_steps)
+        end = torch.floor(self.win_end * n_steps)
+        tau = ((step >= start) & (step < end)).to(torch.float32)
+        if not bool(tau.any()):  # outside every window the edit item attends on its own
+            return None
+        a1 = tau * self.beta * self.w
+        a2 = tau * (1 - self.beta) * self.w + (1 - tau)
+        reps = ctx_len // self.M.shape[-1]
+        m = self._tiled_mapper(reps, device, dtype)
+        return m, a1.repeat(1, reps).to(device, dtype), a2.repeat(1, reps).to(device, dtype)
+
+    def _tiled_mapper(self, reps: int, device, dtype) -> torch.Tensor:
+        key = (reps, str(device), dtype)
+        if key not in self._cache:
+            # Context repeated r times (cond/uncond length LCM): token t sits at t + L*m, each copy
+            # carries 1/r of the attention, so the mapper is block-diagonal.
+            eye = torch.eye(reps, dtype=self.M.dtype)
+            tiled = torch.stack([torch.kron(eye, m) for m in self.M])
+            self._cache[key] = tiled.to(device=device, dtype=dtype)
+        return self._cache[key]
+
+    def self_active(self, step: int, n_steps: int) -> bool:
+        a, b = self.self_window
+        return int(a * n_steps) <= step < int(b * n_steps)
+
+
+def compile_plan(plan: EditPlan, node: str = "P2P Apply") -> CompiledEdit:
+    ps = plan.prompts
+    src = ps.source
+    Ms, betas, ws, starts, ends = [], [], [], [], []
+    found_weights = {word: False for word in plan.weights}
+    found_windows = {word: False for word in plan.cross_windows if word != "default"}
+    for i, edit in enumerate(ps.edits, start=1):
+        try:
+            if plan.mode == "swap":
+                M, beta = swap_mapper(src, edit)
+            else:
+                M, beta = refine_mapper(src, edit)
+        except ValueError as e:
+            raise ValueError(f"{node}: edit prompt {i} ({edit.text!r}): {e}") from None
+        L = edit.length
+        w = torch.ones(L)
+        for word, val in plan.weights.items():
+            pos = edit.positions_of(word)
+            if pos:
+                found_weights[word] = True
+                w[pos] = w[pos] * val
+        a, b = plan.cross_windows["default"]
+        start, end = torch.full((L,), float(a)), torch.full((L,), float(b))
+        for word, (wa, wb) in plan.cross_windows.items():
+            if word == "default":
+                continue
+            pos = edit.positions_of(word)
+            if pos:
+                found_windows[word] = True
+                start[pos], end[pos] = float(wa), float(wb)
+        Ms.append(M.float())
+        betas.append(beta.float())
+        ws.append(w)
+        starts.append(start)
+        ends.append(end)
+    missing = [w for w, ok in found_weights.items() if not ok] + [w for w, ok in found_windows.items() if not ok]
+    if missing:
+        words = sorted({w for p in ps.edits for w in p.words})
+        raise ValueError(
+            f"{node}: word(s) {missing} are not in any edit prompt. Words available: {', '.join(words)}."
+        )
+    if ps.n_edits == 0:
+        raise ValueError(f"{node}: the Prompt Pair has no edit prompt.")
+    return CompiledEdit(
+        M=torch.stack(Ms),
+        beta=torch.stack(betas),
+        w=torch.stack(ws),
+        win_start=torch.stack(starts),
+        win_end=torch.stack(ends),
+        self_window=plan.self_window,
+    )

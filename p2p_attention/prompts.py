@@ -1,0 +1,414 @@
+"""Prompt tokenization with word spans, and the token mappers of word swap and refinement.
+
+ComfyUI's tokenizer (comfy/sd1_clip.py SDTokenizer.tokenize_with_weights) gives every weighted
+segment one "word id", so its ids cannot locate words. Here each prompt is tokenized with
+ComfyUI's own tokenizer (the tokens the text encoder sees), and the whitespace words of the
+weight-stripped text are tokenized one by one with the same HF tokenizer and matched, in order,
+against the non-special tokens. Every token position is then either a word token or a special
+(start / end / pad of its 77-token chunk).
+
+Mappers follow Prompt-to-Prompt (Hertz et al. 2022): M[i, j] is the weight of source position i
+in edit position j (A_edit = A_src @ M), alpha[j] = 1 where edit position j takes the source's
+attention. Specials map chunk by chunk, start to start, end to end, pad p to pad p, so the tokens
+after a swapped word of a different length, end-of-text and padding stay aligned (the official
+seq_aligner wrote mapper[j, j] there).
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass
+
+import torch
+
+START, END, PAD = "start", "end", "pad"
+
+_EDGE_PUNCT = re.compile(r"^[\W_]+|[\W_]+$")
+_ALNUM = re.compile(r"[^\W_]")
+
+
+def _core(word: str) -> str:
+    """Lowercased word without surrounding punctuation ("Cat," -> "cat")."""
+    return _EDGE_PUNCT.sub("", word.lower())
+
+
+@dataclass(frozen=True)
+class TokenizedPrompt:
+    text: str
+    ids: tuple[int, ...]  # flat token ids over all chunks (first tokenizer key)
+    word_of: tuple[int, ...]  # per position: index into `words`, or -1 for start/end/pad
+    words: tuple[str, ...]  # whitespace words, weight syntax removed, lowercased
+    n_chunks: int
+    # Additions (defaults keep the documented constructor working):
+    special: tuple[str, ...] = ()  # per position: "" for word tokens, else "start" / "end" / "pad"
+    token_text: tuple[str, ...] = ()  # per position: readable token ("cat", ",", "<|endoftext|>", "<pad>")
+    chunk_len: int = 77
+
+    @property
+    def length(self) -> int:
+        return len(self.ids)
+
+    @functools.cached_property
+    def word_positions(self) -> tuple[tuple[int, ...], ...]:
+        """Token positions of each word, in order (a word may span a chunk boundary)."""
+        out: list[list[int]] = [[] for _ in self.words]
+        for pos, w in enumerate(self.word_of):
+            if w >= 0:
+                out[w].append(pos)
+        return tuple(tuple(p) for p in out)
+
+    @functools.cached_property
+    def roles(self) -> tuple[str, ...]:
+        """Per position "" / "start" / "end" / "pad" (derived from word_of if `special` is empty)."""
+        if self.special:
+            return self.special
+        roles = []
+        for c in range(self.n_chunks):
+            chunk = self.word_of[c * self.chunk_len : (c + 1) * self.chunk_len]
+            content = [k for k, w in enumerate(chunk) if w >= 0]
+            first = content[0] if content else 1
+            seen_end = False
+            for k, w in enumerate(chunk):
+                if w >= 0:
+                    roles.append("")
+                elif k < first:
+                    roles.append(START)
+                elif not seen_end:
+                    roles.append(END)
+                    seen_end = True
+                else:
+                    roles.append(PAD)
+        return tuple(roles)
+
+    def _core_positions(self, w: int, trim: bool) -> list[int]:
+        pos = list(self.word_positions[w])
+        if not trim or not self.token_text:
+            return pos
+        keep = [p for p in pos if _ALNUM.search(self.token_text[p])]
+        if not keep:
+            return pos
+        # drop leading/trailing punctuation tokens only ("cat," -> cat; "don't" keeps both)
+        lo, hi = pos.index(keep[0]), pos.index(keep[-1])
+        return pos[lo : hi + 1]
+
+    def positions_of(self, word: str) -> list[int]:
+        """Token positions of every occurrence of `word` (case-insensitive, surrounding punctuation
+        ignored, punctuation tokens at the word's edges left out). Several whitespace-separated
+        words match as a phrase. [] if absent."""
+        query = word.lower().split()
+        if not query:
+            return []
+        cores = [_core(q) for q in query]
+        found: set[int] = set()
+        n = len(query)
+        for s in range(len(self.words) - n + 1):
+            ok = True
+            for k in range(n):
+                w = self.words[s + k]
+                if (_core(w) != cores[k]) if cores[k] else (w != query[k]):
+                    ok = False
+                    break
+            if ok:
+                for k in range(n):
+                    found.update(self._core_positions(s + k, trim=bool(cores[k])))
+        return sorted(found)
+
+
+# ----------------------------------------------------------------------------- tokenization
+
+
+def _sub_tokenizer(clip, key: str):
+    """The comfy SDTokenizer behind one key of clip.tokenize's output ("l" -> clip.tokenizer.clip_l)."""
+    tok = clip.tokenizer
+    for name in (f"clip_{key}", key):
+        sub = getattr(tok, name, None)
+        if sub is not None and hasattr(sub, "tokenizer") and hasattr(sub, "tokens_start"):
+            return sub
+    raise ValueError(
+        f"Prompt-to-Prompt supports CLIP text encoders (SD1.x, SDXL); this CLIP's tokenizer "
+        f"({type(tok).__name__}, key {key!r}) is not one of them."
+    )
+
+
+def _word_pieces(text: str) -> list[list[str]]:
+    """Whitespace words of the weight-stripped text, each as its pieces (one per weighted segment it
+    spans, tokenized separately by ComfyUI: "(red:1.2)cat" is one word of two pieces)."""
+    from comfy.sd1_clip import escape_important, token_weights, unescape_important
+
+    words: list[list[str]] = []
+    joinable = False  # the previous segment ended inside a word
+    for segment, _weight in token_weights(escape_important(text), 1.0):
+        seg = unescape_important(segment)
+        parts = seg.split()
+        if not parts:
+            joinable = False
+            continue
+        if joinable and not seg[0].isspace():
+            words[-1].append(parts[0])
+            parts = parts[1:]
+        words.extend([p] for p in parts)
+        joinable = not seg[-1].isspace()
+    return words
+
+
+def _word_tokens(sub, piece: str) -> list[int]:
+    ids = sub.tokenizer(piece)["input_ids"]
+    end = -1 if sub.tokenizer_adds_end_token else None
+    return list(ids[sub.tokens_start : end])
+
+
+def _token_label(sub, tok: int, role: str) -> str:
+    if role == PAD:
+        return "<pad>"
+    text = sub.inv_vocab.get(tok, str(tok)) if hasattr(sub, "inv_vocab") else str(tok)
+    return text[:-4] if text.endswith("</w>") else text
+
+
+def _build(text: str, chunks: list[list[tuple]], sub) -> TokenizedPrompt:
+    chunk_len = len(chunks[0])
+    if any(len(c) != chunk_len for c in chunks):
+        raise ValueError(f"Prompt {text!r}: the tokenizer returned chunks of unequal length.")
+    ids: list[int] = []
+    specials: list[str] = []
+    content_ids: list[int] = []
+    content_pos: list[int] = []
+    start_tok = getattr(sub, "start_token", None)
+    end_tok = getattr(sub, "end_token", None)
+    for chunk in chunks:
+        seen_content = seen_end = False
+        for entry in chunk:
+            tok, wid = entry[0], entry[2]
+            if not isinstance(tok, int):
+                raise ValueError(
+                    f"Prompt {text!r} uses a textual-inversion embedding; Prompt-to-Prompt cannot locate "
+                    "words around embeddings. Write the prompts without 'embedding:' names."
+                )
+            pos = len(ids)
+            ids.append(tok)
+            if wid != 0:
+                specials.append("")
+                content_ids.append(tok)
+                content_pos.append(pos)
+                seen_content = True
+            elif not seen_content and not seen_end and tok == start_tok and start_tok is not None:
+                specials.append(START)
+            elif not seen_end and (tok == end_tok or end_tok is None):
+                specials.append(END)
+                seen_end = True
+            else:
+                specials.append(PAD)
+
+    pieces = _word_pieces(text)
+    words = tuple("".join(p).lower() for p in pieces)
+    word_of = [-1] * len(ids)
+    k = 0
+    for w, word_pieces in enumerate(pieces):
+        toks = [t for piece in word_pieces for t in _word_tokens(sub, piece)]
+        if content_ids[k : k + len(toks)] != toks:
+            hint = " (an 'embedding:' name?)" if "embedding:" in text else ""
+            raise ValueError(
+                f"Prompt {text!r}: cannot locate the word {words[w]!r}{hint} in ComfyUI's tokens; "
+                "Prompt-to-Prompt needs plain text prompts (weights like (word:1.2) are fine)."
+            )
+        for _ in toks:
+            word_of[content_pos[k]] = w
+            k += 1
+    if k != len(content_ids):
+        raise ValueError(
+            f"Prompt {text!r}: ComfyUI's tokens contain {len(content_ids) - k} token(s) that belong to no "
+            "word (an 'embedding:' name?); Prompt-to-Prompt needs plain text prompts."
+        )
+    labels = tuple(_token_label(sub, t, r) for t, r in zip(ids, specials))
+    return TokenizedPrompt(
+        text=text,
+        ids=tuple(ids),
+        word_of=tuple(word_of),
+        words=words,
+        n_chunks=len(chunks),
+        special=tuple(specials),
+        token_text=labels,
+        chunk_len=chunk_len,
+    )
+
+
+def _is_chunk_list(value) -> bool:
+    return isinstance(value, list) and len(value) > 0 and all(isinstance(c, list) for c in value)
+
+
+def tokenize_prompts(clip, texts: list[str]) -> tuple[list[dict], list[TokenizedPrompt]]:
+    """Tokenize each text with ComfyUI's tokenizer (clip.tokenize) and pad every prompt to the same
+    number of chunks with the tokenizer's own chunk of "" (per key), so the encoded conditionings
+    concatenate into one batch. Returns the per-prompt token dicts (for
+    clip.encode_from_tokens(tokens, return_pooled=True)) and the TokenizedPrompts (positions of the
+    first tokenizer key; every key must agree on where the word tokens are)."""
+    raw = [clip.tokenize(t, return_word_ids=True) for t in texts]
+    if not raw:
+        return [], []
+    keys = [k for k, v in raw[0].items() if _is_chunk_list(v)]
+    if not keys:
+        raise ValueError("Prompt-to-Prompt: this CLIP's tokenizer output has no token chunks.")
+    n_chunks = max(len(r[k]) for r in raw for k in keys)
+    empty = clip.tokenize("", return_word_ids=True)
+    for r in raw:
+        for k in keys:
+            while len(r[k]) < n_chunks:
+                r[k].append(list(empty[k][0]))
+
+    first = keys[0]
+    sub = _sub_tokenizer(clip, first)
+    tokenized = []
+    for text, r in zip(texts, raw):
+        layout = [[e[2] != 0 for e in c] for c in r[first]]
+        for k in keys[1:]:
+            if [[e[2] != 0 for e in c] for c in r[k]] != layout:
+                raise ValueError(
+                    f"Prompt {text!r}: the text encoders {first!r} and {k!r} place the words at different "
+                    "token positions; Prompt-to-Prompt needs them aligned."
+                )
+        tokenized.append(_build(text, r[first], sub))
+
+    token_dicts = []
+    for r in raw:
+        d = {}
+        for k, v in r.items():
+            if k in keys:
+                d[k] = [[tuple(e[:2]) if isinstance(e, tuple) and len(e) == 3 else e for e in c] for c in v]
+            else:
+                d[k] = v
+        token_dicts.append(d)
+    return token_dicts, tokenized
+
+
+# ----------------------------------------------------------------------------- mappers
+
+
+def _check_pair(src: TokenizedPrompt, edit: TokenizedPrompt) -> None:
+    if src.length != edit.length or src.chunk_len != edit.chunk_len:
+        raise ValueError(
+            f"The source ({src.length} tokens) and edit ({edit.length} tokens) prompts were tokenized "
+            "separately; tokenize them together (tokenize_prompts) so they have the same length."
+        )
+
+
+def _map_specials(src: TokenizedPrompt, edit: TokenizedPrompt, M: torch.Tensor, alpha: torch.Tensor) -> None:
+    """Chunk by chunk: k-th start -> k-th start, end -> end, pad p -> pad p (the source's last pad,
+    else its end, when the source chunk has fewer)."""
+    L, n = src.chunk_len, src.n_chunks
+    src_roles, edit_roles = src.roles, edit.roles
+    for c in range(n):
+        lo, hi = c * L, (c + 1) * L
+        slots: dict[str, list[int]] = {START: [], END: [], PAD: []}
+        for i in range(lo, hi):
+            if src_roles[i]:
+                slots[src_roles[i]].append(i)
+        count = {START: 0, END: 0, PAD: 0}
+        for j in range(lo, hi):
+            role = edit_roles[j]
+            if not role:
+                continue
+            k = count[role]
+            count[role] += 1
+            cands = slots[role]
+            if k < len(cands):
+                i = cands[k]
+            elif cands:
+                i = cands[-1]
+            else:  # fall back within the chunk: pad -> end, end -> last pad, start -> nothing
+                fallback = {PAD: (END,), END: (PAD,), START: ()}[role]
+                others = [slots[r][-1] for r in fallback if slots[r]]
+                if not others:
+                    alpha[j] = 0.0
+                    continue
+                i = others[0]
+            M[i, j] = 1.0
+
+
+def swap_mapper(src: TokenizedPrompt, edit: TokenizedPrompt) -> tuple[torch.Tensor, torch.Tensor]:
+    """Word swap: words correspond by index. Returns M [L, L] float32 (M[i, j] = weight of source
+    position i in edit position j) and alpha [L] (ones). A word whose token count differs spreads:
+    M[i, j] = 1/len(J) for every source token i and edit token j of the word (the official
+    behaviour: each source row sums to 1). Edit positions without any source (a word with no
+    tokens in the source) get alpha 0."""
+    _check_pair(src, edit)
+    if len(src.words) != len(edit.words):
+        raise ValueError(
+            f"Word swap needs the same number of words in both prompts: the source has {len(src.words)}, "
+            f"the edit has {len(edit.words)}. Use P2P Refine to add or remove words."
+        )
+    n = src.length
+    M = torch.zeros(n, n, dtype=torch.float32)
+    alpha = torch.ones(n, dtype=torch.float32)
+    for I, J in zip(src.word_positions, edit.word_positions):
+        if len(I) == len(J):
+            for i, j in zip(I, J):
+                M[i, j] = 1.0
+        elif not I:
+            for j in J:
+                alpha[j] = 0.0
+        else:
+            for j in J:
+                for i in I:
+                    M[i, j] = 1.0 / len(J)
+    _map_specials(src, edit, M, alpha)
+    return M, alpha
+
+
+def _global_align(x: list[int], y: list[int]) -> list[tuple[int, int]]:
+    """Needleman-Wunsch (gap 0, match 1, mismatch -1) with the official tie order (left, up,
+    diagonal); returns the (x index, y index) pairs of matched tokens."""
+    n, m = len(x), len(y)
+    trace = [bytearray(m + 1) for _ in range(n + 1)]  # 1 left (gap in x), 2 up (gap in y), 3 diagonal
+    trace[0][1:] = b"\x01" * m
+    prev = [0] * (m + 1)
+    for i in range(1, n + 1):
+        row = trace[i]
+        row[0] = 2
+        cur = [0] * (m + 1)
+        xi = x[i - 1]
+        for j in range(1, m + 1):
+            left = cur[j - 1]
+            up = prev[j]
+            diag = prev[j - 1] + (1 if xi == y[j - 1] else -1)
+            if left >= up and left >= diag:
+                cur[j], row[j] = left, 1
+            elif up >= diag:
+                cur[j], row[j] = up, 2
+            else:
+                cur[j], row[j] = diag, 3
+        prev = cur
+    pairs = []
+    i, j = n, m
+    while i > 0 or j > 0:
+        t = trace[i][j]
+        if t == 3:
+            i, j = i - 1, j - 1
+            if x[i] == y[j]:
+                pairs.append((i, j))
+        elif t == 1:
+            j -= 1
+        else:
+            i -= 1
+    pairs.reverse()
+    return pairs
+
+
+def refine_mapper(src: TokenizedPrompt, edit: TokenizedPrompt) -> tuple[torch.Tensor, torch.Tensor]:
+    """Refinement: global alignment of the two prompts' word-token id sequences (across chunks).
+    Each edit token aligned to a source token maps to it one-to-one with alpha 1; inserted edit
+    tokens get alpha 0 and an all-zero column; deleted source tokens an all-zero row. Specials are
+    mapped as in swap_mapper."""
+    _check_pair(src, edit)
+    n = src.length
+    M = torch.zeros(n, n, dtype=torch.float32)
+    alpha = torch.ones(n, dtype=torch.float32)
+    src_pos = [p for p, w in enumerate(src.word_of) if w >= 0]
+    edit_pos = [p for p, w in enumerate(edit.word_of) if w >= 0]
+    for p in edit_pos:
+        alpha[p] = 0.0
+    pairs = _global_align([src.ids[p] for p in src_pos], [edit.ids[p] for p in edit_pos])
+    for a, b in pairs:
+        M[src_pos[a], edit_pos[b]] = 1.0
+        alpha[edit_pos[b]] = 1.0
+    _map_specials(src, edit, M, alpha)
+    return M, alpha

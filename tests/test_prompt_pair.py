@@ -1,0 +1,55 @@
+"""P2P Prompt Pair / Latent Batch: one conditioning row per batch item, shared noise."""
+
+import pytest
+import torch
+from sampling import empty_latent, encode, sample
+
+from p2p_attention.conditioning import encode_prompt_set, latent_batch
+
+
+def test_item0_equals_batch_of_one_source_run(tiny_model):
+    arch, (model, clip, _) = tiny_model
+    source = "a photo of a cat riding a bicycle"
+    cond, prompts = encode_prompt_set(clip, source, ["a photo of a dog riding a bicycle", "a sketch of a cat"])
+    assert cond[0][0].shape[0] == 3
+    if arch == "sdxl":
+        assert cond[0][1]["pooled_output"].shape[0] == 3
+    neg = encode(clip, "")
+    batch = latent_batch(empty_latent(), 1 + prompts.n_edits)
+    assert batch["samples"].shape[0] == 3 and batch["batch_index"] == [0, 0, 0]
+    out = sample(model, cond, neg, batch, seed=3)
+    alone = sample(model, encode(clip, source), neg, empty_latent(), seed=3)
+    diff = (out[0] - alone[0]).abs().max().item()
+    print(f"{arch}: item 0 vs batch-of-one max abs diff {diff:.2e}")
+    assert diff <= 1e-5
+    # The edits really got their own prompts: they differ from the source.
+    assert (out[1] - out[0]).abs().max() > 1e-3
+
+
+def test_long_prompts_share_chunk_count(tiny_sd1):
+    _, clip, _ = tiny_sd1
+    long_src = " ".join(["a red house"] * 30)  # > 77 tokens: two chunks
+    cond, prompts = encode_prompt_set(clip, long_src, ["a small boat"])
+    assert cond[0][0].shape[:2] == (2, 154)
+    assert prompts.source.n_chunks == prompts.edits[0].n_chunks == 2
+
+
+@pytest.mark.parametrize(
+    "source,edits,match",
+    [("   ", ["a dog"], "source prompt is empty"), ("a cat", [], "no edit prompt")],
+)
+def test_bad_prompts_name_the_node(tiny_sd1, source, edits, match):
+    _, clip, _ = tiny_sd1
+    with pytest.raises(ValueError, match=match) as e:
+        encode_prompt_set(clip, source, edits)
+    assert str(e.value).startswith("P2P Prompt Pair:")
+
+
+def test_latent_batch_refuses_a_batch(tiny_sd1):
+    with pytest.raises(ValueError, match="P2P Latent Batch: the input latent has batch 2"):
+        latent_batch(empty_latent(batch=2), 3)
+
+
+def test_latent_batch_keeps_noise_index():
+    lat = latent_batch({"samples": torch.zeros(1, 4, 8, 8), "batch_index": [5]}, 3)
+    assert lat["batch_index"] == [5, 5, 5]
