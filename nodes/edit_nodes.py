@@ -1,6 +1,7 @@
 """P2P Word Swap, P2P Refine, P2P Reweight and P2P Apply."""
 
-from ..p2p_attention.edits import make_plan
+from ..p2p_attention.blend import make_blend
+from ..p2p_attention.edits import make_plan, with_blend
 from ..p2p_attention.patch import DEFAULT_SELF_MIN_DOWNSAMPLE, apply_edit
 
 CATEGORY = "prompt_to_prompt"
@@ -110,8 +111,12 @@ class P2PApply:
         "source image, items 1..N the edits."
     )
     FUNCTION = "apply"
-    RETURN_TYPES = ("MODEL",)
-    OUTPUT_TOOLTIPS = ("The patched model.",)
+    RETURN_TYPES = ("MODEL", "P2P_STORE")
+    RETURN_NAMES = ("model", "attention_store")
+    OUTPUT_TOOLTIPS = (
+        "The patched model.",
+        "Cross-attention maps recorded while sampling (for P2P Attention Maps).",
+    )
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -128,6 +133,13 @@ class P2PApply:
                      "than the latent (4 = the official 16x16 maps at 512 px for SD1.x, 32x32 at 1024 px "
                      "for SDXL). Lower it to keep more of the source's layout."},
                 ),
+                "map_downsample": (
+                    "INT",
+                    {"default": DEFAULT_SELF_MIN_DOWNSAMPLE, "min": 1, "max": 64,
+                     "tooltip": "Resolution of the attention store and local blend, as a factor of the latent "
+                     "(4 = 16x16 maps at 512 px SD1.x, 32x32 at 1024 px SDXL); the nearest level the UNet has "
+                     "is used."},
+                ),
                 "attention_path": (
                     ["fast", "reference"],
                     {"default": "fast",
@@ -137,9 +149,51 @@ class P2PApply:
             },
         }
 
-    def apply(self, model, edit, self_attn_min_downsample=DEFAULT_SELF_MIN_DOWNSAMPLE, attention_path="fast"):
-        patched, _ = apply_edit(
-            model, edit, reference=attention_path == "reference",
-            self_min_downsample=self_attn_min_downsample, node=self.DISPLAY_NAME,
+    def apply(self, model, edit, self_attn_min_downsample=DEFAULT_SELF_MIN_DOWNSAMPLE,
+              map_downsample=DEFAULT_SELF_MIN_DOWNSAMPLE, attention_path="fast"):
+        patched, runtime = apply_edit(
+            model, edit, reference=attention_path == "reference", self_min_downsample=self_attn_min_downsample,
+            map_downsample=map_downsample, node=self.DISPLAY_NAME,
         )
-        return (patched,)
+        return (patched, runtime.store)
+
+
+class P2PLocalBlend:
+    NODE_ID = "P2PLocalBlend"
+    DISPLAY_NAME = "P2P Local Blend"
+    CATEGORY = CATEGORY
+    FUNCTION = "build"
+    RETURN_TYPES = ("P2P_EDIT",)
+    RETURN_NAMES = ("edit",)
+    OUTPUT_TOOLTIPS = ("The edit with local blend: connect to P2P Apply or stack more controls.",)
+    DESCRIPTION = (
+        "Keeps everything outside the edited words' region equal to the source: the region is where the "
+        "words' cross-attention (source's or edit's) exceeds the threshold. Stacks with Word Swap, Refine "
+        "and Reweight; alone it only blends."
+    )
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "prompts": _PROMPTS,
+                "words": ("STRING", {"default": "cat, dog",
+                                     "tooltip": "Words whose region may change, comma separated; each is "
+                                     "looked up in every prompt that has it (e.g. 'cat, dog' for cat -> dog)."}),
+                "subtract": ("STRING", {"default": "", "tooltip": "Words whose region must stay as the source."}),
+                "threshold": ("FLOAT", {"default": 0.3, "min": 0.0, "max": 1.0, "step": 0.01,
+                                        "tooltip": "Share of the map's maximum above which a pixel is edited."}),
+                "subtract_threshold": ("FLOAT", {"default": 0.3, "min": 0.0, "max": 1.0, "step": 0.01,
+                                                 "tooltip": "The same for the subtract words."}),
+                "start_blend": ("FLOAT", {"default": 0.2, "min": 0.0, "max": 1.0, "step": 0.01,
+                                          "tooltip": "Share of steps before blending starts (maps settle first)."}),
+                "dilation": ("INT", {"default": 1, "min": 0, "max": 8,
+                                     "tooltip": "Max-pool radius in map pixels (1 = the official 3x3)."}),
+            },
+            "optional": {"edit": _EDIT_IN},
+        }
+
+    def build(self, prompts, words, subtract, threshold, subtract_threshold, start_blend, dilation, edit=None):
+        spec = make_blend(self.DISPLAY_NAME, prompts, words, subtract, threshold, subtract_threshold,
+                          start_blend, dilation)
+        return (with_blend(self.DISPLAY_NAME, edit, prompts, spec),)

@@ -22,6 +22,7 @@ import torch
 from .prompts import TokenizedPrompt, refine_mapper, swap_mapper
 from .schedules import parse_window, parse_word_weights, parse_word_windows
 
+
 @dataclass(frozen=True)
 class PromptSet:
     """The P2P_PROMPTS value: every prompt of one Prompt Pair node, source first."""
@@ -108,6 +109,14 @@ def make_plan(
     )
     compile_plan(plan, node)  # validate now, at the node, not during sampling
     return plan
+
+
+def with_blend(node: str, incoming: EditPlan | None, prompts: PromptSet, blend) -> EditPlan:
+    """Stack a LocalBlendSpec on an edit (or on an identity edit, for a blend-only run)."""
+    if incoming is not None and incoming.prompts.uid != prompts.uid:
+        raise ValueError(f"{node}: the incoming edit was built from a different P2P Prompt Pair than 'prompts'.")
+    base = incoming or EditPlan(prompts=prompts, cross_windows={"default": (0.0, 0.0)}, self_window=(0.0, 0.0))
+    return replace(base, blend=blend)
 
 
 @dataclass

@@ -10,12 +10,13 @@ from __future__ import annotations
 import logging
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
 from . import attention
 from .edits import CompiledEdit, EditPlan, compile_plan
+from .store import AttentionStore, block_downsample, choose_factor
 
 WRAPPER_KEY = "p2p_attention"
 COND_UID_KEY = "p2p_prompts_uid"  # set by P2P Prompt Pair on its conditioning
@@ -52,17 +53,24 @@ def spatial_downsample(n_tokens: int, height: int, width: int) -> int:
     return max(1, round(math.sqrt(height * width / max(n_tokens, 1))))
 
 
-def current_step(extra_options: dict, node: str = "P2P Apply") -> tuple[int, int]:
-    """(step index, number of steps) from the sampler's sigmas, for any sampler and schedule."""
-    sample_sigmas = extra_options.get("sample_sigmas")
+def _nearest_step(sigma: torch.Tensor, sample_sigmas, node: str) -> tuple[int, int]:
     if sample_sigmas is None:
         raise RuntimeError(
             f"{node}: the patched MODEL must be sampled by ComfyUI's sampler nodes "
             "(KSampler, KSamplerAdvanced, SamplerCustom, SamplerCustomAdvanced)."
         )
-    sigma = extra_options["sigmas"].reshape(-1)[0].to(sample_sigmas.device, sample_sigmas.dtype)
-    step = int(torch.argmin((sample_sigmas[:-1] - sigma).abs()))
-    return step, len(sample_sigmas) - 1
+    sigma = sigma.reshape(-1)[0].to(sample_sigmas.device, sample_sigmas.dtype)
+    return int(torch.argmin((sample_sigmas[:-1] - sigma).abs())), len(sample_sigmas) - 1
+
+
+def current_step(extra_options: dict, node: str = "P2P Apply") -> tuple[int, int]:
+    """(step index, number of steps) inside attention, from the sampler's sigmas (any sampler/schedule)."""
+    return _nearest_step(extra_options["sigmas"], extra_options.get("sample_sigmas"), node)
+
+
+def step_of(sigma: torch.Tensor, model_options: dict, node: str = "P2P Apply") -> tuple[int, int]:
+    """(step index, number of steps) in sampler hooks (post-CFG functions, wrappers)."""
+    return _nearest_step(sigma, model_options.get("transformer_options", {}).get("sample_sigmas"), node)
 
 
 @dataclass
@@ -97,7 +105,7 @@ class P2PRuntime:
     compiled: CompiledEdit
     reference: bool = False  # materialise maps (tests and benchmarks)
     self_min_downsample: int = DEFAULT_SELF_MIN_DOWNSAMPLE
-    observers: list = field(default_factory=list)  # called at cross-attention: attention store
+    store: AttentionStore | None = None  # fed at cross-attention, before editing
 
     def attend(self, kind: str, q, k, v, extra: dict, prior):
         heads = extra["n_heads"]
@@ -105,8 +113,8 @@ class P2PRuntime:
         layout = batch_layout(q.shape[0], extra["cond_or_uncond"], self.compiled.n_edits)
         step, n_steps = current_step(extra)
         if kind == "attn2":
-            for obs in self.observers:
-                obs(q, k, extra, layout, step, n_steps)
+            if self.store is not None:
+                self.store(q, k, extra, layout, step, n_steps)
             coeffs = self.compiled.cross_coefficients(step, n_steps, k.shape[1], q.device, q.dtype)
             active = coeffs is not None
         else:
@@ -181,6 +189,8 @@ def make_outer_sample_wrapper(runtime: P2PRuntime, node: str = "P2P Apply"):
                 f"{node}: the sampler's positive conditioning does not come from the P2P Prompt Pair this "
                 "edit was built from. Connect that Prompt Pair's CONDITIONING to the sampler's positive input."
             )
+        if runtime.store is not None:
+            runtime.store.reset()
         name = _sampler_name(sampler)
         if any(tag in name for tag in _NOISY_SAMPLERS) and name not in _warned:
             _warned.add(name)
@@ -200,6 +210,7 @@ def apply_edit(
     plan: EditPlan,
     reference: bool = False,
     self_min_downsample: int = DEFAULT_SELF_MIN_DOWNSAMPLE,
+    map_downsample: int = DEFAULT_SELF_MIN_DOWNSAMPLE,
     node: str = "P2P Apply",
 ):
     """A patched clone of `model_patcher` (the input is never mutated) and its runtime."""
@@ -212,8 +223,12 @@ def apply_edit(
             f"{node}: this MODEL has no UNet cross-attention blocks (DiT models such as Flux, SD3 or "
             "Wan are not supported). Use an SD1.x, SD2.x or SDXL checkpoint."
         )
+    factors = block_downsample(diffusion_model)
+    factor = choose_factor(set(factors.values()), map_downsample)
+    store = AttentionStore({k for k, f in factors.items() if f == factor}, factor, plan.prompts)
     runtime = P2PRuntime(
-        plan=plan, compiled=compile_plan(plan, node), reference=reference, self_min_downsample=self_min_downsample
+        plan=plan, compiled=compile_plan(plan, node), reference=reference,
+        self_min_downsample=self_min_downsample, store=store,
     )
     patched = model_patcher.clone()
     existing = patched.model_options.get("transformer_options", {}).get("patches_replace", {})
@@ -227,4 +242,8 @@ def apply_edit(
     patched.add_wrapper_with_key(
         comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, WRAPPER_KEY, make_outer_sample_wrapper(runtime, node)
     )
+    if plan.blend is not None:
+        from .blend import make_post_cfg
+
+        patched.set_model_sampler_post_cfg_function(make_post_cfg(plan.blend, store, plan.prompts))
     return patched, runtime

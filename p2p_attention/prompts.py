@@ -339,17 +339,17 @@ def swap_mapper(src: TokenizedPrompt, edit: TokenizedPrompt) -> tuple[torch.Tens
     n = src.length
     M = torch.zeros(n, n, dtype=torch.float32)
     alpha = torch.ones(n, dtype=torch.float32)
-    for I, J in zip(src.word_positions, edit.word_positions):
-        if len(I) == len(J):
-            for i, j in zip(I, J):
+    for src_toks, edit_toks in zip(src.word_positions, edit.word_positions):
+        if len(src_toks) == len(edit_toks):
+            for i, j in zip(src_toks, edit_toks):
                 M[i, j] = 1.0
-        elif not I:
-            for j in J:
+        elif not src_toks:
+            for j in edit_toks:
                 alpha[j] = 0.0
         else:
-            for j in J:
-                for i in I:
-                    M[i, j] = 1.0 / len(J)
+            for j in edit_toks:
+                for i in src_toks:
+                    M[i, j] = 1.0 / len(edit_toks)
     _map_specials(src, edit, M, alpha)
     return M, alpha
 

@@ -21,7 +21,7 @@ _EPS = 1e-9
 
 
 def parse_window(text: str, what: str) -> tuple[float, float]:
-    """"0.8" -> (0.0, 0.8); "0.2-0.8" -> (0.2, 0.8); needs 0 <= a <= b <= 1."""
+    """Parse a window: "0.8" -> (0.0, 0.8); "0.2-0.8" -> (0.2, 0.8); needs 0 <= a <= b <= 1."""
     m = _WINDOW.match(str(text))
     if not m:
         raise ValueError(
@@ -51,7 +51,7 @@ def _split_entry(entry: str, what: str) -> tuple[str, str]:
 
 
 def parse_word_windows(text: str, what: str) -> dict[str, tuple[float, float]]:
-    """"0.8", "default: 0.8, lion: 0.4" or "default: 0.1-0.8, lion: 0-0.4" (commas or newlines).
+    """Parse per-word windows: "0.8", "default: 0.8, lion: 0.4" or "default: 0.1-0.8, lion: 0-0.4" (commas or newlines).
     A bare window sets "default"; "default" is always present ((0.0, 0.8) when not given).
     Word keys are lowercased."""
     out: dict[str, tuple[float, float]] = {}
@@ -70,7 +70,7 @@ def parse_word_windows(text: str, what: str) -> dict[str, tuple[float, float]]:
 
 
 def parse_word_weights(text: str, what: str) -> dict[str, float]:
-    """"smiling: 2, cat: -1.5" (commas or newlines) -> {"smiling": 2.0, "cat": -1.5}; "" -> {}."""
+    """Parse per-word weights: "smiling: 2, cat: -1.5" (commas or newlines) -> {"smiling": 2.0, "cat": -1.5}; "" -> {}."""
     out: dict[str, float] = {}
     for entry in _entries(text):
         key, value = _split_entry(entry, what)

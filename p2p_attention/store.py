@@ -1,0 +1,90 @@
+"""Attention store: per-token cross-attention maps of the source and every edit.
+
+Maps are materialised only at the layers of ONE resolution (a downsample factor of the
+latent, default 4: 16x16 at 512 px for SD1.x, 32x32 at 1024 px for SDXL), averaged over
+heads and layers, summed over steps. Memory: (1 + N) * h * w * L floats, e.g. 3 items at
+16x16 with 77 tokens = 236 KB; transient per layer: (1 + N) * heads * h*w * L floats.
+They are the maps BEFORE editing (as the paper's store and local blend use them).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .attention import attention_maps
+
+
+def block_downsample(diffusion_model: torch.nn.Module) -> dict[tuple, int]:
+    """Downsample factor (vs the latent) of every UNet transformer block key (block, number, index)."""
+    from .patch import transformer_block_keys
+
+    factors: dict[tuple[str, int], int] = {}
+    f = 1
+    for i, block in enumerate(diffusion_model.input_blocks):
+        if any(type(m).__name__ == "Downsample" for m in block.modules()):
+            f *= 2
+        factors[("input", i)] = f
+    factors[("middle", 0)] = f
+    for i, block in enumerate(diffusion_model.output_blocks):
+        factors[("output", i)] = f
+        if any(type(m).__name__ == "Upsample" for m in block.modules()):
+            f //= 2
+    return {key: factors[key[:2]] for key in transformer_block_keys(diffusion_model)}
+
+
+def choose_factor(available: set[int], wanted: int) -> int:
+    """The wanted factor if the UNet has attention there, else the nearest one (coarser on ties)."""
+    return min(available, key=lambda f: (abs(math.log2(f) - math.log2(wanted)), -f))
+
+
+class AttentionStore:
+    """Accumulates cross-attention maps of the cond items during one sampling run."""
+
+    def __init__(self, keys: set[tuple], factor: int, prompts):
+        self.keys, self.factor, self.prompts = keys, factor, prompts
+        self.token_length = prompts.length
+        self.reset()
+
+    def reset(self):
+        self.sum: torch.Tensor | None = None  # [items, h, w, L]
+        self.layer_calls = 0
+        self.steps: set[int] = set()
+        self.latent_hw: tuple[int, int] | None = None
+        self.last_masks: torch.Tensor | None = None  # local blend's masks at the last step
+
+    def __call__(self, q, k, extra, layout, step, n_steps):
+        block = extra.get("block")
+        if block is None or (block[0], block[1], extra.get("block_index", 0)) not in self.keys:
+            return
+        if not layout.groups:  # an uncond-only call
+            return
+        src, edits = layout.groups[0]
+        idx = [src, *edits]
+        H, W = extra["original_shape"][-2:]
+        h, w = math.ceil(H / self.factor), math.ceil(W / self.factor)
+        if h * w != q.shape[1]:
+            return
+        maps = attention_maps(q[idx], k[idx], extra["n_heads"], extra.get("attn_precision")).mean(1)
+        reps = maps.shape[-1] // self.token_length  # context repeated to the cond/uncond LCM
+        maps = maps.reshape(len(idx), h, w, reps, self.token_length).sum(3)
+        if self.sum is None or self.sum.shape != maps.shape:
+            self.sum = torch.zeros_like(maps)
+        self.sum += maps
+        self.layer_calls += 1
+        self.steps.add(step)
+        self.latent_hw = (H, W)
+
+    def maps(self) -> torch.Tensor:
+        """Averaged maps [items, h, w, L] (float32, on the device they were computed on)."""
+        if self.sum is None:
+            raise RuntimeError(
+                "no attention was recorded: connect the sampler's output LATENT (sampled with the MODEL from "
+                "this P2P Apply) so the maps are read after sampling."
+            )
+        return self.sum / self.layer_calls
+
+    def word_map(self, item: int, positions: list[int]) -> torch.Tensor:
+        """Sum of the maps of `positions` (a word's tokens) for one batch item: [h, w]."""
+        return self.maps()[item][..., positions].sum(-1)

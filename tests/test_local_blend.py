@@ -1,0 +1,111 @@
+"""Attention store and local blend on the tiny models."""
+
+import pytest
+import torch
+from sampling import empty_latent, encode, sample
+
+from p2p_attention.blend import make_blend
+from p2p_attention.conditioning import encode_prompt_set, latent_batch
+from p2p_attention.edits import make_plan, with_blend
+from p2p_attention.patch import apply_edit
+from p2p_attention.visualize import token_grid, word_mask
+
+SRC = "a red cat sitting on a wooden chair"
+EDITS = ["a red dog sitting on a wooden chair", "a red hippopotamus sitting on a wooden chair"]
+
+
+def _case(clip, h, w):
+    cond, prompts = encode_prompt_set(clip, SRC, EDITS)
+    return cond, prompts, encode(clip, "blurry"), latent_batch(empty_latent(h, w), 3)
+
+
+@pytest.mark.parametrize("sampler", ["euler", "dpmpp_2m", "ddim"])
+@pytest.mark.parametrize("hw", [(16, 16), (12, 20)])
+def test_blend_keeps_source_outside_mask(tiny_model, sampler, hw):
+    arch, (model, clip, _) = tiny_model
+    cond, prompts, neg, lat = _case(clip, *hw)
+    swap = make_plan("P2P Word Swap", prompts, None, "swap", "0.6", "0.3")
+    # Random tiny models attend almost uniformly: a high threshold gives a partial mask.
+    blend = make_blend("P2P Local Blend", prompts, "cat, dog, hippopotamus", "", 0.85, 0.3, 0.2, 0)
+    plan = with_blend("P2P Local Blend", swap, prompts, blend)
+    patched, runtime = apply_edit(model, plan, map_downsample=2)
+    out = sample(patched, cond, neg, lat, sampler=sampler, steps=8,
+                 scheduler="ddim_uniform" if sampler == "ddim" else "normal")
+    masks = runtime.store.last_masks.cpu()  # [N, 1, H, W], the final step's masks
+    assert masks.shape == (2, 1, *hw)
+    for e in range(2):
+        m = masks[e, 0].bool()
+        frac = m.float().mean().item()
+        assert 0.0 < frac < 1.0, f"mask covers {frac:.2f} of the latent"
+        outside = (out[e + 1] - out[0]).abs()[:, ~m].max().item()
+        inside = (out[e + 1] - out[0]).abs()[:, m].max().item()
+        print(f"{arch} {sampler} {hw} edit {e + 1}: mask {frac:.2f}, outside {outside:.1e}, inside {inside:.3f}")
+        assert outside <= 1e-5
+        assert inside > 1e-3
+
+
+def test_store_equals_independent_maps(tiny_sd1):
+    """The store's maps equal maps materialised by a probe patch at the same layers in the same run."""
+    model, clip, _ = tiny_sd1
+    cond, prompts, neg, lat = _case(clip, 16, 16)
+    probe_sum, probe_calls = {}, [0]
+
+    def probe(q, k, v, extra):  # registered first: P2P wraps it and calls it at every layer
+        key = (extra["block"][0], extra["block"][1], extra["block_index"])
+        if key in store_keys and 0 in extra["cond_or_uncond"]:
+            c = extra["cond_or_uncond"].index(0)
+            b = q.shape[0] // len(extra["cond_or_uncond"])
+            heads = extra["n_heads"]
+            qh = q[c * b:(c + 1) * b].unflatten(-1, (heads, -1)).transpose(1, 2)
+            kh = k[c * b:(c + 1) * b].unflatten(-1, (heads, -1)).transpose(1, 2)
+            a = (qh @ kh.transpose(-1, -2) / qh.shape[-1] ** 0.5).softmax(-1).mean(1)
+            probe_sum["m"] = probe_sum.get("m", 0) + a
+            probe_calls[0] += 1
+        from comfy.ldm.modules.attention import optimized_attention
+
+        return optimized_attention(q, k, v, extra["n_heads"])
+
+    from p2p_attention.patch import transformer_block_keys
+
+    other = model.clone()
+    for name, num, idx in transformer_block_keys(other.get_model_object("diffusion_model")):
+        other.set_model_attn2_replace(probe, name, num, idx)
+    plan = make_plan("P2P Word Swap", prompts, None, "swap", "0.6", "0.3")
+    patched, runtime = apply_edit(other, plan, map_downsample=2)
+    store_keys = runtime.store.keys
+    sample(patched, cond, neg, lat, steps=5)
+    stored = runtime.store.maps().cpu()
+    probe_maps = (probe_sum["m"] / probe_calls[0]).reshape(3, 8, 8, -1)
+    assert len(store_keys) > 0 and runtime.store.factor == 2
+    diff = (stored - probe_maps).abs().max().item()
+    print(f"store vs probe maps: max abs diff {diff:.2e} over {probe_calls[0]} layer calls")
+    assert diff <= 1e-5
+    assert torch.allclose(stored.sum(-1), torch.ones(3, 8, 8), atol=1e-4)  # each map is a distribution
+
+
+def test_maps_grid_and_mask(tiny_sd1):
+    model, clip, _ = tiny_sd1
+    cond, prompts, neg, lat = _case(clip, 16, 16)
+    plan = make_plan("P2P Word Swap", prompts, None, "swap", "0.6", "0.3")
+    patched, runtime = apply_edit(model, plan, map_downsample=2)
+    sample(patched, cond, neg, lat, steps=4)
+    grid = token_grid(runtime.store, 1, cell=32)
+    n_word_tokens = sum(1 for w in prompts.edits[0].word_of if w >= 0)
+    assert grid.shape == (1, 32 + 14, 32 * n_word_tokens, 3)
+    mask = word_mask(runtime.store, 1, "dog", (64, 64))
+    assert mask.shape == (1, 64, 64) and abs(mask.max().item() - 1.0) < 1e-3
+    binary = word_mask(runtime.store, 1, "dog", (64, 64), threshold=0.5)
+    assert set(binary.unique().tolist()) <= {0.0, 1.0}
+    with pytest.raises(ValueError, match="P2P Attention Maps: prompt_index 3 does not exist"):
+        token_grid(runtime.store, 3)
+    with pytest.raises(ValueError, match="none of the words 'cat' is in prompt 1"):
+        word_mask(runtime.store, 1, "cat", (64, 64))
+
+
+def test_blend_bad_input(tiny_sd1):
+    _, clip, _ = tiny_sd1
+    _, prompts, _, _ = _case(clip, 8, 8)
+    with pytest.raises(ValueError, match="P2P Local Blend: 'zebra' is in no prompt"):
+        make_blend("P2P Local Blend", prompts, "zebra", "", 0.3, 0.3, 0.2, 1)
+    with pytest.raises(ValueError, match=r"threshold must be in \[0, 1\]"):
+        make_blend("P2P Local Blend", prompts, "cat", "", 1.5, 0.3, 0.2, 1)
