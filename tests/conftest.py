@@ -66,3 +66,12 @@ def pack():
     sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="session")
+def comfy_server(tmp_path_factory):
+    """One real ComfyUI server (main.py over HTTP) with the pack, shared by every server test."""
+    from harness import ComfyServer
+
+    with ComfyServer(tmp_path_factory.mktemp("comfy_server")) as srv:
+        yield srv

@@ -6,7 +6,6 @@ import io
 
 import pytest
 from harness import (
-    ComfyServer,
     Graph,
     inprocess_image_path,
     load_pack_module,
@@ -48,12 +47,6 @@ def test_inprocess_reports_execution_errors():
     g.node("SaveImage", images=img, filename_prefix="bad")
     with pytest.raises(AssertionError, match=r"execution failed in node 3 \(VAEDecode\)"):
         run_inprocess(g)
-
-
-@pytest.fixture(scope="module")
-def comfy_server(tmp_path_factory):
-    with ComfyServer(tmp_path_factory.mktemp("comfy_server")) as srv:
-        yield srv
 
 
 @pytest.mark.server
