@@ -1,0 +1,183 @@
+"""`make demo`: real Prompt-to-Prompt edits on the pack's embedded demo model, through a real ComfyUI.
+
+Starts ComfyUI's server (main.py, CPU, headless) with the pack, queues the demo workflows with
+POST /prompt, and writes every source/edit PNG plus one contact sheet to demo_out/.
+`--ui` instead starts ComfyUI with the pack on http://127.0.0.1:8188 for a person to use.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.append(str(REPO))
+sys.path.append(str(REPO / "tests"))  # the HTTP workflow runner lives with the test helpers
+
+from harness import ComfyServer, Graph, make_custom_nodes_dir  # noqa: E402
+
+SIZE = 64
+STEPS = 20
+SEED = 7
+NEG = ""
+A = "a big red circle on the left and a small blue square on the right"
+
+
+def _front(g: Graph, source: str, edits: list[str]):
+    m = g.node("P2PDemoModel")
+    pair = g.node("P2PPromptPair", clip=m[1], source=source, edits="\n".join(edits))
+    neg = g.node("CLIPTextEncode", clip=m[1], text=NEG)
+    empty = g.node("EmptyLatentImage", width=SIZE, height=SIZE, batch_size=1)
+    lat = g.node("P2PLatentBatch", latent=empty, prompts=pair[1])
+    return m, pair, neg, lat
+
+
+def _sample_and_save(g: Graph, m, model, pair, neg, lat, prefix: str, save_id: str):
+    ks = g.node("KSampler", model=model, positive=pair[0], negative=neg, latent_image=lat, seed=SEED, steps=STEPS,
+                cfg=5.0, sampler_name="ddim", scheduler="ddim_uniform", denoise=1.0)
+    img = g.node("VAEDecode", samples=ks, vae=m[2])
+    g.node("SaveImage", _id=save_id, images=img, filename_prefix=prefix)
+    return ks, img
+
+
+def demo_graphs() -> list[tuple[str, str, list[str], Graph, list[str]]]:
+    """(name, source, edits, graph, save node ids) for each demo: naive edit vs P2P side by side."""
+    demos = []
+
+    def edit_demo(name, source, edits, build_edit, extra=None):
+        g = Graph()
+        m, pair, neg, lat = _front(g, source, edits)
+        _sample_and_save(g, m, m[0], pair, neg, lat, f"{name}_naive", "naive")
+        edit = build_edit(g, pair)
+        patched = g.node("P2PApply", model=m[0], edit=edit, self_attn_min_downsample=1, map_downsample=2)
+        ks, img = _sample_and_save(g, m, patched[0], pair, neg, lat, f"{name}_p2p", "p2p")
+        saves = ["naive", "p2p"]
+        if extra:
+            saves += extra(g, patched, ks, img)
+        demos.append((name, source, edits, g, saves))
+
+    edit_demo(
+        "word_swap", A,
+        ["a big green circle on the left and a small blue square on the right",
+         "a big red circle on the left and a small yellow square on the right"],
+        lambda g, p: g.node("P2PWordSwap", prompts=p[1], cross_replace="0.8", self_replace="0.6"),
+    )
+    edit_demo(
+        "refine", "a red circle above a blue square",
+        ["a big red circle above a small blue square"],
+        lambda g, p: g.node("P2PRefine", prompts=p[1], cross_replace="0.8", self_replace="0.6"),
+    )
+    edit_demo(
+        "reweight", A, [A, A],
+        lambda g, p: g.node("P2PReweight", prompts=p[1], weights="big: 0.2", cross_replace="1.0",
+                            self_replace="0.6"),
+    )
+
+    def maps(g, patched, ks, img):
+        mp = g.node("P2PAttentionMaps", attention_store=patched[1], samples=ks, prompt_index=1, words="circle",
+                    threshold=0.0, image=img)
+        g.node("SaveImage", _id="maps", images=mp[0], filename_prefix="local_blend_maps")
+        g.node("SaveImage", _id="mask", images=g.node("MaskToImage", mask=mp[1]), filename_prefix="local_blend_mask")
+        return ["maps", "mask"]
+
+    edit_demo(
+        "local_blend", A,
+        ["a big green circle on the left and a small blue square on the right"],
+        lambda g, p: g.node(
+            "P2PLocalBlend", prompts=p[1], words="circle", subtract="", threshold=0.3, subtract_threshold=0.3,
+            start_blend=0.2, dilation=1,
+            edit=g.node("P2PWordSwap", prompts=p[1], cross_replace="0.8", self_replace="0.6")),
+        extra=maps,
+    )
+    return demos
+
+
+def contact_sheet(rows: list[tuple[str, list[tuple[str, Path]]]], path: Path, cell: int = 160) -> None:
+    from PIL import Image, ImageDraw, ImageFont
+
+    font = ImageFont.load_default()
+    label_h, title_w = 28, 150
+    width = title_w + cell * max(len(r[1]) for r in rows)
+    sheet = Image.new("RGB", (width, (cell + label_h) * len(rows)), (24, 24, 24))
+    draw = ImageDraw.Draw(sheet)
+    for r, (title, cells) in enumerate(rows):
+        y = r * (cell + label_h)
+        draw.text((6, y + cell // 2), title, fill=(255, 255, 255), font=font)
+        for c, (label, img_path) in enumerate(cells):
+            img = Image.open(img_path).convert("RGB")
+            img = img.resize((cell, int(cell * img.height / img.width)) if img.width > img.height * 2 else (cell, cell),
+                             Image.NEAREST)
+            sheet.paste(img.crop((0, 0, cell, cell)), (title_w + c * cell, y))
+            draw.text((title_w + c * cell + 3, y + cell + 3), label[:26], fill=(220, 220, 220), font=font)
+    sheet.save(path)
+
+
+def run_demo(out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    work = REPO / ".tmp" / "demo_server"
+    shutil.rmtree(work, ignore_errors=True)
+    rows, written = [], []
+    t0 = time.time()
+    with ComfyServer(work) as srv:
+        print(f"ComfyUI server up at {srv.url} (pid {srv.pid}) in {time.time() - t0:.0f}s")
+        for name, source, edits, graph, saves in demo_graphs():
+            t = time.time()
+            prompt_id = srv.queue(graph)
+            outputs = srv.wait(prompt_id, timeout=600)["outputs"]
+            print(f"  {name}: {time.time() - t:.1f}s  source {source!r} -> {edits}")
+            labels = ["source", *[f"edit{i + 1}" for i in range(len(edits))]]
+            for save in saves:
+                files = []
+                for i, im in enumerate(outputs[save]["images"]):
+                    label = labels[i] if save in ("naive", "p2p") else save
+                    dst = out / f"{name}_{save}_{label}.png"
+                    shutil.copyfile(srv.output_dir / im.get("subfolder", "") / im["filename"], dst)
+                    files.append((label, dst))
+                written += [f for _, f in files]
+                rows.append((f"{name}: {save}", files))
+    sheet = out / "contact_sheet.png"
+    contact_sheet(rows, sheet)
+    print("\nWrote:")
+    for p in written:
+        print(f"  {p.relative_to(REPO)}")
+    print(f"  {sheet.relative_to(REPO)}  <- open this first")
+    print(f"Done in {time.time() - t0:.0f}s.")
+
+
+def run_ui(port: int) -> None:
+    from p2p_attention.comfy_bootstrap import comfyui_root
+
+    work = REPO / ".tmp" / "demo_ui"
+    work.mkdir(parents=True, exist_ok=True)
+    nodes_dir = make_custom_nodes_dir(work)
+    cfg = work / "extra_model_paths.yaml"
+    cfg.write_text(f'{{"p2p_demo": {{"custom_nodes": "{nodes_dir}"}}}}')
+    print(f"Starting ComfyUI with the pack on http://127.0.0.1:{port} (Ctrl-C to stop).")
+    print("Open the template browser (Workflow > Browse Templates > comfyui-prompt-to-prompt), or drop a "
+          "file from workflows/ onto the canvas; use the 'P2P Demo Model' node instead of a checkpoint loader.")
+    env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
+    subprocess.run([sys.executable, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port),
+                    "--extra-model-paths-config", str(cfg), "--disable-api-nodes",
+                    "--use-pytorch-cross-attention", "--output-directory", str(REPO / "demo_out" / "ui")],
+                   cwd=comfyui_root(), env=env, check=False)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--out", type=Path, default=REPO / "demo_out")
+    ap.add_argument("--ui", action="store_true", help="start ComfyUI with the pack for a person to use")
+    ap.add_argument("--port", type=int, default=8188)
+    args = ap.parse_args()
+    if args.ui:
+        run_ui(args.port)
+    else:
+        run_demo(args.out)
+
+
+if __name__ == "__main__":
+    main()
