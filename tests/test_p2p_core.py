@@ -185,3 +185,18 @@ def test_bad_inputs_give_clear_errors(tiny_sd1):
     spec.unet.update(transformer_depth=[0, 0, 0], transformer_depth_output=[0] * 6, transformer_depth_middle=0)
     with pytest.raises(ValueError, match="P2P Apply: this MODEL has no UNet cross-attention"):
         apply_edit(build_unet(spec), refine)
+
+
+def test_long_negative_repeats_the_context(tiny_sd1):
+    """A 154-token negative makes ComfyUI repeat the 77-token prompts' context twice (LCM)."""
+    model, clip, _ = tiny_sd1
+    cond, prompts, _, lat = _setup(clip, SRC, SWAP)
+    long_neg = encode(clip, " ".join(["blurry ugly dark"] * 30))
+    assert long_neg[0][0].shape[1] == 154 and cond[0][0].shape[1] == 77
+    plan = _plans(prompts)["swap+reweight"]
+    fast, runtime = _run(model, plan, cond, long_neg, lat)
+    ref, _ = _run(model, plan, cond, long_neg, lat, reference=True)
+    assert (fast - ref).abs().max().item() <= 1e-4
+    plain = sample(model, cond, long_neg, lat)
+    assert (fast[0] - plain[0]).abs().max().item() <= 1e-5
+    assert runtime.compiled._cache and all(k[0] == 2 for k in runtime.compiled._cache)  # tiled twice
