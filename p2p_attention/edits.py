@@ -137,6 +137,13 @@ class CompiledEdit:
 
     def cross_coefficients(self, step: int, n_steps: int, ctx_len: int, device, dtype):
         """(M_tiled [N, Lk, Lk], a1 [N, Lk], a2 [N, Lk]) at this step, or None when no token is replaced."""
+        key = (step, n_steps, ctx_len, str(device), dtype)
+        if self._cache.get("coeff_key") != key:  # once per step, not once per layer
+            self._cache["coeff_key"] = key
+            self._cache["coeff"] = self._coefficients(step, n_steps, ctx_len, device, dtype)
+        return self._cache["coeff"]
+
+    def _coefficients(self, step: int, n_steps: int, ctx_len: int, device, dtype):
         start = torch.floor(self.win_start * n_steps)
         end = torch.floor(self.win_end * n_steps)
         tau = ((step >= start) & (step < end)).to(torch.float32)
@@ -149,7 +156,7 @@ class CompiledEdit:
         return m, a1.repeat(1, reps).to(device, dtype), a2.repeat(1, reps).to(device, dtype)
 
     def _tiled_mapper(self, reps: int, device, dtype) -> torch.Tensor:
-        key = (reps, str(device), dtype)
+        key = ("mapper", reps, str(device), dtype)
         if key not in self._cache:
             # Context repeated r times (cond/uncond length LCM): token t sits at t + L*m, each copy
             # carries 1/r of the attention, so the mapper is block-diagonal.

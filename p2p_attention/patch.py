@@ -107,11 +107,21 @@ class P2PRuntime:
     self_min_downsample: int = DEFAULT_SELF_MIN_DOWNSAMPLE
     store: AttentionStore | None = None  # fed at cross-attention, before editing
 
+    _last: tuple | None = None  # (sigmas tensor of the current UNet call, its step)
+
+    def _step(self, extra: dict) -> tuple[int, int]:
+        # Every layer of one UNet call sees the same sigmas tensor: find the step once per call
+        # (the reference held here keeps its id from being reused by a later tensor).
+        sigmas = extra["sigmas"]
+        if self._last is None or self._last[0] is not sigmas:
+            self._last = (sigmas, current_step(extra))
+        return self._last[1]
+
     def attend(self, kind: str, q, k, v, extra: dict, prior):
         heads = extra["n_heads"]
         precision = extra.get("attn_precision")
         layout = batch_layout(q.shape[0], extra["cond_or_uncond"], self.compiled.n_edits)
-        step, n_steps = current_step(extra)
+        step, n_steps = self._step(extra)
         if kind == "attn2":
             if self.store is not None:
                 self.store(q, k, extra, layout, step, n_steps)
