@@ -1,0 +1,141 @@
+"""The example workflows in workflows/: the API twins describe the same graphs as the UI files, run
+on the real ComfyUI server (tiny model in place of the checkpoint), are listed by ComfyUI's
+template browser; and every node of the pack documents itself (description, input tooltips).
+
+tests/test_browser.py loads the same files in the real frontend."""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import sys
+
+import pytest
+from harness import ComfyServer, load_pack_module
+from PIL import Image
+from workflow_util import (
+    PACK_TEMPLATES_NAME,
+    REPO,
+    WORKFLOWS,
+    check_history_images,
+    input_images,
+    load_api,
+    load_ui,
+    tiny_api,
+    ui_to_api,
+    widget_inputs,
+    widget_value_errors,
+    workflow_files,
+)
+
+pytestmark = pytest.mark.server
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    with ComfyServer(tmp_path_factory.mktemp("comfy_workflows")) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def object_info(server):
+    return server.object_info()
+
+
+def test_every_workflow_file_is_registered_and_has_an_api_twin():
+    assert workflow_files() == set(WORKFLOWS), "add new workflows to WORKFLOWS in tests/workflow_util.py"
+    api_files = {p.stem for p in (REPO / "workflows" / "api").glob("*.json")}
+    assert api_files == set(WORKFLOWS)
+
+
+@pytest.mark.parametrize("name", sorted(WORKFLOWS))
+def test_api_twin_is_the_ui_graph(name, object_info):
+    ui, api = load_ui(name), load_api(name)
+    assert ui.get("version") == 0.4 and isinstance(ui.get("links"), list)
+    converted = ui_to_api(ui, object_info)
+    assert sorted(converted, key=int) == sorted(api, key=int), "different node ids"
+    for nid in converted:
+        assert converted[nid]["class_type"] == api[nid]["class_type"], f"node {nid}"
+        assert converted[nid]["inputs"] == api[nid]["inputs"], f"node {nid} ({api[nid]['class_type']})"
+        assert converted[nid].get("_meta") == api[nid].get("_meta"), f"node {nid} title"
+    assert not widget_value_errors(api, object_info)
+
+
+@pytest.mark.parametrize("name", sorted(WORKFLOWS))
+def test_ui_workflow_matches_the_frontend_node_layout(name, object_info):
+    """Each node's sockets and widget inputs are the ones the frontend creates for it (so a drop
+    restores every link and widget in place), stock loaders name the usual checkpoints."""
+    ui = load_ui(name)
+    for node in ui["nodes"]:
+        if node["type"] not in object_info:
+            continue
+        d = object_info[node["type"]]
+        names = [i["name"] for i in node["inputs"]]
+        widgets = [i["name"] for i in node["inputs"] if "widget" in i]
+        assert widgets == widget_inputs(d), f"node {node['id']} ({node['type']})"
+        sockets = [n for n in names if n not in widgets]
+        assert names == sockets + widgets, f"node {node['id']}: sockets come before widget inputs"
+        assert [o["type"] for o in node["outputs"]] == d["output"], f"node {node['id']} outputs"
+        if node["type"] == "CheckpointLoaderSimple":
+            want = "sd_xl_base_1.0.safetensors" if WORKFLOWS[name] == "sdxl" else "v1-5-pruned-emaonly.safetensors"
+            assert node["widgets_values"] == [want]
+
+
+def test_workflow_files_are_what_the_builder_writes(object_info):
+    spec = importlib.util.spec_from_file_location("p2p_build_workflows", REPO / "workflows" / "build_workflows.py")
+    builder = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = builder  # dataclasses look their module up
+    try:
+        spec.loader.exec_module(builder)
+    finally:
+        del sys.modules[spec.name]
+    built = {wf.name for wf in builder.all_workflows()}
+    assert built == set(WORKFLOWS)
+    for wf in builder.all_workflows():
+        ui, api = builder.render(wf, object_info)
+        assert builder.dumps(ui) == (REPO / "workflows" / f"{wf.name}.json").read_text(), (
+            f"{wf.name}.json is stale: run .venv/bin/python workflows/build_workflows.py"
+        )
+        assert builder.dumps(api) == (REPO / "workflows" / "api" / f"{wf.name}.json").read_text()
+        assert wf.arch == WORKFLOWS[wf.name]
+
+
+@pytest.mark.parametrize("name", sorted(WORKFLOWS))
+def test_workflow_runs_on_the_server(name, server, object_info):
+    api = tiny_api(load_api(name), WORKFLOWS[name])
+    for filename, data in input_images(api).items():
+        (server.input_dir / filename).write_bytes(data)
+    prompt_id = server.queue(api)
+    entry = server.wait(prompt_id, timeout=300)
+    found = check_history_images(entry, api, object_info)
+    for images in found.values():
+        for img in images:
+            data = server.fetch_image(img["filename"], img.get("subfolder", ""), img.get("type", "output"))
+            assert Image.open(io.BytesIO(data)).size[0] > 0
+
+
+def test_template_browser_lists_every_workflow(server):
+    listed = server.get_json("/workflow_templates")
+    assert sorted(listed.get(PACK_TEMPLATES_NAME, [])) == sorted(WORKFLOWS), listed
+    for name in WORKFLOWS:  # the frontend fetches the file from here when a template is opened
+        served = server.get_json(f"/api/workflow_templates/{PACK_TEMPLATES_NAME}/{name}.json")
+        assert served == load_ui(name)
+
+
+def test_every_node_and_input_is_documented(object_info):
+    pack = load_pack_module()
+    problems = []
+    for node_id in sorted(pack.NODE_CLASS_MAPPINGS):
+        d = object_info[node_id]
+        if not str(d.get("description") or "").strip():
+            problems.append(f"{node_id}: no description")
+        for section in ("required", "optional"):
+            for name, spec in (d["input"].get(section) or {}).items():
+                opts = spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
+                if not str(opts.get("tooltip") or "").strip():
+                    problems.append(f"{node_id}.{name}: no tooltip")
+        tips = d.get("output_tooltips") or []
+        if len(tips) != len(d["output"]) or not all(str(t or "").strip() for t in tips):
+            problems.append(f"{node_id}: output tooltips {tips!r} for outputs {d['output']}")
+    assert not problems, "\n".join(problems)
+
