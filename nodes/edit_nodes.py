@@ -140,6 +140,12 @@ class P2PApply:
                      "(4 = 16x16 maps at 512 px SD1.x, 32x32 at 1024 px SDXL); the nearest level the UNet has "
                      "is used."},
                 ),
+                "inversion": (
+                    "P2P_INVERSION",
+                    {"tooltip": "From P2P Invert, to edit a real image. Sample with KSamplerAdvanced "
+                     "(add_noise disabled) or SamplerCustom (add_noise off) with sampler ddim, scheduler "
+                     "ddim_uniform and the inversion's steps, on P2P Invert's LATENT through P2P Latent Batch."},
+                ),
                 "attention_path": (
                     ["fast", "reference"],
                     {"default": "fast",
@@ -150,10 +156,10 @@ class P2PApply:
         }
 
     def apply(self, model, edit, self_attn_min_downsample=DEFAULT_SELF_MIN_DOWNSAMPLE,
-              map_downsample=DEFAULT_SELF_MIN_DOWNSAMPLE, attention_path="fast"):
+              map_downsample=DEFAULT_SELF_MIN_DOWNSAMPLE, attention_path="fast", inversion=None):
         patched, runtime = apply_edit(
             model, edit, reference=attention_path == "reference", self_min_downsample=self_attn_min_downsample,
-            map_downsample=map_downsample, node=self.DISPLAY_NAME,
+            map_downsample=map_downsample, inversion=inversion, node=self.DISPLAY_NAME,
         )
         return (patched, runtime.store)
 

@@ -221,6 +221,7 @@ def apply_edit(
     reference: bool = False,
     self_min_downsample: int = DEFAULT_SELF_MIN_DOWNSAMPLE,
     map_downsample: int = DEFAULT_SELF_MIN_DOWNSAMPLE,
+    inversion=None,
     node: str = "P2P Apply",
 ):
     """A patched clone of `model_patcher` (the input is never mutated) and its runtime."""
@@ -252,6 +253,12 @@ def apply_edit(
     patched.add_wrapper_with_key(
         comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, WRAPPER_KEY, make_outer_sample_wrapper(runtime, node)
     )
+    if inversion is not None:
+        # Before local blend: direct inversion corrects the source's prediction, and the blend
+        # must copy the corrected source outside its mask.
+        from .inversion import install_inversion
+
+        install_inversion(patched, inversion, n_items=1 + runtime.compiled.n_edits, node=node)
     if plan.blend is not None:
         from .blend import make_post_cfg
 
