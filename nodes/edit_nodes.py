@@ -35,6 +35,13 @@ class _EditNode:
     OUTPUT_TOOLTIPS = ("An edit plan: connect to P2P Apply, or stack another control on it.",)
     MODE = None
 
+    @classmethod
+    def INPUT_TYPES(cls):  # Word Swap and Refine; Reweight adds its weights
+        return {
+            "required": {"prompts": _PROMPTS, "cross_replace": _CROSS, "self_replace": _SELF},
+            "optional": {"edit": _EDIT_IN},
+        }
+
     def build(self, prompts, cross_replace, self_replace, edit=None, weights=""):
         plan = make_plan(self.DISPLAY_NAME, prompts, edit, self.MODE, cross_replace, self_replace, weights)
         return (plan,)
@@ -49,13 +56,6 @@ class P2PWordSwap(_EditNode):
         "takes the source's cross-attention maps, so the layout stays. For added or removed words use P2P Refine."
     )
 
-    @classmethod
-    def INPUT_TYPES(cls):
-        return {
-            "required": {"prompts": _PROMPTS, "cross_replace": _CROSS, "self_replace": _SELF},
-            "optional": {"edit": _EDIT_IN},
-        }
-
 
 class P2PRefine(_EditNode):
     NODE_ID = "P2PRefine"
@@ -65,13 +65,6 @@ class P2PRefine(_EditNode):
         "Add or remove words (e.g. 'a cake' -> 'a chocolate cake'): tokens shared with the source keep the "
         "source's maps (aligned by global alignment), new tokens attend on their own."
     )
-
-    @classmethod
-    def INPUT_TYPES(cls):
-        return {
-            "required": {"prompts": _PROMPTS, "cross_replace": _CROSS, "self_replace": _SELF},
-            "optional": {"edit": _EDIT_IN},
-        }
 
 
 class P2PReweight(_EditNode):

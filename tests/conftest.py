@@ -54,18 +54,9 @@ def tiny_model(request, tiny_sd1, tiny_sdxl):
 @pytest.fixture(scope="session")
 def pack():
     """The pack imported as ComfyUI imports a custom node (a package from its folder)."""
-    import importlib.util
+    from harness import load_pack_module
 
-    name = "comfyui_prompt_to_prompt"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(
-        name, REPO / "__init__.py", submodule_search_locations=[str(REPO)]
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_pack_module()
 
 
 @pytest.fixture(scope="session")
