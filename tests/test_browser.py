@@ -10,7 +10,7 @@ tiny model) serves the real frontend (comfyui-frontend-package 1.32.9); Debian's
    registered, the frontend's save of the loaded graph has the file's nodes, widgets and links,
    and its API export (graphToPrompt) equals the API twin in workflows/api/;
 3. swap the checkpoint loader for P2PTestTinyModel through the page (same node id, outputs
-   reconnected), shrink latents to 64 px and steps to 4;
+   reconnected), shrink latents (and image resizes) to 64 px and steps to 4;
 4. click Run; the prompt the frontend posts equals the tiny version of the API twin; wait for
    /history and check every image output (the P2P batch, attention-map grid, mask).
 
@@ -32,6 +32,7 @@ from harness import ComfyServer
 from workflow_util import (
     PACK_TEMPLATES_NAME,
     REPO,
+    SIZED_NODES,
     TINY_SIZE,
     TINY_STEPS,
     WORKFLOWS,
@@ -103,8 +104,9 @@ _SNAPSHOT_JS = """async () => {
 }"""
 
 # Through the page, as a user would in the editor: replace each checkpoint loader by the tiny test
-# model (same id and place, outputs reconnected), shrink latents and steps.
-_TINY_JS = """({arch, size, steps}) => {
+# model (same id and place, outputs reconnected), shrink latents/resizes and every `steps` widget
+# (P2P Invert's and the sampler's alike, so they still match).
+_TINY_JS = """({arch, size, steps, sized}) => {
   const g = app.graph;
   const link = id => (g.links instanceof Map ? g.links.get(id) : g.links[id]);
   const swapped = [];
@@ -127,7 +129,7 @@ _TINY_JS = """({arch, size, steps}) => {
   }
   for (const n of g.nodes) {
     for (const w of n.widgets || []) {
-      if (['EmptyLatentImage', 'EmptySD3LatentImage'].includes(n.type) && ['width', 'height'].includes(w.name)) w.value = size;
+      if (sized.includes(n.type) && ['width', 'height'].includes(w.name)) w.value = size;
       if (w.name === 'steps' && typeof w.value === 'number') w.value = Math.min(w.value, steps);
       if (w.name === 'inner_iterations' && typeof w.value === 'number') w.value = Math.min(w.value, 1);
     }
@@ -267,7 +269,9 @@ def test_workflow_drops_and_runs_in_the_frontend(name, server, playwright, tmp_p
         assert snap["api"] == api, "the frontend's API export differs from workflows/api/" + f"{name}.json"
 
         # 3: tiny model through the page
-        swapped = page.evaluate(_TINY_JS, {"arch": WORKFLOWS[name], "size": TINY_SIZE, "steps": TINY_STEPS})
+        swapped = page.evaluate(
+            _TINY_JS, {"arch": WORKFLOWS[name], "size": TINY_SIZE, "steps": TINY_STEPS, "sized": list(SIZED_NODES)}
+        )
         loaders = sorted(int(i) for i, n in api.items() if n["class_type"] == "CheckpointLoaderSimple")
         assert sorted(swapped) == loaders, f"swapped {swapped}, loaders {loaders}"
 

@@ -139,3 +139,53 @@ def test_every_node_and_input_is_documented(object_info):
             problems.append(f"{node_id}: output tooltips {tips!r} for outputs {d['output']}")
     assert not problems, "\n".join(problems)
 
+
+
+def _inversion_sampling(api: dict) -> list[tuple[str, dict, dict, dict]]:
+    """(sampler id, sampler, its P2P Apply, that Apply's P2P Invert) for every sampler node whose
+    model is a P2P Apply with an `inversion` input."""
+    out = []
+    for nid, node in api.items():
+        model = node["inputs"].get("model")
+        if not isinstance(model, list) or api[model[0]]["class_type"] != "P2PApply":
+            continue
+        apply = api[model[0]]
+        link = apply["inputs"].get("inversion")
+        if isinstance(link, list):
+            out.append((nid, node, apply, api[link[0]]))
+    return out
+
+
+@pytest.mark.parametrize("name", sorted(WORKFLOWS))
+def test_inversion_workflows_sample_with_the_inversion_settings(name):
+    """What P2P Apply's inversion wrapper requires (KSamplerAdvanced without noise, ddim /
+    ddim_uniform, the inversion's steps, the whole schedule), in the file and in its tiny version
+    (steps shrunk alike on both nodes); the inverted prompt is the Prompt Pair's source."""
+    api = load_api(name)
+    cases = _inversion_sampling(api)
+    if not any(n["class_type"] == "P2PInvert" for n in api.values()):
+        assert not cases
+        return
+    assert cases, "P2P Invert's inversion reaches no sampler through P2P Apply"
+    for version in (api, tiny_api(api, WORKFLOWS[name])):
+        for nid, ks, _apply, inv in _inversion_sampling(version):
+            where = f"node {nid} ({ks['class_type']})"
+            assert ks["class_type"] == "KSamplerAdvanced", where
+            i, s = inv["inputs"], ks["inputs"]
+            assert s["add_noise"] == "disable", where
+            assert (s["sampler_name"], s["scheduler"]) == ("ddim", "ddim_uniform"), where
+            assert s["steps"] == i["steps"], f"{where}: steps {s['steps']} != P2P Invert's {i['steps']}"
+            assert s["start_at_step"] == 0 and s["end_at_step"] >= s["steps"], where
+            assert s["return_with_leftover_noise"] == "disable", where
+            assert s["cfg"] == i["guidance"], where
+            # the sampler's latent is P2P Invert's LATENT repeated by P2P Latent Batch
+            batch = version[s["latent_image"][0]]
+            assert batch["class_type"] == "P2PLatentBatch", where
+            assert version[batch["inputs"]["latent"][0]] is inv, where
+    for _, ks, _apply, inv in cases:
+        pair = api[ks["inputs"]["positive"][0]]
+        assert pair["class_type"] == "P2PPromptPair"
+        source = api[inv["inputs"]["positive"][0]]
+        assert source["class_type"] == "CLIPTextEncode"
+        assert source["inputs"]["text"] == pair["inputs"]["source"], "P2P Invert's prompt is not the pair's source"
+        assert inv["inputs"]["method"] == "direct" and inv["inputs"]["steps"] == 50

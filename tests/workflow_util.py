@@ -20,13 +20,13 @@ PACK_TEMPLATES_NAME = "comfyui-prompt-to-prompt"  # the custom_nodes folder name
 
 # Every workflow in workflows/, with the tiny test model that stands in for its checkpoint.
 # A new workflow is one UI/API JSON pair plus one line here.
-# TODO(P2PInvert): "p2p_real_image_edit": "sd1",
 WORKFLOWS: dict[str, str] = {
     "p2p_word_swap": "sd1",
     "p2p_refine": "sd1",
     "p2p_reweight_on_swap": "sd1",
     "p2p_local_blend_attention_maps": "sd1",
     "p2p_sdxl_word_swap": "sdxl",
+    "p2p_real_image_edit": "sd1",
 }
 
 # Frontend-only nodes: drawn in the UI, absent from /object_info and from the API format.
@@ -38,6 +38,8 @@ UPLOAD_FLAGS = ("image_upload", "video_upload", "animated_image_upload")
 FILE_INPUTS = {("CheckpointLoaderSimple", "ckpt_name"), ("LoadImage", "image")}
 TINY_SIZE = 64
 TINY_STEPS = 4
+# Nodes whose width/height set the image size (latents, the real-image workflow's resize): TINY_SIZE in tests.
+SIZED_NODES = ("EmptyLatentImage", "EmptySD3LatentImage", "ImageScale")
 
 
 def load_ui(name: str) -> dict:
@@ -197,15 +199,18 @@ def widget_value_errors(api: dict, object_info: dict) -> list[str]:
 
 def tiny_api(api: dict, arch: str) -> dict:
     """The API prompt with every checkpoint loader replaced (same node id, so the same links) by
-    the test-only P2PTestTinyModel, latents of TINY_SIZE px and TINY_STEPS sampling steps."""
+    the test-only P2PTestTinyModel, latents and resized images of TINY_SIZE px, TINY_STEPS sampling
+    (and inversion) steps, one null-text inner iteration."""
     out = copy.deepcopy(api)
     for node in out.values():
         ct, inputs = node["class_type"], node["inputs"]
         if ct == "CheckpointLoaderSimple":
             node.update(class_type="P2PTestTinyModel", inputs={"arch": arch, "seed": 0},
                         _meta={"title": "P2P Test Tiny Model (tests only)"})
-        if ct in ("EmptyLatentImage", "EmptySD3LatentImage"):
+        if ct in SIZED_NODES:
             inputs.update(width=TINY_SIZE, height=TINY_SIZE)
+        # every `steps` (P2P Invert's and the sampler's) shrinks to the same value: P2P Apply refuses
+        # to sample an inversion with another schedule
         for key, small in (("steps", TINY_STEPS), ("inner_iterations", 1)):
             if isinstance(inputs.get(key), int):
                 inputs[key] = min(inputs[key], small)

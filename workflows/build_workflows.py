@@ -279,6 +279,81 @@ Checkpoint: `{SD15_CKPT}` at 512x512.
     return wf
 
 
+REAL_IMAGE = "example.png"  # ships in every ComfyUI's input/ folder
+REAL_SOURCE = "a drawing of a girl in a pink dress on a green hill"
+REAL_EDITS = ("a drawing of a girl in a blue dress on a green hill\n"
+              "a drawing of a girl in a red dress on a green hill")
+INVERSION = dict(method="direct", steps=50, guidance=7.5, inner_iterations=10)
+
+
+def real_image_edit() -> Workflow:
+    name = "p2p_real_image_edit"
+    steps, guidance = INVERSION["steps"], INVERSION["guidance"]
+    wf = Workflow(name, "sd1", f"""
+# Prompt-to-Prompt: edit a real image (SD1.5)
+
+Edits an image you load instead of a generated one: *P2P Invert* finds the noise from which the
+sampler redraws your image under the source prompt, then the edit works as on a generated image.
+The saved batch is the **reconstruction** of your image (item 0, left) and the **edits** (items
+1..N) side by side: *a drawing of a girl in a **pink** dress* -> ***blue*** / ***red*** dress.
+
+**Change first:**
+1. the image in *Load Image* (*Upscale Image* scales and centre-crops it to 512x512);
+2. the **source prompt**, a short description of your image, in **both** places: *Source prompt for
+   P2P Invert* and `source` of *P2P Prompt Pair*. The texts must be identical: the image is
+   inverted under the one and redrawn with the other;
+3. the edit line(s): `edits` of *P2P Prompt Pair* (one edit per line; a word swap keeps the
+   number of words, use *P2P Refine* to add words) and `words` of *P2P Local Blend*, the region
+   that may change (bypass it with Ctrl+B to let the whole image change);
+4. `method` of *P2P Invert*:
+   * `direct` (default): the reconstruction is exact (item 0 follows the inversion); fast, one
+     pass of `steps` UNet calls. Edits stay close to your image.
+   * `null_text`: the official Null-text Inversion, optimises the unconditional embedding at every
+     step (up to `steps` x `inner_iterations` UNet passes with gradients): slowest, the best
+     fidelity on eps-prediction models such as SD1.5. The negative prompt is then the optimised one.
+   * `negative_prompt`: no optimisation, the source prompt becomes the negative prompt; fast.
+   * `ddim`: plain DDIM inversion, the baseline; drifts from your image at cfg {guidance:g}.
+
+**The sampler must match the inversion** (P2P Apply refuses anything else): *KSampler
+(Advanced)* with `add_noise` disable, sampler `ddim`, scheduler `ddim_uniform`, `steps` equal to
+P2P Invert's `steps` ({steps}), `start_at_step` 0, `end_at_step` at least the steps,
+`return_with_leftover_noise` disable, and `cfg` equal to P2P Invert's `guidance` ({guidance:g}).
+Change steps or guidance in both nodes together. KSampler (plain) always adds noise: it cannot
+sample an inverted latent.
+
+**Tuning:** the edit node's `cross_replace` (lower = freer edit, higher = closer to the image) and
+`self_replace` (higher keeps more of the layout); `threshold` of *P2P Local Blend* (lower = larger
+edited region).
+
+Checkpoint: `{SD15_CKPT}` at 512x512.
+""")
+    wf.add("MarkdownNote", 0, 640, _title="Read me", text=wf.note.strip())
+    loader = wf.add("CheckpointLoaderSimple", 0, 98, ckpt_name=SD15_CKPT)
+    image = wf.add("LoadImage", 0, 340, image=REAL_IMAGE)
+    scaled = wf.add("ImageScale", 0, 130, image=image[0], upscale_method="lanczos", width=512, height=512,
+                    crop="center")
+    pair = wf.add("P2PPromptPair", 1, 250, clip=loader[1], source=REAL_SOURCE, edits=REAL_EDITS)
+    src = wf.add("CLIPTextEncode", 1, 120, _title="Source prompt for P2P Invert (= pair's source)",
+                 text=REAL_SOURCE, clip=loader[1])
+    neg = wf.add("CLIPTextEncode", 1, 120, _title="Negative prompt (all items)", text=NEGATIVE, clip=loader[1])
+    enc = wf.add("VAEEncode", 1, 46, pixels=scaled[0], vae=loader[2])
+    inv = wf.add("P2PInvert", 1, 230, model=loader[0], positive=src[0], negative=neg[0], latent=enc[0],
+                 **INVERSION)
+    batch = wf.add("P2PLatentBatch", 1, 46, latent=inv[0], prompts=pair[1])
+    swap = wf.add("P2PWordSwap", 2, 106, prompts=pair[1], cross_replace="0.8", self_replace="0.4")
+    blend = wf.add("P2PLocalBlend", 2, 210, prompts=pair[1], words="dress", subtract="",
+                   threshold=0.3, subtract_threshold=0.3, start_blend=0.2, dilation=1, edit=swap[0])
+    apply = wf.add("P2PApply", 2, 150, model=loader[0], edit=blend[0], inversion=inv[1],
+                   self_attn_min_downsample=4, map_downsample=4, attention_path="fast")
+    ks = wf.add("KSamplerAdvanced", 3, 334, model=apply[0], positive=pair[0], negative=neg[0],
+                latent_image=batch[0], add_noise="disable", noise_seed=0, steps=steps, cfg=guidance,
+                sampler_name="ddim", scheduler="ddim_uniform", start_at_step=0, end_at_step=10000,
+                return_with_leftover_noise="disable")
+    dec = wf.add("VAEDecode", 3, 46, samples=ks[0], vae=loader[2])
+    wf.add("SaveImage", 4, 420, _title="Reconstruction + edits", images=dec[0], filename_prefix=f"p2p/{name}")
+    return wf
+
+
 def all_workflows() -> list[Workflow]:
     return [
         word_swap("p2p_word_swap", "sd1", SD15_CKPT, 512),
@@ -286,8 +361,7 @@ def all_workflows() -> list[Workflow]:
         reweight_on_swap(),
         local_blend_maps(),
         word_swap("p2p_sdxl_word_swap", "sdxl", SDXL_CKPT, 1024),
-        # TODO(P2PInvert): p2p_real_image_edit (LoadImage -> VAEEncode -> P2P Invert -> P2P Apply's
-        # `inversion` input) once the node lands.
+        real_image_edit(),
     ]
 
 
