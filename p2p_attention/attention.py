@@ -37,13 +37,14 @@ def apply_maps(maps: torch.Tensor, v: torch.Tensor, heads: int) -> torch.Tensor:
     return out.transpose(1, 2).reshape(b, -1, c).to(v.dtype)
 
 
-def cross_edit(q_s, k_s, q_e, k_e, v_e, heads, M, a1, a2, reference=False, attn_precision=None):
+def cross_edit(q_s, k_s, q_e, k_e, v_e, heads, coeffs, reference=False, attn_precision=None):
     """Edited cross-attention output of N edit items.
 
-    q_s/k_s [1, ., C] (source), q_e/k_e/v_e [N, ., C], M [N, Lk, Lk], a1/a2 [N, Lk].
-    out = (a1*(A_s M) + a2*A_e) V_e.
+    q_s/k_s [1, ., C] (source), q_e/k_e/v_e [N, ., C]; coeffs: edits.CrossCoefficients with
+    M [N, Lk, Lk], a1/a2 [N, Lk].  out = (a1*(A_s M) + a2*A_e) V_e.
     """
     n = q_e.shape[0]
+    M, a1, a2 = coeffs.M, coeffs.a1, coeffs.a2
     if reference:
         A_s = attention_maps(q_s, k_s, heads, attn_precision)  # [1, H, Nq, Lk]
         A_e = attention_maps(q_e, k_e, heads, attn_precision)  # [N, H, Nq, Lk]
@@ -51,11 +52,11 @@ def cross_edit(q_s, k_s, q_e, k_e, v_e, heads, M, a1, a2, reference=False, attn_
         A_new = a1.float()[:, None, None, :] * mapped + a2.float()[:, None, None, :] * A_e
         return apply_maps(A_new, v_e, heads)
     out = None
-    if bool((a1 != 0).any()):
+    if coeffs.uses_source:
         # A_s M diag(a1) V_e == SDPA(q_s, k_s, M diag(a1) V_e)
         v_src_space = torch.bmm(M, a1[..., None] * v_e)
         out = plain(q_s.expand(n, -1, -1), k_s.expand(n, -1, -1), v_src_space, heads, attn_precision)
-    if bool((a2 != 0).any()):
+    if coeffs.uses_own:
         own = plain(q_e, k_e, a2[..., None] * v_e, heads, attn_precision)
         out = own if out is None else out + own
     if out is None:

@@ -1,7 +1,7 @@
 """The pack's embedded demo model: a tiny text-to-image model trained by `training/train_demo.py`.
 
-64x64 RGB images of two coloured shapes over a textured background; a 4x AutoencoderKL
-(16x16x4 latent), an SD1-shaped UNet with self- and cross-attention at 16x16, 8x8 and 4x4,
+32x32 RGB images of two coloured shapes over a textured background; a 2x AutoencoderKL
+(16x16x4 latent: in ComfyUI an EmptyLatentImage of 128x128 "pixels", which assumes 8x), an SD1-shaped UNet with self- and cross-attention at 16x16, 8x8 and 4x4,
 and ComfyUI's SD1 CLIP stack (real tokenizer) at width 128. Everything is built from ComfyUI's
 own classes by `model_build`; the weights ship as fp16 safetensors in `models/demo/`.
 
@@ -48,17 +48,17 @@ DEMO_SPEC = ModelSpec(
     vae={
         "double_z": True,
         "z_channels": 4,
-        "resolution": 64,
+        "resolution": 32,
         "in_channels": 3,
         "out_ch": 3,
         "ch": 32,
-        "ch_mult": [1, 2, 2],  # 4x: 64x64 image <-> 16x16x4 latent
+        "ch_mult": [1, 2],  # 2x: 32x32 image <-> 16x16x4 latent
         "num_res_blocks": 1,
         "attn_resolutions": [],
         "dropout": 0.0,
     },
 )
-DEMO_RESOLUTION = 64
+DEMO_RESOLUTION = 32  # pixels; the latent is 16x16 (EmptyLatentImage width/height 128)
 
 
 def sha256_of(path: str | Path) -> str:
@@ -89,20 +89,29 @@ def split_state_dict(sd: dict) -> tuple[dict, dict, dict]:
     return unet, clip, vae
 
 
-def load_demo_model(path: str | Path | None = None, verify: bool = True):
-    """(MODEL ModelPatcher, comfy.sd.CLIP, comfy.sd.VAE) of the shipped demo model."""
+_DEFAULT = object()
+
+
+def load_demo_model(path: str | Path | None = None, expected_sha256: str | None | object = _DEFAULT):
+    """(MODEL ModelPatcher, comfy.sd.CLIP, comfy.sd.VAE) of the shipped demo model.
+
+    The shipped file is checked against DEMO_SHA256. For another file (`path`, e.g. a fresh
+    training run) nothing is checked unless `expected_sha256` is given.
+    """
     import safetensors.torch
 
     from .model_build import build_clip, build_unet, build_vae
 
+    if expected_sha256 is _DEFAULT:
+        expected_sha256 = DEMO_SHA256 if path is None else None
     path = Path(path) if path is not None else DEMO_WEIGHTS
     if not path.is_file():
-        raise FileNotFoundError(f"demo weights not found at {path}")
-    if verify and path.resolve() == DEMO_WEIGHTS.resolve():
+        raise FileNotFoundError(f"demo weights not found at {path}: restore models/demo/ from the repository")
+    if expected_sha256 is not None:
         got = sha256_of(path)
-        if got != DEMO_SHA256:
+        if got != expected_sha256:
             raise RuntimeError(
-                f"demo weights {path} have sha256 {got}, expected {DEMO_SHA256}: the file is damaged or "
+                f"demo weights {path} have sha256 {got}, expected {expected_sha256}: the file is damaged or "
                 "was replaced; restore it from the repository or retrain with training/train_demo.py "
                 "and update DEMO_SHA256."
             )

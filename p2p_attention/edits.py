@@ -119,6 +119,17 @@ def with_blend(node: str, incoming: EditPlan | None, prompts: PromptSet, blend) 
     return replace(base, blend=blend)
 
 
+@dataclass(frozen=True)
+class CrossCoefficients:
+    """One step's cross-attention edit: out = (a1 * (A_src @ M) + a2 * A_e) V_e."""
+
+    M: torch.Tensor  # [N, Lk, Lk], tiled to the context length
+    a1: torch.Tensor  # [N, Lk]
+    a2: torch.Tensor  # [N, Lk]
+    uses_source: bool  # any a1 != 0
+    uses_own: bool  # any a2 != 0
+
+
 @dataclass
 class CompiledEdit:
     """Per-edit-item tensors at the prompts' token length L (tiled to the context at use)."""
@@ -136,7 +147,7 @@ class CompiledEdit:
         return self.M.shape[0]
 
     def cross_coefficients(self, step: int, n_steps: int, ctx_len: int, device, dtype):
-        """(M_tiled [N, Lk, Lk], a1 [N, Lk], a2 [N, Lk]) at this step, or None when no token is replaced."""
+        """This step's CrossCoefficients, or None when no token is replaced."""
         key = (step, n_steps, ctx_len, str(device), dtype)
         if self._cache.get("coeff_key") != key:  # once per step, not once per layer
             self._cache["coeff_key"] = key
@@ -153,7 +164,11 @@ class CompiledEdit:
         a2 = tau * (1 - self.beta) * self.w + (1 - tau)
         reps = ctx_len // self.M.shape[-1]
         m = self._tiled_mapper(reps, device, dtype)
-        return m, a1.repeat(1, reps).to(device, dtype), a2.repeat(1, reps).to(device, dtype)
+        # The booleans are decided here, on the CPU, so attention never syncs a device to ask.
+        return CrossCoefficients(
+            m, a1.repeat(1, reps).to(device, dtype), a2.repeat(1, reps).to(device, dtype),
+            bool((a1 != 0).any()), bool((a2 != 0).any()),
+        )
 
     def _tiled_mapper(self, reps: int, device, dtype) -> torch.Tensor:
         key = ("mapper", reps, str(device), dtype)

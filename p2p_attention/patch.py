@@ -137,9 +137,9 @@ class P2PRuntime:
         if not active or not layout.groups:
             return base if base is not None else attention.plain(q, k, v, heads, precision)
 
-        edits = layout.edit_index
+        edits = set(layout.edit_index)
         if base is None:
-            rest = [i for i in range(q.shape[0]) if i not in set(edits)]
+            rest = [i for i in range(q.shape[0]) if i not in edits]
             out = torch.empty_like(q[..., : v.shape[-1]])
             out[rest] = attention.plain(q[rest], k[rest], v[rest], heads, precision)
         else:
@@ -147,10 +147,7 @@ class P2PRuntime:
         for src, es in layout.groups:
             q_s, k_s = q[src : src + 1], k[src : src + 1]
             if kind == "attn2":
-                m, a1, a2 = coeffs
-                edited = attention.cross_edit(
-                    q_s, k_s, q[es], k[es], v[es], heads, m, a1, a2, self.reference, precision
-                )
+                edited = attention.cross_edit(q_s, k_s, q[es], k[es], v[es], heads, coeffs, self.reference, precision)
             else:
                 edited = attention.self_inject(q_s, k_s, v[es], heads, self.reference, precision)
             if base is None:
