@@ -21,7 +21,7 @@ sys.path.append(str(REPO / "tests"))  # the HTTP workflow runner lives with the 
 
 from harness import ComfyServer, Graph, make_custom_nodes_dir  # noqa: E402
 
-SIZE = 64
+SIZE = 128  # EmptyLatentImage assumes 8x: 128 px gives the demo model's 16x16 latent (32 px images)
 STEPS = 20
 SEED = 7
 NEG = ""

