@@ -98,22 +98,28 @@ def demo_graphs() -> list[tuple[str, str, list[str], Graph, list[str]]]:
 
 
 def contact_sheet(rows: list[tuple[str, list[tuple[str, Path]]]], path: Path, cell: int = 160) -> None:
+    """One row per run; square images fill a cell, wide ones (the maps grid) keep their aspect."""
     from PIL import Image, ImageDraw, ImageFont
 
     font = ImageFont.load_default()
-    label_h, title_w = 28, 150
-    width = title_w + cell * max(len(r[1]) for r in rows)
-    sheet = Image.new("RGB", (width, (cell + label_h) * len(rows)), (24, 24, 24))
+    label_h, title_w = 28, 170
+
+    def fitted(p: Path) -> Image.Image:
+        img = Image.open(p).convert("RGB")
+        return img.resize((max(cell, round(cell * img.width / img.height)), cell), Image.NEAREST)
+
+    laid = [(title, [(label, fitted(p)) for label, p in cells]) for title, cells in rows]
+    width = title_w + max(sum(im.width for _, im in cells) for _, cells in laid)
+    sheet = Image.new("RGB", (width, (cell + label_h) * len(laid)), (24, 24, 24))
     draw = ImageDraw.Draw(sheet)
-    for r, (title, cells) in enumerate(rows):
+    for r, (title, cells) in enumerate(laid):
         y = r * (cell + label_h)
         draw.text((6, y + cell // 2), title, fill=(255, 255, 255), font=font)
-        for c, (label, img_path) in enumerate(cells):
-            img = Image.open(img_path).convert("RGB")
-            img = img.resize((cell, int(cell * img.height / img.width)) if img.width > img.height * 2 else (cell, cell),
-                             Image.NEAREST)
-            sheet.paste(img.crop((0, 0, cell, cell)), (title_w + c * cell, y))
-            draw.text((title_w + c * cell + 3, y + cell + 3), label[:26], fill=(220, 220, 220), font=font)
+        x = title_w
+        for label, img in cells:
+            sheet.paste(img, (x, y))
+            draw.text((x + 3, y + cell + 3), label[:40], fill=(220, 220, 220), font=font)
+            x += img.width
     sheet.save(path)
 
 
