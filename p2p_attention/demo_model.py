@@ -19,7 +19,7 @@ from .model_build import ModelSpec
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEMO_WEIGHTS = REPO_ROOT / "models" / "demo" / "p2p_demo_tiny.safetensors"
-DEMO_SHA256 = "61ac81a5bd36364d48e1b2ff29c117e16c5e0934f00a4b2523c0d0ce2ac9e024"
+DEMO_SHA256 = "40b07e71ede4249bf8a0cdb60751e689779a4670e87d1c9c712ce939bada8406"
 VOCAB_SIZE = 49408
 TOKEN_KEY = "clip_l.transformer.text_model.embeddings.token_embedding.weight"
 

@@ -24,9 +24,10 @@ from p2p_attention.demo_model import (  # noqa: E402
 )
 
 # Measured on the shipped checkpoint with exactly this procedure (see models/demo/README.md).
-# The goal of issue 8 is >= 0.9; this undertrained checkpoint reaches 14/48 (chance 1/6), so
-# the test guards the measured figure only. Raise it with the checkpoint, never lower it.
-MEASURED_COLOUR_ACCURACY = 14 / 48  # measured: 14 of 48 objects
+# The goal of issue 8 is >= 0.9; this checkpoint (phase 3 of train_demo.py) reaches 33/48 (chance
+# 1/6; the previous one 14/48), so the test guards the measured figure only. Raise it with the
+# checkpoint, never lower it.
+MEASURED_COLOUR_ACCURACY = 33 / 48  # measured: 33 of 48 objects
 SEED0 = 1000
 
 

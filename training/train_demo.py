@@ -1,6 +1,12 @@
 """Train the pack's embedded demo model (models/demo/p2p_demo_tiny.safetensors) from scratch.
 
-    OMP_NUM_THREADS=1 .venv/bin/python training/train_demo.py
+    OMP_NUM_THREADS=1 .venv/bin/python training/train_demo.py --fresh
+
+Continue from the cached phase 2 (what made the shipped file; see models/demo/README.md):
+
+    OMP_NUM_THREADS=1 .venv/bin/python training/train_demo.py --stage resume
+
+Inspect a running training's checkpoint: --stage peek [--peek-ckpt <work>/unet3_<K>steps.pt].
 
 One command, fixed seeds, one CPU thread. Stages (each cached in --work, rerun with --fresh):
   1. data:   the synthetic captioned shapes dataset (training/shapes_dataset.py);
@@ -9,6 +15,14 @@ One command, fixed seeds, one CPU thread. Stages (each cached in --work, rerun w
   3. unet:   ComfyUI's UNetModel + SD1 CLIP text encoder (width 128) trained jointly (then a
              warm restart from the EMA weights, --unet-steps2), eps
              prediction on SD1's discrete schedule, 10% empty captions for CFG, min-SNR weights;
+  3+. resume: phase 3, a second warm restart from phase 2's EMA weights (--unet-steps3 steps at a
+             constant --unet-lr3 after a 10-step warmup, so the EMA checkpoint it saves after K
+             steps, <work>/unet3_<K>steps.pt, is exactly what --unet-steps3 K gives), plus an
+             auxiliary cross-attention loss (--attn-loss weight): each object word's (size,
+             colour, shape) head-averaged cross-attention map at 16x16 and 8x8, normalised over
+             the image, should put its mass on its own object's pixels (the dataset's shape
+             masks): -log(share on the object). `--stage resume` runs only this phase from the
+             cached stages (then export and eval);
   3b. decoder: post_quant_conv + decoder refined on the frozen encoder's latents (the UNet's
              training data do not change, so this runs after it);
   4. export: fp16 safetensors; only the token-embedding rows of the vocabulary are stored;
@@ -50,6 +64,7 @@ from p2p_attention.demo_model import DEMO_SPEC, TOKEN_KEY  # noqa: E402
 from p2p_attention.model_build import build_clip, build_unet, build_vae  # noqa: E402
 
 LATENT_SCALE = 0.18215
+PHASE3_STEPS = 1400  # default --unet-steps3: the phase-3 checkpoint shipped (models/demo/README.md)
 LOG = None
 
 
@@ -199,8 +214,86 @@ def tokenize(clip, caption: str) -> list[int]:
 
 
 # ------------------------------------------------------------------------------------ UNet
-def train_unet(latents: torch.Tensor, captions: list[str], args, init=None, steps=None, phase=1) -> tuple[dict, dict]:
-    """Phase 1 from scratch; phase 2 (warm restart) from phase 1's EMA weights `init`."""
+class AttnCapture:
+    """attn2 replace patch for training: explicit softmax attention (differentiable), keeps the
+    head-averaged maps [B, Nq, 77] of the layers whose query count is in `keep`."""
+
+    def __init__(self, keep=(256, 64)):
+        self.keep = keep
+        self.maps = []
+
+    def __call__(self, q, k, v, extra):
+        heads = extra["n_heads"]
+        b, nq, hd = q.shape
+        dh = hd // heads
+        qh = q.view(b, nq, heads, dh).transpose(1, 2)
+        kh = k.view(b, -1, heads, dh).transpose(1, 2)
+        vh = v.view(b, -1, heads, dh).transpose(1, 2)
+        attn = (qh @ kh.transpose(-1, -2) * dh**-0.5).softmax(-1)
+        if nq in self.keep:
+            self.maps.append(attn.mean(1))
+        return (attn @ vh).transpose(1, 2).reshape(b, nq, hd)
+
+
+def attn2_keys(dm) -> list[tuple]:
+    """transformer_options attn2 keys (block, number, transformer index) of every transformer block."""
+    import re
+
+    keys = []
+    for name, _mod in dm.named_modules():
+        g = re.match(r"(input_blocks|output_blocks)\.(\d+)\.\d+\.transformer_blocks\.(\d+)$", name)
+        if g:
+            keys.append(("input" if g.group(1) == "input_blocks" else "output", int(g.group(2)), int(g.group(3))))
+        g = re.match(r"middle_block\.\d+\.transformer_blocks\.(\d+)$", name)
+        if g:
+            keys.append(("middle", 0, int(g.group(1))))
+    return keys
+
+
+def object_targets(scenes, captions, clip) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per sample: token positions of each object's size/colour/shape words [N, 6] (-1 pad), the
+    object they name [N, 6], and the objects' coverage masks at 16x16 [N, 2, 256]."""
+    n = len(scenes)
+    pos = torch.full((n, 6), -1, dtype=torch.long)
+    obj = torch.zeros((n, 6), dtype=torch.long)
+    masks = torch.zeros((n, 2, 256))
+    for i, (sc, cap) in enumerate(zip(scenes, captions)):
+        words = cap.split()
+        split = words.index("above") if sc.relation == "above" else words.index("and")
+        j = 0
+        for wi, w in enumerate(words):
+            if w in ds.COLOURS or w in ds.SHAPES or w in ds.SIZES:
+                pos[i, j], obj[i, j] = wi + 1, int(wi > split)  # BOS is token 0
+                j += 1
+        for k, o in enumerate(sc.objs):
+            m = torch.from_numpy(ds.shape_mask(o.shape, o.cx, o.cy, o.radius, ss=4))
+            masks[i, k] = F.avg_pool2d(m[None, None], 2).flatten()
+    tok = tokenize(clip, captions[0])
+    assert tok[len(captions[0].split()) + 1] == tok[-1] and tok[len(captions[0].split())] != tok[-1], "one token per word"
+    return pos, obj, masks
+
+
+def attention_loss(maps: list[torch.Tensor], pos, obj, masks16, valid) -> torch.Tensor:
+    """Mean over layers and object words of -log(share of the word's normalised map on its object)."""
+    if not valid.any():
+        return torch.zeros(())
+    b = pos.shape[0]
+    losses = []
+    for a in maps:  # [B, Nq, 77]
+        nq = a.shape[1]
+        side = int(round(nq**0.5))
+        m = masks16 if side == 16 else F.adaptive_avg_pool2d(masks16.view(b * 2, 1, 16, 16), side).view(b, 2, nq)
+        at = a.gather(2, pos.clamp(min=0)[:, None, :].expand(b, nq, pos.shape[1]))  # [B, Nq, 6]
+        at = at / at.sum(1, keepdim=True)
+        mk = m.gather(1, obj[:, :, None].expand(b, obj.shape[1], nq))  # [B, 6, Nq]
+        share = (at * mk.transpose(1, 2)).sum(1)  # [B, 6]
+        losses.append(-(share + 1e-4).log()[valid])
+    return torch.cat(losses).mean()
+
+
+def train_unet(latents: torch.Tensor, captions: list[str], args, init=None, steps=None, phase=1, scenes=None) -> tuple[dict, dict]:
+    """Phase 1 from scratch; phase 2 (warm restart) from phase 1's EMA weights `init`; phase 3 from
+    phase 2's, at a constant learning rate, with the auxiliary cross-attention loss."""
     steps = steps or args.unet_steps
     torch.manual_seed(args.seed + 10 * phase)
     patcher = build_unet(DEMO_SPEC, seed=args.seed + 11, state_dict=None if init is None else init[0])
@@ -217,8 +310,13 @@ def train_unet(latents: torch.Tensor, captions: list[str], args, init=None, step
     params = [p for p in dm.parameters()] + [p for p in tm.parameters()]
     for p in params:
         p.requires_grad_(True)
-    opt = torch.optim.Adam(params, lr=args.unet_lr)
+    base_lr = args.unet_lr3 if phase == 3 else args.unet_lr
+    opt = torch.optim.Adam(params, lr=base_lr)
     ema = [p.detach().clone() for p in params]
+    lam = args.attn_loss if phase == 3 else 0.0
+    if lam > 0:
+        pos_all, obj_all, masks_all = object_targets(scenes, captions, clip)
+        keys = attn2_keys(dm)
 
     cache: dict[str, list[int]] = {}
     ids = torch.tensor([cache.setdefault(c, tokenize(clip, c)) for c in captions])
@@ -229,7 +327,7 @@ def train_unet(latents: torch.Tensor, captions: list[str], args, init=None, step
     gen = torch.Generator().manual_seed(args.seed + 15 + 100 * (phase - 1))
     n = len(latents)
     t0 = time.time()
-    run = 0.0
+    run = arun = 0.0
     for step in range(steps):
         idx = torch.randint(0, n, (args.batch,), generator=gen)
         x0 = x0_all[idx]
@@ -241,13 +339,26 @@ def train_unet(latents: torch.Tensor, captions: list[str], args, init=None, step
         a = abar[t].view(-1, 1, 1, 1)
         xt = a.sqrt() * x0 + (1 - a).sqrt() * eps
         for g in opt.param_groups:
-            g["lr"] = cosine_lr(step, steps, args.unet_lr, warmup=40 if phase == 1 else 10)
+            if phase == 3:  # constant after warmup: a checkpoint after K steps == a K-step run
+                g["lr"] = base_lr * min(1.0, (step + 1) / 10)
+            else:
+                g["lr"] = cosine_lr(step, steps, args.unet_lr, warmup=40 if phase == 1 else 10)
         ctx = text_forward(tm, tok)
-        pred = dm(xt, t.float(), context=ctx)
+        if lam > 0:
+            capture = AttnCapture()
+            topts = {"patches_replace": {"attn2": {key: capture for key in keys}}}
+            pred = dm(xt, t.float(), context=ctx, transformer_options=topts)
+        else:
+            pred = dm(xt, t.float(), context=ctx)
         snr = a.view(-1) / (1 - a.view(-1))
         w = torch.clamp(snr, max=5.0) / snr
         per = (pred - eps).square().mean(dim=(1, 2, 3))
         loss = (w * per).mean()
+        if lam > 0:
+            valid = (pos_all[idx] >= 0) & ~drop[:, None]
+            la = attention_loss(capture.maps, pos_all[idx], obj_all[idx], masks_all[idx], valid)
+            arun = la.item() if step == 0 else 0.98 * arun + 0.02 * la.item()
+            loss = loss + lam * la
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -257,11 +368,15 @@ def train_unet(latents: torch.Tensor, captions: list[str], args, init=None, step
             for e, p in zip(ema, params):
                 e.lerp_(p.detach(), 1 - decay)
         run = per.mean().item() if step == 0 else 0.98 * run + 0.02 * per.mean().item()
-        if args.ckpt_every and step > 0 and step % args.ckpt_every == 0:
+        if phase == 3 and args.ckpt_every and (step + 1) % args.ckpt_every == 0 and step + 1 < steps:
+            save_ema_ckpt(dm, enc, params, ema, Path(args.work) / f"unet3_{step + 1}steps.pt")
+            log(f"unet phase 3: EMA checkpoint after {step + 1} steps saved (== --unet-steps3 {step + 1})")
+        elif phase != 3 and args.ckpt_every and step > 0 and step % args.ckpt_every == 0:
             save_ema_ckpt(dm, enc, params, ema, Path(args.work) / "unet_ckpt.pt")
             log(f"unet step {step}: EMA checkpoint saved")
         if step % 25 == 0 or step == steps - 1:
-            log(f"unet phase {phase} step {step}/{steps} loss {loss.item():.4f} eps-mse(avg) {run:.4f} lr {opt.param_groups[0]['lr']:.2e} {time.time() - t0:.0f}s")
+            extra = f" attn-loss(avg) {arun:.3f}" if lam > 0 else ""
+            log(f"unet phase {phase} step {step}/{steps} loss {loss.item():.4f} eps-mse(avg) {run:.4f}{extra} lr {opt.param_groups[0]['lr']:.2e} {time.time() - t0:.0f}s")
     with torch.no_grad():
         for e, p in zip(ema, params):
             p.copy_(e)
@@ -462,6 +577,9 @@ def main():
     p.add_argument("--dec-lr", type=float, default=1e-3)
     p.add_argument("--unet-steps", type=int, default=400)
     p.add_argument("--unet-steps2", type=int, default=250, help="phase 2: warm restart from phase 1's EMA")
+    p.add_argument("--unet-steps3", type=int, default=PHASE3_STEPS, help="phase 3: warm restart from phase 2's EMA, + attention loss")
+    p.add_argument("--unet-lr3", type=float, default=1e-3, help="phase 3's constant learning rate")
+    p.add_argument("--attn-loss", type=float, default=0.05, help="phase 3's cross-attention localisation loss weight")
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--unet-lr", type=float, default=1e-3)
     p.add_argument("--ema", type=float, default=0.995)
@@ -469,7 +587,8 @@ def main():
     p.add_argument("--cfg", type=float, default=5.0)
     p.add_argument("--eval-steps", type=int, default=20)
     p.add_argument("--ckpt-every", type=int, default=100)
-    p.add_argument("--stage", default="all", choices=["all", "vae", "unet", "export", "eval", "peek"])
+    p.add_argument("--stage", default="all", choices=["all", "vae", "unet", "resume", "export", "eval", "peek"])
+    p.add_argument("--peek-ckpt", default=None, help="checkpoint for --stage peek (default <work>/unet_ckpt.pt)")
     p.add_argument("--eval-seeds", type=int, default=1)
     p.add_argument("--fresh", action="store_true", help="ignore cached stages in --work")
     args = p.parse_args()
@@ -480,15 +599,16 @@ def main():
     T0 = time.time()
 
     if args.stage == "peek":  # evaluate the running training's last EMA checkpoint
-        unet_sd, clip_sd = torch.load(work / "unet_ckpt.pt")
+        unet_sd, clip_sd = torch.load(args.peek_ckpt or work / "unet_ckpt.pt")
         peek = work / "peek.safetensors"
-        export(unet_sd, clip_sd, torch.load(work / "vae.pt"), used_token_ids(), peek)
+        vae_file = work / "vae_refined.pt" if (work / "vae_refined.pt").exists() else work / "vae.pt"
+        export(unet_sd, clip_sd, torch.load(vae_file), used_token_ids(), peek)
         summary = evaluate(peek, args, n_seeds=args.eval_seeds)
         log("peek: " + json.dumps(summary, indent=1))
         return
 
     t = time.time()
-    images, captions, _ = ds.make_dataset(args.n_train, seed=args.seed)
+    images, captions, scenes = ds.make_dataset(args.n_train, seed=args.seed)
     log(f"data: {len(images)} images in {time.time() - t:.1f}s, e.g. {captions[0]!r}")
 
     vae_path = work / "vae.pt"
@@ -515,6 +635,9 @@ def main():
     log(f"latents {tuple(latents.shape)} mean {latents.mean():.3f} std*{LATENT_SCALE} {latents.std() * LATENT_SCALE:.3f}")
 
     unet_path = work / "unet.pt"
+    if args.stage == "resume":
+        for f in (vae_path, lat_path, unet_path, work / "unet2.pt"):
+            assert f.exists(), f"--stage resume needs the cached {f}"
     if unet_path.exists() and not args.fresh and args.stage not in ("unet",):
         unet_sd, clip_sd = torch.load(unet_path)
     else:
@@ -531,6 +654,15 @@ def main():
             unet_sd, clip_sd = train_unet(latents, captions, args, init=(unet_sd, clip_sd), steps=args.unet_steps2, phase=2)
             torch.save((unet_sd, clip_sd), unet2_path)
             log(f"unet phase 2 trained in {time.time() - t:.0f}s")
+    if args.unet_steps3 > 0:
+        unet3_path = work / f"unet3_{args.unet_steps3}steps.pt"
+        if unet3_path.exists() and not args.fresh and args.stage != "resume":
+            unet_sd, clip_sd = torch.load(unet3_path)
+        else:
+            t = time.time()
+            unet_sd, clip_sd = train_unet(latents, captions, args, init=(unet_sd, clip_sd), steps=args.unet_steps3, phase=3, scenes=scenes)
+            torch.save((unet_sd, clip_sd), unet3_path)
+            log(f"unet phase 3 trained in {time.time() - t:.0f}s")
 
     dec_path = work / "vae_refined.pt"
     if dec_path.exists() and not args.fresh:
@@ -542,7 +674,7 @@ def main():
         log(f"decoder refined in {time.time() - t:.0f}s; held-out psnr {vae_psnr(vae_sd, held):.2f} dB")
 
     out = Path(args.out)
-    if args.stage in ("all", "unet", "export"):
+    if args.stage in ("all", "unet", "resume", "export"):
         export(unet_sd, clip_sd, vae_sd, used_token_ids(captions), out)
         from p2p_attention.demo_model import sha256_of
 
