@@ -108,7 +108,7 @@ def test_pairs_are_24_colour_swaps():
 
 def test_figures_are_what_the_shipped_model_reaches(measured):
     """The goal (issue 9): P2P colour >= 90% and layout IoU >= 0.9, clearly above naive. The shipped
-    model does not reach it (its cross-attention maps are uniform, so P2P has nothing to hold): these
+    model does not reach it (it follows colours in about 2 of 3 objects, sizes and shapes barely): these
     are its deterministic figures, pinned so a change of model or mechanism shows up here."""
     _, table = measured
     for name, (acc, iou) in MEASURED.items():
@@ -130,9 +130,7 @@ def test_local_blend_on_the_demo_model(demo):
     cond, prompts = encode_prompt_set(clip, src, [edit])
     swap = make_plan("P2P Word Swap", prompts, None, "swap", CROSS, SELF)
     words = f"{old}, {new}"  # the recoloured object's colour word in the source and in the edit
-    # The demo model's maps are nearly uniform: normalised, almost every pixel is above 0.3, so a high
-    # threshold is needed for a partial mask (the mechanism under test, not the model).
-    blend = make_blend("P2P Local Blend", prompts, words, "", 0.97, 0.3, 0.2, 0)
+    blend = make_blend("P2P Local Blend", prompts, words, "", 0.3, 0.3, 0.2, 1)
     patched, runtime = apply_edit(model, with_blend("P2P Local Blend", swap, prompts, blend),
                                   self_min_downsample=1, map_downsample=2)
     out = sample(patched, cond, encode(clip, ""), latent_batch({"samples": torch.zeros(1, 4, 16, 16)}, 2),
@@ -147,4 +145,4 @@ def test_local_blend_on_the_demo_model(demo):
 
 
 # (colour swap recognised, mean layout IoU) measured on the shipped model; README shows the table.
-MEASURED = {"naive": (7 / 24, 0.339), "p2p": (7 / 24, 0.308)}
+MEASURED = {"naive": (12 / 24, 0.409), "p2p": (10 / 24, 0.467)}
