@@ -78,7 +78,6 @@ class Layout:
     """Where source and edit items sit in an attention batch: one (src, edits) per cond chunk."""
 
     groups: list[tuple[int, list[int]]]
-    batch: int
 
     @property
     def edit_index(self) -> list[int]:
@@ -94,7 +93,7 @@ def batch_layout(total: int, cond_or_uncond: list[int], n_edits: int, node: str 
             f"(the source and {n_edits} edit(s)). Use P2P Latent Batch (or a latent with batch {1 + n_edits})."
         )
     groups = [(c * per, list(range(c * per + 1, (c + 1) * per))) for c, kind in enumerate(cond_or_uncond) if kind == 0]
-    return Layout(groups=groups, batch=per)
+    return Layout(groups=groups)
 
 
 @dataclass

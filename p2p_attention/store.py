@@ -50,8 +50,6 @@ class AttentionStore:
     def reset(self):
         self.sum: torch.Tensor | None = None  # [items, h, w, L]
         self.layer_calls = 0
-        self.steps: set[int] = set()
-        self.latent_hw: tuple[int, int] | None = None
         self.last_masks: torch.Tensor | None = None  # local blend's masks at the last step
 
     def __call__(self, q, k, extra, layout, step, n_steps):
@@ -73,8 +71,6 @@ class AttentionStore:
             self.sum = torch.zeros_like(maps)
         self.sum += maps
         self.layer_calls += 1
-        self.steps.add(step)
-        self.latent_hw = (H, W)
 
     def maps(self) -> torch.Tensor:
         """Averaged maps [items, h, w, L] (float32, on the device they were computed on)."""
