@@ -60,12 +60,16 @@ torch.set_num_threads(1)
 import shapes_dataset as ds  # noqa: E402
 from judge import judge, summarise  # noqa: E402
 
+from p2p_attention.attention import apply_maps, attention_maps  # noqa: E402
 from p2p_attention.demo_model import DEMO_SPEC, TOKEN_KEY  # noqa: E402
 from p2p_attention.model_build import build_clip, build_unet, build_vae  # noqa: E402
+from p2p_attention.patch import transformer_block_keys  # noqa: E402
 
 LATENT_SCALE = 0.18215
-PHASE3_STEPS = 1400  # default --unet-steps3: the phase-3 checkpoint shipped (models/demo/README.md)
+PHASE3_STEPS = 1400  # default --unet-steps3: phase 3's length (models/demo/README.md)
+PHASE4_STEPS = 0  # default --unet-steps4: the phase-4 checkpoint shipped (models/demo/README.md)
 LOG = None
+RESUME_STAGE = {3: "resume", 4: "resume4"}  # --stage that reruns a cached phase
 
 
 def log(*a):
@@ -223,31 +227,10 @@ class AttnCapture:
         self.maps = []
 
     def __call__(self, q, k, v, extra):
-        heads = extra["n_heads"]
-        b, nq, hd = q.shape
-        dh = hd // heads
-        qh = q.view(b, nq, heads, dh).transpose(1, 2)
-        kh = k.view(b, -1, heads, dh).transpose(1, 2)
-        vh = v.view(b, -1, heads, dh).transpose(1, 2)
-        attn = (qh @ kh.transpose(-1, -2) * dh**-0.5).softmax(-1)
-        if nq in self.keep:
+        attn = attention_maps(q, k, extra["n_heads"])
+        if q.shape[1] in self.keep:
             self.maps.append(attn.mean(1))
-        return (attn @ vh).transpose(1, 2).reshape(b, nq, hd)
-
-
-def attn2_keys(dm) -> list[tuple]:
-    """transformer_options attn2 keys (block, number, transformer index) of every transformer block."""
-    import re
-
-    keys = []
-    for name, _mod in dm.named_modules():
-        g = re.match(r"(input_blocks|output_blocks)\.(\d+)\.\d+\.transformer_blocks\.(\d+)$", name)
-        if g:
-            keys.append(("input" if g.group(1) == "input_blocks" else "output", int(g.group(2)), int(g.group(3))))
-        g = re.match(r"middle_block\.\d+\.transformer_blocks\.(\d+)$", name)
-        if g:
-            keys.append(("middle", 0, int(g.group(1))))
-    return keys
+        return apply_maps(attn, v, extra["n_heads"])
 
 
 def object_targets(scenes, captions, clip) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -293,7 +276,8 @@ def attention_loss(maps: list[torch.Tensor], pos, obj, masks16, valid) -> torch.
 
 def train_unet(latents: torch.Tensor, captions: list[str], args, init=None, steps=None, phase=1, scenes=None) -> tuple[dict, dict]:
     """Phase 1 from scratch; phase 2 (warm restart) from phase 1's EMA weights `init`; phase 3 from
-    phase 2's, at a constant learning rate, with the auxiliary cross-attention loss."""
+    phase 2's, at a constant learning rate, with the auxiliary cross-attention loss; phase 4 from
+    phase 3's, the same losses with an exponentially decaying learning rate."""
     steps = steps or args.unet_steps
     torch.manual_seed(args.seed + 10 * phase)
     patcher = build_unet(DEMO_SPEC, seed=args.seed + 11, state_dict=None if init is None else init[0])
@@ -310,13 +294,13 @@ def train_unet(latents: torch.Tensor, captions: list[str], args, init=None, step
     params = [p for p in dm.parameters()] + [p for p in tm.parameters()]
     for p in params:
         p.requires_grad_(True)
-    base_lr = args.unet_lr3 if phase == 3 else args.unet_lr
+    base_lr = args.unet_lr3 if phase >= 3 else args.unet_lr
     opt = torch.optim.Adam(params, lr=base_lr)
     ema = [p.detach().clone() for p in params]
-    lam = args.attn_loss if phase == 3 else 0.0
+    lam = args.attn_loss if phase >= 3 else 0.0
     if lam > 0:
         pos_all, obj_all, masks_all = object_targets(scenes, captions, clip)
-        keys = attn2_keys(dm)
+        keys = transformer_block_keys(dm)
 
     cache: dict[str, list[int]] = {}
     ids = torch.tensor([cache.setdefault(c, tokenize(clip, c)) for c in captions])
@@ -339,8 +323,12 @@ def train_unet(latents: torch.Tensor, captions: list[str], args, init=None, step
         a = abar[t].view(-1, 1, 1, 1)
         xt = a.sqrt() * x0 + (1 - a).sqrt() * eps
         for g in opt.param_groups:
-            if phase == 3:  # constant after warmup: a checkpoint after K steps == a K-step run
+            # Phases 3-4 use schedules that do not depend on the run's length, so the
+            # checkpoint after K steps is exactly a K-step run.
+            if phase == 3:  # constant after warmup
                 g["lr"] = base_lr * min(1.0, (step + 1) / 10)
+            elif phase == 4:  # halves every --lr4-halflife steps
+                g["lr"] = base_lr * min(1.0, (step + 1) / 10) * 0.5 ** (step / args.lr4_halflife)
             else:
                 g["lr"] = cosine_lr(step, steps, args.unet_lr, warmup=40 if phase == 1 else 10)
         ctx = text_forward(tm, tok)
@@ -368,10 +356,10 @@ def train_unet(latents: torch.Tensor, captions: list[str], args, init=None, step
             for e, p in zip(ema, params):
                 e.lerp_(p.detach(), 1 - decay)
         run = per.mean().item() if step == 0 else 0.98 * run + 0.02 * per.mean().item()
-        if phase == 3 and args.ckpt_every and (step + 1) % args.ckpt_every == 0 and step + 1 < steps:
-            save_ema_ckpt(dm, enc, params, ema, Path(args.work) / f"unet3_{step + 1}steps.pt")
-            log(f"unet phase 3: EMA checkpoint after {step + 1} steps saved (== --unet-steps3 {step + 1})")
-        elif phase != 3 and args.ckpt_every and step > 0 and step % args.ckpt_every == 0:
+        if phase >= 3 and args.ckpt_every and (step + 1) % args.ckpt_every == 0 and step + 1 < steps:
+            save_ema_ckpt(dm, enc, params, ema, Path(args.work) / f"unet{phase}_{step + 1}steps.pt")
+            log(f"unet phase {phase}: EMA checkpoint after {step + 1} steps saved (== --unet-steps{phase} {step + 1})")
+        elif phase < 3 and args.ckpt_every and step > 0 and step % args.ckpt_every == 0:
             save_ema_ckpt(dm, enc, params, ema, Path(args.work) / "unet_ckpt.pt")
             log(f"unet step {step}: EMA checkpoint saved")
         if step % 25 == 0 or step == steps - 1:
@@ -437,43 +425,23 @@ class AttnStore:
         return self
 
     def __call__(self, q, k, v, extra):
-        heads = extra["n_heads"]
-        b, nq, hd = q.shape
-        dh = hd // heads
-        qh = q.view(b, nq, heads, dh).transpose(1, 2)
-        kh = k.view(b, -1, heads, dh).transpose(1, 2)
-        vh = v.view(b, -1, heads, dh).transpose(1, 2)
-        attn = (qh @ kh.transpose(-1, -2) * dh**-0.5).softmax(-1)
+        attn = attention_maps(q, k, extra["n_heads"])
         cu = extra["cond_or_uncond"]
-        per = b // len(cu)
-        ci = cu.index(0) if 0 in cu else None
-        if ci is not None:
-            a = attn[ci * per : (ci + 1) * per].mean(1)  # [per, Nq, Nk]
-            self.maps.setdefault(nq, []).append(a.float())
-        return (attn @ vh).transpose(1, 2).reshape(b, nq, hd)
+        per = q.shape[0] // len(cu)
+        if 0 in cu:
+            ci = cu.index(0)
+            self.maps.setdefault(q.shape[1], []).append(attn[ci * per : (ci + 1) * per].mean(1))
+        return apply_maps(attn, v, extra["n_heads"])
 
 
 def attach_store(patcher, store):
     """Register `store` as the attn2 replace of every transformer block of the UNet."""
-    import re
-
     m = patcher.clone()
-    dm = m.get_model_object("diffusion_model")
-    for name, _mod in dm.named_modules():
-        if not name.endswith("transformer_blocks.0") and not re.search(r"transformer_blocks\.\d+$", name):
-            continue
-        g = re.match(r"(input_blocks|output_blocks)\.(\d+)\.\d+\.transformer_blocks\.(\d+)$", name)
-        if g:
-            block = "input" if g.group(1) == "input_blocks" else "output"
-            m.set_model_attn2_replace(store, block, int(g.group(2)), int(g.group(3)))
-            continue
-        g = re.match(r"middle_block\.\d+\.transformer_blocks\.(\d+)$", name)
-        if g:
-            m.set_model_attn2_replace(store, "middle", 0, int(g.group(1)))
+    for key in transformer_block_keys(m.get_model_object("diffusion_model")):
+        m.set_model_attn2_replace(store, *key)
     return m
 
 
-@torch.inference_mode()
 def sample(patcher, clip, vae, captions, seeds, steps=20, cfg=5.0, sampler="euler", scheduler="normal"):
     import comfy.sample
 
@@ -579,7 +547,9 @@ def main():
     p.add_argument("--unet-steps2", type=int, default=250, help="phase 2: warm restart from phase 1's EMA")
     p.add_argument("--unet-steps3", type=int, default=PHASE3_STEPS, help="phase 3: warm restart from phase 2's EMA, + attention loss")
     p.add_argument("--unet-lr3", type=float, default=1e-3, help="phase 3's constant learning rate")
-    p.add_argument("--attn-loss", type=float, default=0.05, help="phase 3's cross-attention localisation loss weight")
+    p.add_argument("--attn-loss", type=float, default=0.05, help="phases 3-4's cross-attention localisation loss weight")
+    p.add_argument("--unet-steps4", type=int, default=PHASE4_STEPS, help="phase 4: warm restart from phase 3's EMA, decaying learning rate")
+    p.add_argument("--lr4-halflife", type=float, default=400.0, help="phase 4's learning rate (from --unet-lr3) halves every this many steps")
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--unet-lr", type=float, default=1e-3)
     p.add_argument("--ema", type=float, default=0.995)
@@ -587,7 +557,7 @@ def main():
     p.add_argument("--cfg", type=float, default=5.0)
     p.add_argument("--eval-steps", type=int, default=20)
     p.add_argument("--ckpt-every", type=int, default=100)
-    p.add_argument("--stage", default="all", choices=["all", "vae", "unet", "resume", "export", "eval", "peek"])
+    p.add_argument("--stage", default="all", choices=["all", "vae", "unet", "resume", "resume4", "export", "eval", "peek"])
     p.add_argument("--peek-ckpt", default=None, help="checkpoint for --stage peek (default <work>/unet_ckpt.pt)")
     p.add_argument("--eval-seeds", type=int, default=1)
     p.add_argument("--fresh", action="store_true", help="ignore cached stages in --work")
@@ -645,24 +615,22 @@ def main():
         unet_sd, clip_sd = train_unet(latents, captions, args)
         torch.save((unet_sd, clip_sd), unet_path)
         log(f"unet + text encoder trained in {time.time() - t:.0f}s")
-    if args.unet_steps2 > 0:
-        unet2_path = work / "unet2.pt"
-        if unet2_path.exists() and not args.fresh:
-            unet_sd, clip_sd = torch.load(unet2_path)
+    # Warm restarts, each from the previous phase's EMA weights; "resume"/"resume4" rerun phase 3/4.
+    for phase, steps, name in (
+        (2, args.unet_steps2, "unet2.pt"),
+        (3, args.unet_steps3, f"unet3_{args.unet_steps3}steps.pt"),
+        (4, args.unet_steps4, f"unet4_{args.unet_steps4}steps.pt"),
+    ):
+        if steps <= 0:
+            continue
+        path = work / name
+        if path.exists() and not args.fresh and args.stage != RESUME_STAGE.get(phase):
+            unet_sd, clip_sd = torch.load(path)
         else:
             t = time.time()
-            unet_sd, clip_sd = train_unet(latents, captions, args, init=(unet_sd, clip_sd), steps=args.unet_steps2, phase=2)
-            torch.save((unet_sd, clip_sd), unet2_path)
-            log(f"unet phase 2 trained in {time.time() - t:.0f}s")
-    if args.unet_steps3 > 0:
-        unet3_path = work / f"unet3_{args.unet_steps3}steps.pt"
-        if unet3_path.exists() and not args.fresh and args.stage != "resume":
-            unet_sd, clip_sd = torch.load(unet3_path)
-        else:
-            t = time.time()
-            unet_sd, clip_sd = train_unet(latents, captions, args, init=(unet_sd, clip_sd), steps=args.unet_steps3, phase=3, scenes=scenes)
-            torch.save((unet_sd, clip_sd), unet3_path)
-            log(f"unet phase 3 trained in {time.time() - t:.0f}s")
+            unet_sd, clip_sd = train_unet(latents, captions, args, init=(unet_sd, clip_sd), steps=steps, phase=phase, scenes=scenes)
+            torch.save((unet_sd, clip_sd), path)
+            log(f"unet phase {phase} trained in {time.time() - t:.0f}s")
 
     dec_path = work / "vae_refined.pt"
     if dec_path.exists() and not args.fresh:
@@ -674,7 +642,7 @@ def main():
         log(f"decoder refined in {time.time() - t:.0f}s; held-out psnr {vae_psnr(vae_sd, held):.2f} dB")
 
     out = Path(args.out)
-    if args.stage in ("all", "unet", "resume", "export"):
+    if args.stage in ("all", "unet", "resume", "resume4", "export"):
         export(unet_sd, clip_sd, vae_sd, used_token_ids(captions), out)
         from p2p_attention.demo_model import sha256_of
 
