@@ -411,7 +411,9 @@ def export(unet_sd: dict, clip_sd: dict, vae_sd: dict, used_ids: list[int], out:
     for k, v in vae_sd.items():
         sd["vae." + k] = v.half().contiguous()
     out.parent.mkdir(parents=True, exist_ok=True)
-    safetensors.torch.save_file(sd, str(out), metadata={"format": "pt", "model": "p2p_demo_tiny"})
+    # One metadata entry: safetensors writes its metadata map in hash order, so two entries
+    # would make reruns differ in bytes (and sha256) with identical tensors.
+    safetensors.torch.save_file(sd, str(out), metadata={"model": "p2p_demo_tiny"})
 
 
 # ------------------------------------------------------------------------------------ eval
@@ -442,6 +444,7 @@ def attach_store(patcher, store):
     return m
 
 
+@torch.inference_mode()  # training stages leave grad mode on
 def sample(patcher, clip, vae, captions, seeds, steps=20, cfg=5.0, sampler="euler", scheduler="normal"):
     import comfy.sample
 
@@ -467,7 +470,7 @@ def evaluate(model_path: Path, args, n_seeds: int = 2, with_maps: bool = True) -
     from p2p_attention.demo_model import load_demo_model
 
     patcher, clip, vae = load_demo_model(model_path, expected_sha256=None)
-    caps = ds.EVAL_CAPTIONS
+    caps = ds.EVAL_CAPTIONS[: args.eval_captions or None]
     all_caps = [c for c in caps for _ in range(n_seeds)]
     seeds = [1000 + i for i in range(len(all_caps))]
     t0 = time.time()
@@ -478,7 +481,8 @@ def evaluate(model_path: Path, args, n_seeds: int = 2, with_maps: bool = True) -
     summary["sec_per_image"] = dt
     summary["n_images"] = len(all_caps)
     summary["cfg"], summary["steps"] = args.cfg, args.eval_steps
-    grid = np.concatenate([np.concatenate(imgs[r * 8 : (r + 1) * 8], axis=1) for r in range(len(imgs) // 8)], axis=0)
+    cols = min(8, len(imgs))
+    grid = np.concatenate([np.concatenate(imgs[r * cols : (r + 1) * cols], axis=1) for r in range(len(imgs) // cols)], axis=0)
     Image.fromarray(grid).save(Path(args.work) / "eval_grid.png")
     if with_maps:
         summary.update(attention_localisation(patcher, clip, vae, caps, args))
@@ -560,6 +564,7 @@ def main():
     p.add_argument("--stage", default="all", choices=["all", "vae", "unet", "resume", "resume4", "export", "eval", "peek"])
     p.add_argument("--peek-ckpt", default=None, help="checkpoint for --stage peek (default <work>/unet_ckpt.pt)")
     p.add_argument("--eval-seeds", type=int, default=1)
+    p.add_argument("--eval-captions", type=int, default=0, help="evaluate the first K fixed captions only (0: all)")
     p.add_argument("--fresh", action="store_true", help="ignore cached stages in --work")
     args = p.parse_args()
     work = Path(args.work)
