@@ -84,7 +84,7 @@ def measured(demo):
         row = {"pair": (src, edit)}
         for name, imgs in (("naive", naive), ("p2p", p2p)):
             judged = judge(imgs[1], edit)
-            row[f"{name}_colour"] = bool(judged[0]["colour"])
+            row[f"{name}_colour"] = bool(judged[0]["colour_in_place"])
             row[f"{name}_iou"] = _iou(_foreground(imgs[0]), _foreground(imgs[1]))
         rows.append(row)
     n = len(rows)

@@ -5,7 +5,10 @@ Works on uint8 [32, 32, 3] images (or float [H, W, 3] in [0, 1]) and captions of
 enough to one, else background (backgrounds are muted and dark, objects saturated/bright).
 
 Per object (first-named object: left half / top half; second: right / bottom):
-- colour:   the most common object colour in the object's half is the captioned colour;
+- colour:   the captioned colour is one of the image's two most common object colours (every
+            scene has two objects), wherever it is: does the model draw the colours it is told;
+- colour_in_place: the most common object colour in the object's half is the captioned colour
+            (needs the layout right too: stricter, shares its failures with position);
 - position: the captioned colour's pixels (whole image) have their centroid on the object's
             side of the centre line;
 - size:     the bounding box of that colour's largest blob in the object's half is wider than
@@ -103,16 +106,19 @@ def judge(img, caption: str) -> list[dict]:
     lab = label_pixels(img)
     h, w = lab.shape
     scene = parse_caption(caption)
+    total = np.bincount(lab[lab >= 0], minlength=len(_NAMES))
+    drawn = {_NAMES[i] for i in np.argsort(-total, kind="stable")[:2] if total[i] >= MIN_PIXELS}
     out = []
     for k, o in enumerate(scene.objs):
         half = _half(scene.relation, k, h, w)
-        res = {"colour": None, "position": None, "size": None, "shape": None}
+        res = {"colour": None, "colour_in_place": None, "position": None, "size": None, "shape": None}
         counts = np.bincount(lab[half & (lab >= 0)], minlength=len(_NAMES))
         dominant = _NAMES[int(counts.argmax())] if counts.max() >= MIN_PIXELS else None
         res["dominant"] = dominant
         colour = o.colour if o.say_colour else dominant
         if o.say_colour:
-            res["colour"] = dominant == o.colour
+            res["colour"] = o.colour in drawn
+            res["colour_in_place"] = dominant == o.colour
         if colour is None:
             res.update(position=False if o.say_colour else None, size=False, shape=False)
             out.append(res)
@@ -148,7 +154,7 @@ def judge(img, caption: str) -> list[dict]:
 def summarise(results: list[list[dict]]) -> dict:
     """Accuracy per attribute over all judged objects, plus whole-caption colour accuracy."""
     summary = {}
-    for key in ("colour", "position", "size", "shape"):
+    for key in ("colour", "colour_in_place", "position", "size", "shape"):
         vals = [r[key] for objs in results for r in objs if r[key] is not None]
         summary[key] = float(np.mean(vals)) if vals else float("nan")
         summary[f"{key}_n"] = len(vals)
