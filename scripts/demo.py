@@ -45,11 +45,11 @@ def _sample_and_save(g: Graph, m, model, pair, neg, lat, prefix: str, save_id: s
     return ks, img
 
 
-def demo_graphs() -> list[tuple[str, str, list[str], Graph, list[str]]]:
-    """(name, source, edits, graph, save node ids) for each demo: naive edit vs P2P side by side."""
+def demo_graphs() -> list[tuple[str, str, list[str], list[str], Graph, list[str]]]:
+    """(name, source, edits, edit labels, graph, save node ids) for each demo: naive edit vs P2P side by side."""
     demos = []
 
-    def edit_demo(name, source, edits, build_edit, extra=None):
+    def edit_demo(name, source, edits, labels, build_edit, extra=None):
         g = Graph()
         m, pair, neg, lat = _front(g, source, edits)
         _sample_and_save(g, m, m[0], pair, neg, lat, f"{name}_naive", "naive")
@@ -59,21 +59,23 @@ def demo_graphs() -> list[tuple[str, str, list[str], Graph, list[str]]]:
         saves = ["naive", "p2p"]
         if extra:
             saves += extra(g, patched, ks, img)
-        demos.append((name, source, edits, g, saves))
+        demos.append((name, source, edits, labels, g, saves))
 
     edit_demo(
         "word_swap", A,
         ["a big green circle on the left and a small blue square on the right",
          "a big red circle on the left and a small yellow square on the right"],
+        ["red -> green", "blue -> yellow"],
         lambda g, p: g.node("P2PWordSwap", prompts=p[1], cross_replace="0.8", self_replace="0.6"),
     )
     edit_demo(
         "refine", "a red circle above a blue square",
         ["a big red circle above a small blue square"],
+        ["+ big, + small"],
         lambda g, p: g.node("P2PRefine", prompts=p[1], cross_replace="0.8", self_replace="0.6"),
     )
     edit_demo(
-        "reweight", A, [A, A],
+        "reweight", A, [A], ["big x 0.2"],
         lambda g, p: g.node("P2PReweight", prompts=p[1], weights="big: 0.2", cross_replace="1.0",
                             self_replace="0.6"),
     )
@@ -88,6 +90,7 @@ def demo_graphs() -> list[tuple[str, str, list[str], Graph, list[str]]]:
     edit_demo(
         "local_blend", A,
         ["a big green circle on the left and a small blue square on the right"],
+        ["red -> green, blend 'circle'"],
         lambda g, p: g.node(
             "P2PLocalBlend", prompts=p[1], words="circle", subtract="", threshold=0.3, subtract_threshold=0.3,
             start_blend=0.2, dilation=1,
@@ -123,6 +126,11 @@ def contact_sheet(rows: list[tuple[str, list[tuple[str, Path]]]], path: Path, ce
     sheet.save(path)
 
 
+def _shown(path: Path) -> str:
+    path = path.resolve()
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
+
+
 def run_demo(out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     work = REPO / ".tmp" / "demo_server"
@@ -131,27 +139,28 @@ def run_demo(out: Path) -> None:
     t0 = time.time()
     with ComfyServer(work) as srv:
         print(f"ComfyUI server up at {srv.url} (pid {srv.pid}) in {time.time() - t0:.0f}s")
-        for name, source, edits, graph, saves in demo_graphs():
+        for name, source, edits, edit_labels, graph, saves in demo_graphs():
             t = time.time()
             prompt_id = srv.queue(graph)
             outputs = srv.wait(prompt_id, timeout=600)["outputs"]
             print(f"  {name}: {time.time() - t:.1f}s  source {source!r} -> {edits}")
             labels = ["source", *[f"edit{i + 1}" for i in range(len(edits))]]
+            captions = ["source", *edit_labels]
             for save in saves:
                 files = []
                 for i, im in enumerate(outputs[save]["images"]):
                     label = labels[i] if save in ("naive", "p2p") else save
                     dst = out / f"{name}_{save}_{label}.png"
                     shutil.copyfile(srv.output_dir / im.get("subfolder", "") / im["filename"], dst)
-                    files.append((label, dst))
+                    files.append((captions[i] if save in ("naive", "p2p") else label, dst))
                 written += [f for _, f in files]
                 rows.append((f"{name}: {save}", files))
     sheet = out / "contact_sheet.png"
     contact_sheet(rows, sheet)
     print("\nWrote:")
     for p in written:
-        print(f"  {p.relative_to(REPO)}")
-    print(f"  {sheet.relative_to(REPO)}  <- open this first")
+        print(f"  {_shown(p)}")
+    print(f"  {_shown(sheet)}  <- open this first")
     print(f"Done in {time.time() - t0:.0f}s.")
 
 
