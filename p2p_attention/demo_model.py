@@ -19,7 +19,7 @@ from .model_build import ModelSpec
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEMO_WEIGHTS = REPO_ROOT / "models" / "demo" / "p2p_demo_tiny.safetensors"
-DEMO_SHA256 = "40b07e71ede4249bf8a0cdb60751e689779a4670e87d1c9c712ce939bada8406"
+DEMO_SHA256 = "7e7b4eeba74e4957ecc0e0d1fc3eba0f533e556cd765c16a546f6ae672c76b72"
 VOCAB_SIZE = 49408
 TOKEN_KEY = "clip_l.transformer.text_model.embeddings.token_embedding.weight"
 

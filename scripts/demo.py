@@ -75,8 +75,8 @@ def demo_graphs() -> list[tuple[str, str, list[str], list[str], Graph, list[str]
         lambda g, p: g.node("P2PRefine", prompts=p[1], cross_replace="0.8", self_replace="0.6"),
     )
     edit_demo(
-        "reweight", A, [A], ["big x 0.2"],
-        lambda g, p: g.node("P2PReweight", prompts=p[1], weights="big: 0.2", cross_replace="1.0",
+        "reweight", A, [A], ["small x 4"],
+        lambda g, p: g.node("P2PReweight", prompts=p[1], weights="small: 4", cross_replace="1.0",
                             self_replace="0.6"),
     )
 

@@ -23,12 +23,13 @@ from p2p_attention.demo_model import (  # noqa: E402
     sha256_of,
 )
 
-# Measured on the shipped checkpoint with exactly this procedure (see models/demo/README.md).
-# The goal of issue 8 is >= 0.9; this checkpoint (phase 3 of train_demo.py) reaches 33/48 (chance
-# 1/6; the previous one 14/48), so the test guards the measured figure only. Raise it with the
-# checkpoint, never lower it.
-MEASURED_COLOUR_ACCURACY = 33 / 48  # measured: 33 of 48 objects
-SEED0 = 1000
+# The fixed set: the 24 captions, 4 rounds (seed 1000 + i + 24 s), 192 objects: the same images as
+# train_demo.py's eval. Issue 8's goal is colour >= 0.9. Measured on the shipped checkpoint with exactly
+# this procedure (models/demo/README.md): colour 177/192, colour in place 177/192, position 182/192.
+# The pins guard those figures; raise them with the checkpoint, never lower them.
+GOAL_COLOUR = 0.9
+MEASURED = {"colour": 177 / 192, "colour_in_place": 177 / 192, "position": 182 / 192}
+ROUNDS, SEED0 = 4, 1000
 
 
 @pytest.fixture(scope="module")
@@ -86,8 +87,12 @@ def _sample(model, clip, vae, caption, seed, steps=20, cfg=5.0):
 
 def test_sampled_images_follow_the_captioned_colours(demo):
     model, clip, vae = demo
-    results = [judge(_sample(model, clip, vae, cap, SEED0 + i), cap) for i, cap in enumerate(EVAL_CAPTIONS)]
+    n = len(EVAL_CAPTIONS)
+    results = [judge(_sample(model, clip, vae, cap, SEED0 + i + n * r), cap)
+               for r in range(ROUNDS) for i, cap in enumerate(EVAL_CAPTIONS)]
     s = summarise(results)
-    print(f"demo model on {len(EVAL_CAPTIONS)} captions: {s}")
-    assert len(EVAL_CAPTIONS) >= 20
-    assert s["colour"] >= MEASURED_COLOUR_ACCURACY
+    print(f"demo model on {n} captions x {ROUNDS} seeds: {s}")
+    assert n == 24 and s["colour_n"] == 192
+    assert s["colour"] >= GOAL_COLOUR
+    for key, value in MEASURED.items():
+        assert s[key] >= value - 1e-9, key

@@ -53,7 +53,7 @@ def test_every_stage_ran_and_logged_its_figures(two_runs):
     # phase 3's checkpoint after 1 step is saved (== --unet-steps3 1); phase 4's likewise
     assert (work / "unet3_1steps.pt").is_file() and (work / "unet4_1steps.pt").is_file()
     metrics = json.loads((work / "metrics.json").read_text())
-    assert metrics["n_images"] == 1 and metrics["colour_n"] == 2
+    assert metrics["n_images"] == 4 and metrics["colour_n"] == 8  # 1 caption x 4 seed rounds
     for key in ("colour", "position", "size", "shape", "attn_own_object_share"):
         assert 0.0 <= metrics[key] <= 1.0, key
     assert (work / "eval_grid.png").is_file()

@@ -2,9 +2,10 @@
 
     OMP_NUM_THREADS=1 .venv/bin/python training/train_demo.py --fresh
 
-Continue from the cached phase 2 (what made the shipped file; see models/demo/README.md):
+Rerun phase 3 (and what follows) from the cached phase 2, or phase 4 from the cached phase 3
+(see models/demo/README.md):
 
-    OMP_NUM_THREADS=1 .venv/bin/python training/train_demo.py --stage resume
+    OMP_NUM_THREADS=1 .venv/bin/python training/train_demo.py --stage resume     # or resume4
 
 Inspect a running training's checkpoint: --stage peek [--peek-ckpt <work>/unet3_<K>steps.pt].
 
@@ -21,8 +22,11 @@ One command, fixed seeds, one CPU thread. Stages (each cached in --work, rerun w
              auxiliary cross-attention loss (--attn-loss weight): each object word's (size,
              colour, shape) head-averaged cross-attention map at 16x16 and 8x8, normalised over
              the image, should put its mass on its own object's pixels (the dataset's shape
-             masks): -log(share on the object). `--stage resume` runs only this phase from the
-             cached stages (then export and eval);
+             masks): -log(share on the object). `--stage resume` reruns it (and phase 4) from
+             the cached stages (then export and eval);
+  3++. resume4: phase 4, a third warm restart from phase 3's EMA weights, the same losses, the
+             learning rate halving every --lr4-halflife steps (also independent of the run's
+             length: <work>/unet4_<K>steps.pt == --unet-steps4 K);
   3b. decoder: post_quant_conv + decoder refined on the frozen encoder's latents (the UNet's
              training data do not change, so this runs after it);
   4. export: fp16 safetensors; only the token-embedding rows of the vocabulary are stored;
@@ -67,7 +71,7 @@ from p2p_attention.patch import transformer_block_keys  # noqa: E402
 
 LATENT_SCALE = 0.18215
 PHASE3_STEPS = 1400  # default --unet-steps3: phase 3's length (models/demo/README.md)
-PHASE4_STEPS = 0  # default --unet-steps4: the phase-4 checkpoint shipped (models/demo/README.md)
+PHASE4_STEPS = 2000  # default --unet-steps4: the phase-4 checkpoint shipped (models/demo/README.md)
 LOG = None
 RESUME_STAGE = {3: "resume", 4: "resume4"}  # --stage that reruns a cached phase
 
@@ -471,7 +475,8 @@ def evaluate(model_path: Path, args, n_seeds: int = 2, with_maps: bool = True) -
 
     patcher, clip, vae = load_demo_model(model_path, expected_sha256=None)
     caps = ds.EVAL_CAPTIONS[: args.eval_captions or None]
-    all_caps = [c for c in caps for _ in range(n_seeds)]
+    # seed 1000 + i + len(caps) * s for caption i, round s: the same images as tests/test_demo_model.py
+    all_caps = [c for _ in range(n_seeds) for c in caps]
     seeds = [1000 + i for i in range(len(all_caps))]
     t0 = time.time()
     imgs = sample(patcher, clip, vae, all_caps, seeds, steps=args.eval_steps, cfg=args.cfg)
@@ -563,7 +568,7 @@ def main():
     p.add_argument("--ckpt-every", type=int, default=100)
     p.add_argument("--stage", default="all", choices=["all", "vae", "unet", "resume", "resume4", "export", "eval", "peek"])
     p.add_argument("--peek-ckpt", default=None, help="checkpoint for --stage peek (default <work>/unet_ckpt.pt)")
-    p.add_argument("--eval-seeds", type=int, default=1)
+    p.add_argument("--eval-seeds", type=int, default=4, help="rounds of the fixed captions (seeds 1000 + i + 24 s)")
     p.add_argument("--eval-captions", type=int, default=0, help="evaluate the first K fixed captions only (0: all)")
     p.add_argument("--fresh", action="store_true", help="ignore cached stages in --work")
     args = p.parse_args()
@@ -613,9 +618,11 @@ def main():
     if args.stage == "resume":
         for f in (vae_path, lat_path, unet_path, work / "unet2.pt"):
             assert f.exists(), f"--stage resume needs the cached {f}"
+    retrained = False  # once a phase is retrained, the cached later phases are stale
     if unet_path.exists() and not args.fresh and args.stage not in ("unet",):
         unet_sd, clip_sd = torch.load(unet_path)
     else:
+        retrained = True
         t = time.time()
         unet_sd, clip_sd = train_unet(latents, captions, args)
         torch.save((unet_sd, clip_sd), unet_path)
@@ -629,9 +636,10 @@ def main():
         if steps <= 0:
             continue
         path = work / name
-        if path.exists() and not args.fresh and args.stage != RESUME_STAGE.get(phase):
+        if path.exists() and not args.fresh and not retrained and args.stage != RESUME_STAGE.get(phase):
             unet_sd, clip_sd = torch.load(path)
         else:
+            retrained = True
             t = time.time()
             unet_sd, clip_sd = train_unet(latents, captions, args, init=(unet_sd, clip_sd), steps=steps, phase=phase, scenes=scenes)
             torch.save((unet_sd, clip_sd), path)
