@@ -174,7 +174,8 @@ def build(name: str, seed: int = 0):
 
 
 def _build_demo():
-    """The trained demo model: a realistic case for null-text's early stop (random weights never stop)."""
+    """The trained demo model: a realistic case for null-text's early stop (random weights never stop;
+    the shipped checkpoint does not either, see benchmarks/README.md)."""
     from p2p_attention.conditioning import encode_prompt_set
     from p2p_attention.demo_model import load_demo_model
 

@@ -275,7 +275,7 @@ def markdown(res: dict) -> str:
                     f"measured above, the {GOALS['null_text']:g}x goal allows on average "
                     f"{_f(r['mean_iterations_within_goal'])} inner iterations per step (derived); the measured run used "
                     f"{r['inner_iterations_used_total'] / r['steps']:.2f} on average"
-                    + (" (random weights never reach the early-stop loss: the full limit at every step)."
+                    + (" (the early-stop loss was never reached: the full limit at every step)."
                        if r["inner_iterations_used_min"] == r.get("inner_iterations") else ".")
                 )
         lines.append("")
