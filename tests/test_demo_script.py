@@ -51,3 +51,10 @@ def test_p2p_keeps_the_source_and_changes_the_edits(demo_out):
             p2p_edit = _px(demo_out / f"{name}_p2p_edit{i + 1}.png")
             naive_edit = _px(demo_out / f"{name}_naive_edit{i + 1}.png")
             assert np.abs(p2p_edit - naive_edit).max() > 10, f"{name} edit{i + 1}: P2P changed nothing"
+
+
+def test_readme_contact_sheet_is_what_make_demo_draws(demo_out):
+    """docs/demo_contact_sheet.png (shown in the README) must be regenerated when the demo changes."""
+    made, shown = _px(demo_out / "contact_sheet.png"), _px(REPO / "docs" / "demo_contact_sheet.png")
+    assert made.shape == shown.shape, "copy demo_out/contact_sheet.png to docs/demo_contact_sheet.png"
+    assert np.abs(made - shown).mean() < 1.0, "copy demo_out/contact_sheet.png to docs/demo_contact_sheet.png"
