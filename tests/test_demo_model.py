@@ -6,7 +6,6 @@ import shutil
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -15,6 +14,7 @@ sys.path.insert(0, str(REPO / "training"))
 
 from judge import judge, summarise  # noqa: E402
 from shapes_dataset import EVAL_CAPTIONS  # noqa: E402
+from train_demo import sample  # noqa: E402
 
 from p2p_attention.demo_model import (  # noqa: E402
     DEMO_SHA256,
@@ -68,28 +68,12 @@ def test_loads_as_comfy_objects(demo):
     assert img.shape == (1, 32, 32, 3)
 
 
-@torch.inference_mode()
-def _sample(model, clip, vae, caption, seed, steps=20, cfg=5.0):
-    import comfy.sample
-
-    cond, pooled = clip.encode_from_tokens(clip.tokenize(caption), return_pooled=True)
-    uncond, upooled = clip.encode_from_tokens(clip.tokenize(""), return_pooled=True)
-    latent = torch.zeros(1, 4, 16, 16)
-    noise = comfy.sample.prepare_noise(latent, seed)
-    out = comfy.sample.sample(
-        model, noise, steps, cfg, "euler", "normal",
-        [[cond, {"pooled_output": pooled}]], [[uncond, {"pooled_output": upooled}]],
-        latent, disable_pbar=True, seed=seed,
-    )
-    img = vae.decode(out)[0].clamp(0, 1).numpy()
-    return (img * 255 + 0.5).astype(np.uint8)
-
-
 def test_sampled_images_follow_the_captioned_colours(demo):
     model, clip, vae = demo
     n = len(EVAL_CAPTIONS)
-    results = [judge(_sample(model, clip, vae, cap, SEED0 + i + n * r), cap)
-               for r in range(ROUNDS) for i, cap in enumerate(EVAL_CAPTIONS)]
+    caps = [cap for _ in range(ROUNDS) for cap in EVAL_CAPTIONS]
+    images = sample(model, clip, vae, caps, [SEED0 + i for i in range(len(caps))])  # the training eval's own
+    results = [judge(img, cap) for img, cap in zip(images, caps)]
     s = summarise(results)
     print(f"demo model on {n} captions x {ROUNDS} seeds: {s}")
     assert n == 24 and s["colour_n"] == 192
