@@ -213,7 +213,10 @@ def _load_inprocess() -> None:
         sys.path.append(str(REPO))  # appended: the repo's nodes/ must not shadow ComfyUI's nodes.py
     from p2p_attention.comfy_bootstrap import bootstrap
 
-    bootstrap()
+    comfy_root = str(bootstrap())
+    # ComfyUI first, whatever other modules did to sys.path: `import nodes` must find its nodes.py.
+    sys.path.remove(comfy_root)
+    sys.path.insert(0, comfy_root)
     root = tempfile.mkdtemp(prefix="p2p_comfy_inproc_")
     atexit.register(shutil.rmtree, root, True)
     root = Path(root)

@@ -48,7 +48,8 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-sys.path.insert(0, str(REPO))
+if str(REPO) not in sys.path:
+    sys.path.append(str(REPO))  # appended: the repo's nodes/ package must never shadow ComfyUI's nodes.py
 sys.path.insert(0, str(HERE))
 
 from p2p_attention.comfy_bootstrap import bootstrap  # noqa: E402
