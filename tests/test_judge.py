@@ -10,8 +10,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "training"))
 
-from judge import judge, summarise  # noqa: E402
-from shapes_dataset import make_dataset  # noqa: E402
+from judge import judge, object_mask, summarise  # noqa: E402
+from shapes_dataset import make_dataset, shape_mask  # noqa: E402
 
 
 def test_ground_truth_images_are_judged_right():
@@ -44,3 +44,16 @@ def test_wrong_colours_are_caught():
     grey = img.copy()
     grey[:] = img.mean(-1, keepdims=True).astype(np.uint8) // 3  # no palette colour left
     assert not any(r["colour"] or r["colour_in_place"] for r in judge(grey, cap))
+
+
+def test_object_mask_finds_the_drawn_shapes_whatever_their_colour():
+    imgs, _, scenes = make_dataset(200, seed=7)
+    ious = []
+    for img, scene in zip(imgs, scenes):
+        truth = np.zeros(img.shape[:2], bool)
+        for o in scene.objs:
+            truth |= shape_mask(o.shape, o.cx, o.cy, o.radius) > 0.5
+        for im in (img, img[:, :, ::-1]):  # channels swapped: other colours, the same layout
+            got = object_mask(im)
+            ious.append((got & truth).sum() / (got | truth).sum())
+    assert np.mean(ious) > 0.93 and np.min(ious) > 0.6

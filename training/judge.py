@@ -52,6 +52,17 @@ def label_pixels(img) -> np.ndarray:
     return lab
 
 
+OBJECT_VALUE = 0.62  # HSV value: backgrounds reach at most 0.5 + texture (0.59), palette colours 0.78+
+
+
+def object_mask(img) -> np.ndarray:
+    """bool [H, W]: object pixels, whatever their colour (brighter than any background can be).
+
+    The layout measure for edits: unlike `label_pixels`, a recoloured object that misses the
+    palette by a little still counts as the object."""
+    return _as_uint8(img).max(-1) > OBJECT_VALUE * 255
+
+
 def _half(relation: str, k: int, h: int, w: int) -> np.ndarray:
     m = np.zeros((h, w), bool)
     if relation == "left":
