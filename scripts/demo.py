@@ -18,6 +18,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.append(str(REPO))
 sys.path.append(str(REPO / "tests"))  # the HTTP workflow runner lives with the test helpers
+sys.path.append(str(REPO / "training"))  # the shapes renderer draws the demo's "photo"
 
 from harness import ComfyServer, Graph, make_custom_nodes_dir  # noqa: E402
 
@@ -26,6 +27,20 @@ STEPS = 20
 SEED = 7
 NEG = ""
 A = "a big red circle on the left and a small blue square on the right"
+# Real-image editing: a scene drawn by the dataset's renderer (not by the model), inverted and edited.
+PHOTO = "p2p_demo_photo.png"
+PHOTO_CAPTION = "a big yellow circle on the left and a big blue square on the right"
+PHOTO_EDIT = "a big yellow circle on the left and a big red square on the right"
+PHOTO_SEED = 20261127
+
+
+def draw_photo(path: Path) -> None:
+    """The demo's real image: 32x32 px, as the demo VAE (2x) encodes it to a 16x16 latent."""
+    import numpy as np
+    from PIL import Image
+    from shapes_dataset import parse_caption, render
+
+    Image.fromarray(render(parse_caption(PHOTO_CAPTION), np.random.default_rng(PHOTO_SEED))).save(path)
 
 
 def _front(g: Graph, source: str, edits: list[str]):
@@ -97,7 +112,39 @@ def demo_graphs() -> list[tuple[str, str, list[str], list[str], Graph, list[str]
             edit=g.node("P2PWordSwap", prompts=p[1], cross_replace="0.8", self_replace="0.6")),
         extra=maps,
     )
+    demos.append(real_image_demo())
     return demos
+
+
+def real_image_demo():
+    """Direct inversion of a photo, then the same edit naive (the inverted noise, the edited prompt)
+    and with P2P (Word Swap + Local Blend, the source item held on the inversion path)."""
+    g = Graph()
+    m = g.node("P2PDemoModel")
+    pair = g.node("P2PPromptPair", clip=m[1], source=PHOTO_CAPTION, edits=PHOTO_EDIT)
+    neg = g.node("CLIPTextEncode", clip=m[1], text=NEG)
+    photo = g.node("LoadImage", image=PHOTO)
+    g.node("SaveImage", _id="photo", images=photo, filename_prefix="real_image_photo")
+    enc = g.node("VAEEncode", pixels=photo, vae=m[2])
+    inv = g.node("P2PInvert", model=m[0], positive=pair[0], negative=neg, latent=enc, method="direct",
+                 steps=STEPS, guidance=5.0, inner_iterations=10)
+    lat = g.node("P2PLatentBatch", latent=inv[0], prompts=pair[1])
+    swap = g.node("P2PWordSwap", prompts=pair[1], cross_replace="0.8", self_replace="0.6")
+    edit = g.node("P2PLocalBlend", prompts=pair[1], edit=swap, words="square", subtract="", threshold=0.3,
+                  subtract_threshold=0.3, start_blend=0.2, dilation=1)
+    patched = g.node("P2PApply", model=m[0], edit=edit, inversion=inv[1], self_attn_min_downsample=1,
+                     map_downsample=2)
+    for save, model in (("naive", m[0]), ("p2p", patched[0])):
+        ks = g.node("KSamplerAdvanced", model=model, add_noise="disable", noise_seed=0, steps=STEPS, cfg=5.0,
+                    sampler_name="ddim", scheduler="ddim_uniform", start_at_step=0, end_at_step=10000,
+                    return_with_leftover_noise="disable", positive=pair[0], negative=neg, latent_image=lat)
+        img = g.node("VAEDecode", samples=ks, vae=m[2])
+        g.node("SaveImage", _id=save, images=img, filename_prefix=f"real_image_{save}")
+    mp = g.node("P2PAttentionMaps", attention_store=patched[1], samples=ks, prompt_index=1, words="square",
+                threshold=0.0, image=img)
+    g.node("SaveImage", _id="mask", images=g.node("MaskToImage", mask=mp[1]), filename_prefix="real_image_mask")
+    return ("real_image", PHOTO_CAPTION, [PHOTO_EDIT], ["blue -> red, blend 'square'"], g,
+            ["photo", "naive", "p2p", "mask"])
 
 
 def contact_sheet(rows: list[tuple[str, list[tuple[str, Path]]]], path: Path, cell: int = 160) -> None:
@@ -139,6 +186,7 @@ def run_demo(out: Path) -> None:
     t0 = time.time()
     with ComfyServer(work) as srv:
         print(f"ComfyUI server up at {srv.url} (pid {srv.pid}) in {time.time() - t0:.0f}s")
+        draw_photo(srv.input_dir / PHOTO)
         for name, source, edits, edit_labels, graph, saves in demo_graphs():
             t = time.time()
             prompt_id = srv.queue(graph)
