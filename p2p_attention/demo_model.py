@@ -19,7 +19,7 @@ from .model_build import ModelSpec
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEMO_WEIGHTS = REPO_ROOT / "models" / "demo" / "p2p_demo_tiny.safetensors"
-DEMO_SHA256 = "7e7b4eeba74e4957ecc0e0d1fc3eba0f533e556cd765c16a546f6ae672c76b72"
+DEMO_SHA256 = "e5b11a60489d572ce2b525045e0403176ac322b25d970024169a2fa28b32d674"
 VOCAB_SIZE = 49408
 TOKEN_KEY = "clip_l.transformer.text_model.embeddings.token_embedding.weight"
 

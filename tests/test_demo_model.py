@@ -25,10 +25,10 @@ from p2p_attention.demo_model import (  # noqa: E402
 
 # The fixed set: the 24 captions, 4 rounds (seed 1000 + i + 24 s), 192 objects: the same images as
 # train_demo.py's eval. Issue 8's goal is colour >= 0.9. Measured on the shipped checkpoint with exactly
-# this procedure (models/demo/README.md): colour 177/192, colour in place 177/192, position 182/192.
+# this procedure (models/demo/README.md): colour 180/192, colour in place 180/192, position 182/192.
 # The pins guard those figures; raise them with the checkpoint, never lower them.
 GOAL_COLOUR = 0.9
-MEASURED = {"colour": 177 / 192, "colour_in_place": 177 / 192, "position": 182 / 192}
+MEASURED = {"colour": 180 / 192, "colour_in_place": 180 / 192, "position": 182 / 192}
 ROUNDS, SEED0 = 4, 1000
 
 
@@ -80,3 +80,29 @@ def test_sampled_images_follow_the_captioned_colours(demo):
     assert s["colour"] >= GOAL_COLOUR
     for key, value in MEASURED.items():
         assert s[key] >= value - 1e-9, key
+
+
+def test_decoder_keeps_a_latent_change_local(demo):
+    """Local blend keeps the source's latent outside its mask; the decoder must then keep its pixels.
+    A quarter-to-half of each latent (from column/row 10 on, each side in turn) is replaced by another
+    image's: the decoded pixels at least 4 latent pixels away move by MEASURED_LOCALITY/255 at most
+    on average (the decoder before training for locality moved them by 5.5-7.7)."""
+    from shapes_dataset import make_dataset
+
+    _, _, vae = demo
+    images = torch.from_numpy(make_dataset(32, seed=4242)[0]).float() / 255
+    with torch.inference_mode():
+        z = vae.encode(images)
+        base = vae.decode(z)
+        moved = []
+        for side in range(4):
+            zr = torch.rot90(z, side, dims=(2, 3)).clone()
+            zr[..., 10:] = torch.rot90(z.roll(1, 0), side, dims=(2, 3))[..., 10:]
+            out = vae.decode(torch.rot90(zr, -side, dims=(2, 3)))  # [B, H, W, 3]
+            diff = torch.rot90((out - base).abs().mean(-1), side, dims=(1, 2))
+            moved.append(diff[:, :, :12].mean().item() * 255)
+    print(f"decoded change 4+ latent px from the edited region, per side: {[round(m, 2) for m in moved]}")
+    assert max(moved) <= MEASURED_LOCALITY
+
+
+MEASURED_LOCALITY = 2.0  # measured 1.5-1.9

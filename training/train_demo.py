@@ -28,7 +28,9 @@ One command, fixed seeds, one CPU thread. Stages (each cached in --work, rerun w
              learning rate halving every --lr4-halflife steps (also independent of the run's
              length: <work>/unet4_<K>steps.pt == --unet-steps4 K);
   3b. decoder: post_quant_conv + decoder refined on the frozen encoder's latents (the UNet's
-             training data do not change, so this runs after it);
+             training data do not change, so this runs after it), with a locality loss so that
+             a latent change stays near its region in pixels (local blend); `--stage decoder`
+             reruns it from the cached stages (then export and eval);
   4. export: fp16 safetensors; only the token-embedding rows of the vocabulary are stored;
   5. eval:   stock comfy.sample.sample on the fixed caption set, pixel judge figures, and the
              per-token cross-attention maps (object words' mass on their own object).
@@ -129,8 +131,26 @@ def train_vae(images: np.ndarray, args) -> dict:
     return sd
 
 
+def _locality_loss(m, z: torch.Tensor, rec: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """How far a latent change travels in the decoded image: one side of each latent (from a random
+    column/row on, a random side) is replaced by another image's; the decoded pixels more than 3
+    latent pixels away from that region should not move. Local blend keeps the source's latent
+    outside its mask; without this the decoder (its mid-block attention spans the whole 16x16
+    latent) moves the untouched half of the image by ~7/255."""
+    side = int(torch.randint(0, 4, (1,), generator=gen))
+    cut = int(torch.randint(4, 13, (1,), generator=gen))
+    # Rotate so that the replaced region is always "columns >= cut", then rotate back.
+    zr = torch.rot90(z, side, dims=(2, 3))
+    z2 = zr.clone()
+    z2[..., cut:] = torch.roll(zr, 1, dims=0)[..., cut:]
+    rec2 = torch.rot90(m.decoder(m.post_quant_conv(torch.rot90(z2, -side, dims=(2, 3)))), side, dims=(2, 3))
+    keep = 2 * (cut - 3)  # image columns (2 px per latent px) at least 3 latent px from the change
+    return (rec2[..., :keep] - torch.rot90(rec, side, dims=(2, 3))[..., :keep]).abs().mean()
+
+
 def refine_decoder(vae_sd: dict, latents: torch.Tensor, images: np.ndarray, args) -> dict:
-    """Train post_quant_conv + decoder on the frozen encoder's (normalised) latents.
+    """Train post_quant_conv + decoder on the frozen encoder's (normalised) latents, L1 + MSE
+    plus --dec-local x the locality loss.
 
     The UNet is trained on those same latents, so this stage may run after it."""
     vae = build_vae(DEMO_SPEC, state_dict=vae_sd)
@@ -148,15 +168,19 @@ def refine_decoder(vae_sd: dict, latents: torch.Tensor, images: np.ndarray, args
         x = to_tensor(images[idx.numpy()])
         for g in opt.param_groups:
             g["lr"] = cosine_lr(step, args.dec_steps, args.dec_lr, warmup=10)
-        rec = m.decoder(m.post_quant_conv(latents[idx]))
+        z = latents[idx]
+        rec = m.decoder(m.post_quant_conv(z))
         l1 = (rec - x).abs().mean()
         loss = l1 + 0.5 * F.mse_loss(rec, x)
+        local = _locality_loss(m, z, rec, gen) if args.dec_local > 0 else torch.zeros(())
+        loss = loss + args.dec_local * local
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         if step % 25 == 0 or step == args.dec_steps - 1:
             psnr = -10 * math.log10(F.mse_loss(rec, x).item() / 4)
-            log(f"decoder step {step}/{args.dec_steps} l1 {l1.item():.4f} psnr {psnr:.1f} dB  {time.time() - t0:.0f}s")
+            log(f"decoder step {step}/{args.dec_steps} l1 {l1.item():.4f} psnr {psnr:.1f} dB locality "
+                f"{local.item():.4f}  {time.time() - t0:.0f}s")
     m.eval()
     return {k: v.detach().clone() for k, v in m.state_dict().items()}
 
@@ -551,8 +575,9 @@ def main():
     p.add_argument("--vae-steps", type=int, default=200)
     p.add_argument("--vae-batch", type=int, default=16)
     p.add_argument("--vae-lr", type=float, default=1e-3)
-    p.add_argument("--dec-steps", type=int, default=150, help="decoder refinement on frozen latents")
+    p.add_argument("--dec-steps", type=int, default=600, help="decoder refinement on frozen latents")
     p.add_argument("--dec-lr", type=float, default=1e-3)
+    p.add_argument("--dec-local", type=float, default=3.0, help="decoder refinement: locality loss weight")
     p.add_argument("--unet-steps", type=int, default=400)
     p.add_argument("--unet-steps2", type=int, default=250, help="phase 2: warm restart from phase 1's EMA")
     p.add_argument("--unet-steps3", type=int, default=PHASE3_STEPS, help="phase 3: warm restart from phase 2's EMA, + attention loss")
@@ -567,7 +592,7 @@ def main():
     p.add_argument("--cfg", type=float, default=5.0)
     p.add_argument("--eval-steps", type=int, default=20)
     p.add_argument("--ckpt-every", type=int, default=100)
-    p.add_argument("--stage", default="all", choices=["all", "vae", "unet", "resume", "resume4", "export", "eval", "peek"])
+    p.add_argument("--stage", default="all", choices=["all", "vae", "unet", "resume", "resume4", "decoder", "export", "eval", "peek"])
     p.add_argument("--peek-ckpt", default=None, help="checkpoint for --stage peek (default <work>/unet_ckpt.pt)")
     p.add_argument("--eval-seeds", type=int, default=4, help="rounds of the fixed captions (seeds 1000 + i + 24 s)")
     p.add_argument("--eval-captions", type=int, default=0, help="evaluate the first K fixed captions only (0: all)")
@@ -647,7 +672,7 @@ def main():
             log(f"unet phase {phase} trained in {time.time() - t:.0f}s")
 
     dec_path = work / "vae_refined.pt"
-    if dec_path.exists() and not args.fresh:
+    if dec_path.exists() and not args.fresh and args.stage != "decoder":
         vae_sd = torch.load(dec_path)
     elif args.dec_steps > 0:
         t = time.time()
@@ -656,7 +681,7 @@ def main():
         log(f"decoder refined in {time.time() - t:.0f}s; held-out psnr {vae_psnr(vae_sd, held):.2f} dB")
 
     out = Path(args.out)
-    if args.stage in ("all", "unet", "resume", "resume4", "export"):
+    if args.stage in ("all", "unet", "resume", "resume4", "decoder", "export"):
         export(unet_sd, clip_sd, vae_sd, used_token_ids(captions), out)
         from p2p_attention.demo_model import sha256_of
 
