@@ -134,12 +134,14 @@ def real_image_demo():
                   subtract_threshold=0.3, start_blend=0.2, dilation=1)
     patched = g.node("P2PApply", model=m[0], edit=edit, inversion=inv[1], self_attn_min_downsample=1,
                      map_downsample=2)
+    runs = {}
     for save, model in (("naive", m[0]), ("p2p", patched[0])):
         ks = g.node("KSamplerAdvanced", model=model, add_noise="disable", noise_seed=0, steps=STEPS, cfg=5.0,
                     sampler_name="ddim", scheduler="ddim_uniform", start_at_step=0, end_at_step=10000,
                     return_with_leftover_noise="disable", positive=pair[0], negative=neg, latent_image=lat)
-        img = g.node("VAEDecode", samples=ks, vae=m[2])
-        g.node("SaveImage", _id=save, images=img, filename_prefix=f"real_image_{save}")
+        runs[save] = (ks, g.node("VAEDecode", samples=ks, vae=m[2]))
+        g.node("SaveImage", _id=save, images=runs[save][1], filename_prefix=f"real_image_{save}")
+    ks, img = runs["p2p"]  # the maps of the P2P run's store
     mp = g.node("P2PAttentionMaps", attention_store=patched[1], samples=ks, prompt_index=1, words="square",
                 threshold=0.0, image=img)
     g.node("SaveImage", _id="mask", images=g.node("MaskToImage", mask=mp[1]), filename_prefix="real_image_mask")

@@ -131,6 +131,19 @@ def train_vae(images: np.ndarray, args) -> dict:
     return sd
 
 
+def replace_side(z: torch.Tensor, other: torch.Tensor, side: int, cut: int) -> torch.Tensor:
+    """z with one side taken from `other`: columns >= cut after rotating by side x 90 degrees
+    (side 0: the right part, then bottom, left, top)."""
+    zr = torch.rot90(z, side, dims=(-2, -1)).clone()
+    zr[..., cut:] = torch.rot90(other, side, dims=(-2, -1))[..., cut:]
+    return torch.rot90(zr, -side, dims=(-2, -1))
+
+
+def far_from_side(x: torch.Tensor, side: int, n: int) -> torch.Tensor:
+    """The first n columns after the same rotation: the part of x farthest from that side."""
+    return torch.rot90(x, side, dims=(-2, -1))[..., :n]
+
+
 def _locality_loss(m, z: torch.Tensor, rec: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     """How far a latent change travels in the decoded image: one side of each latent (from a random
     column/row on, a random side) is replaced by another image's; the decoded pixels more than 3
@@ -139,13 +152,9 @@ def _locality_loss(m, z: torch.Tensor, rec: torch.Tensor, gen: torch.Generator) 
     latent) moves the untouched half of the image by ~7/255."""
     side = int(torch.randint(0, 4, (1,), generator=gen))
     cut = int(torch.randint(4, 13, (1,), generator=gen))
-    # Rotate so that the replaced region is always "columns >= cut", then rotate back.
-    zr = torch.rot90(z, side, dims=(2, 3))
-    z2 = zr.clone()
-    z2[..., cut:] = torch.roll(zr, 1, dims=0)[..., cut:]
-    rec2 = torch.rot90(m.decoder(m.post_quant_conv(torch.rot90(z2, -side, dims=(2, 3)))), side, dims=(2, 3))
+    rec2 = m.decoder(m.post_quant_conv(replace_side(z, z.roll(1, 0), side, cut)))
     keep = 2 * (cut - 3)  # image columns (2 px per latent px) at least 3 latent px from the change
-    return (rec2[..., :keep] - torch.rot90(rec, side, dims=(2, 3))[..., :keep]).abs().mean()
+    return (far_from_side(rec2, side, keep) - far_from_side(rec, side, keep)).abs().mean()
 
 
 def refine_decoder(vae_sd: dict, latents: torch.Tensor, images: np.ndarray, args) -> dict:
