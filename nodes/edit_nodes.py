@@ -2,7 +2,7 @@
 
 from ..p2p_attention.blend import make_blend
 from ..p2p_attention.edits import make_plan, with_blend
-from ..p2p_attention.patch import DEFAULT_SELF_MIN_DOWNSAMPLE, apply_edit
+from ..p2p_attention.patch import DEFAULT_MAP_DOWNSAMPLE, SELF_MIN_DOWNSAMPLE_AUTO, apply_edit
 
 CATEGORY = "prompt_to_prompt"
 
@@ -121,14 +121,15 @@ class P2PApply:
             "optional": {
                 "self_attn_min_downsample": (
                     "INT",
-                    {"default": DEFAULT_SELF_MIN_DOWNSAMPLE, "min": 1, "max": 64,
+                    {"default": SELF_MIN_DOWNSAMPLE_AUTO, "min": 0, "max": 64,
                      "tooltip": "Self-attention is injected only at layers at least this many times smaller "
-                     "than the latent (4 = the official 16x16 maps at 512 px for SD1.x, 32x32 at 1024 px "
-                     "for SDXL). Lower it to keep more of the source's layout."},
+                     "than the latent. 0 = auto, as the official notebooks: 4 for generated images (16x16 "
+                     "maps at 512 px for SD1.x, 32x32 at 1024 px for SDXL), 2 with an inversion (32x32 at "
+                     "512 px). Lower it to keep more of the source's layout."},
                 ),
                 "map_downsample": (
                     "INT",
-                    {"default": DEFAULT_SELF_MIN_DOWNSAMPLE, "min": 1, "max": 64,
+                    {"default": DEFAULT_MAP_DOWNSAMPLE, "min": 1, "max": 64,
                      "tooltip": "Resolution of the attention store and local blend, as a factor of the latent "
                      "(4 = 16x16 maps at 512 px SD1.x, 32x32 at 1024 px SDXL); the nearest level the UNet has "
                      "is used."},
@@ -148,8 +149,8 @@ class P2PApply:
             },
         }
 
-    def apply(self, model, edit, self_attn_min_downsample=DEFAULT_SELF_MIN_DOWNSAMPLE,
-              map_downsample=DEFAULT_SELF_MIN_DOWNSAMPLE, attention_path="fast", inversion=None):
+    def apply(self, model, edit, self_attn_min_downsample=SELF_MIN_DOWNSAMPLE_AUTO,
+              map_downsample=DEFAULT_MAP_DOWNSAMPLE, attention_path="fast", inversion=None):
         patched, runtime = apply_edit(
             model, edit, reference=attention_path == "reference", self_min_downsample=self_attn_min_downsample,
             map_downsample=map_downsample, inversion=inversion, node=self.DISPLAY_NAME,

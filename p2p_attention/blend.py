@@ -1,8 +1,9 @@
 """Local blend: keep everything outside the edited words' region equal to the source.
 
 The mask of edit item e is the union of its own and the source's maps of the blend words
-(from the attention store so far), 3x3 max-pooled, normalised by its maximum and
-thresholded; `subtract` words remove their region. After `start` of the steps the CFG
+(from the attention store so far: the maps the edit used, after injection), 3x3 max-pooled,
+normalised by its maximum and thresholded; `subtract` words remove their region (not pooled,
+as official). After `start` of the steps the CFG
 denoised prediction is blended, x0_e <- x0_src + mask * (x0_e - x0_src), through the
 patcher's post-CFG hook, so it works with every sampler. For samplers whose last step returns
 the denoised prediction (ddim/euler, heun, dpmpp_2m, lcm, ...), the final edit then equals
@@ -17,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from .edits import PromptSet
+from .schedules import SELF, window_active
 
 
 @dataclass(frozen=True)
@@ -73,7 +75,7 @@ def blend_masks(spec: LocalBlendSpec, store, prompts: PromptSet, latent_hw) -> t
     m = _word_mask(store, prompts, spec.words, items, spec.dilation) > spec.threshold
     m = m[1:] | m[:1]  # the edited region is where the source's OR the edit's words are
     if spec.subtract:
-        s = _word_mask(store, prompts, spec.subtract, items, spec.dilation) > spec.subtract_threshold
+        s = _word_mask(store, prompts, spec.subtract, items, 0) > spec.subtract_threshold
         m = m & ~(s[1:] | s[:1])
     return F.interpolate(m[:, None].float(), size=tuple(latent_hw), mode="nearest")
 
@@ -84,7 +86,7 @@ def make_post_cfg(spec: LocalBlendSpec, store, prompts: PromptSet):
     def post_cfg(args):
         denoised = args["denoised"]
         step, n_steps = step_of(args["sigma"], args["model_options"])
-        if step < int(spec.start * n_steps) or store.sum is None:
+        if not window_active((spec.start, 1.0), step, n_steps, SELF) or store.sum is None:
             return denoised
         masks = blend_masks(spec, store, prompts, denoised.shape[-2:]).to(denoised)
         store.last_masks = masks

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 import torch
 
 from .prompts import TokenizedPrompt, refine_mapper, swap_mapper
-from .schedules import parse_window, parse_word_weights, parse_word_windows
+from .schedules import CROSS, SELF, parse_window, parse_word_weights, parse_word_windows, window_active
 
 
 @dataclass(frozen=True)
@@ -137,8 +137,8 @@ class CompiledEdit:
     M: torch.Tensor  # [N, L, L]
     beta: torch.Tensor  # [N, L]
     w: torch.Tensor  # [N, L]
-    win_start: torch.Tensor  # [N, L] fractions
-    win_end: torch.Tensor  # [N, L]
+    windows: tuple[tuple[float, float], ...]  # the distinct cross windows of the plan
+    window_id: torch.Tensor  # [N, L] long: each token's window in `windows`
     self_window: tuple[float, float]
     _cache: dict = field(default_factory=dict)
 
@@ -155,9 +155,8 @@ class CompiledEdit:
         return self._cache["coeff"]
 
     def _coefficients(self, step: int, n_steps: int, ctx_len: int, device, dtype):
-        start = torch.floor(self.win_start * n_steps)
-        end = torch.floor(self.win_end * n_steps)
-        tau = ((step >= start) & (step < end)).to(torch.float32)
+        active = torch.tensor([float(window_active(w, step, n_steps, CROSS)) for w in self.windows])
+        tau = active[self.window_id]
         if not bool(tau.any()):  # outside every window the edit item attends on its own
             return None
         a1 = tau * self.beta * self.w
@@ -181,14 +180,14 @@ class CompiledEdit:
         return self._cache[key]
 
     def self_active(self, step: int, n_steps: int) -> bool:
-        a, b = self.self_window
-        return int(a * n_steps) <= step < int(b * n_steps)
+        return window_active(self.self_window, step, n_steps, SELF)
 
 
 def compile_plan(plan: EditPlan, node: str = "P2P Apply") -> CompiledEdit:
     ps = plan.prompts
     src = ps.source
-    Ms, betas, ws, starts, ends = [], [], [], [], []
+    Ms, betas, ws, window_ids = [], [], [], []
+    windows = [plan.cross_windows["default"]]
     found_weights = {word: False for word in plan.weights}
     found_windows = {word: False for word in plan.cross_windows if word != "default"}
     for i, edit in enumerate(ps.edits, start=1):
@@ -206,20 +205,20 @@ def compile_plan(plan: EditPlan, node: str = "P2P Apply") -> CompiledEdit:
             if pos:
                 found_weights[word] = True
                 w[pos] = w[pos] * val
-        a, b = plan.cross_windows["default"]
-        start, end = torch.full((L,), float(a)), torch.full((L,), float(b))
-        for word, (wa, wb) in plan.cross_windows.items():
+        window_id = torch.zeros(L, dtype=torch.long)
+        for word, win in plan.cross_windows.items():
             if word == "default":
                 continue
             pos = edit.positions_of(word)
             if pos:
                 found_windows[word] = True
-                start[pos], end[pos] = float(wa), float(wb)
+                if win not in windows:
+                    windows.append(win)
+                window_id[pos] = windows.index(win)
         Ms.append(M.float())
         betas.append(beta.float())
         ws.append(w)
-        starts.append(start)
-        ends.append(end)
+        window_ids.append(window_id)
     missing = [w for w, ok in found_weights.items() if not ok] + [w for w, ok in found_windows.items() if not ok]
     if missing:
         words = sorted({w for p in ps.edits for w in p.words})
@@ -232,7 +231,7 @@ def compile_plan(plan: EditPlan, node: str = "P2P Apply") -> CompiledEdit:
         M=torch.stack(Ms),
         beta=torch.stack(betas),
         w=torch.stack(ws),
-        win_start=torch.stack(starts),
-        win_end=torch.stack(ends),
+        windows=tuple(windows),
+        window_id=torch.stack(window_ids),
         self_window=plan.self_window,
     )

@@ -46,6 +46,7 @@ from typing import Callable
 import torch
 
 from .patch import current_step
+from .schedules import step_index
 
 METHODS = ("ddim", "null_text", "negative_prompt", "direct")
 SAMPLER = "ddim"
@@ -175,15 +176,6 @@ def _identity_weight(weight):
     # Registered for every UNet weight and bias: ComfyUI then casts a *copy* of the weight (its
     # inference-mode parameters cannot be saved for backward); detach keeps autograd off weights.
     return weight.detach()
-
-
-def _step_index(sigmas: torch.Tensor, sigma: float) -> int | None:
-    """Index k < N with sigmas[k] == sigma (relative 1e-4), else None."""
-    diffs = (sigmas[:-1].double() - sigma).abs()
-    k = int(torch.argmin(diffs))
-    if diffs[k] <= 1e-4 * max(abs(sigma), 1e-3):
-        return k
-    return None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -628,7 +620,7 @@ class _DirectCorrection:
     def __call__(self, args):
         denoised, x = args["denoised"], args["input"]
         sigma = float(args["sigma"].reshape(-1)[0])
-        k = _step_index(self.sigmas, sigma)
+        k = step_index(sigma, self.sigmas, exact=True)
         if k is None:
             return denoised
         s, s_next = self.sigmas[k].item(), self.sigmas[k + 1].item()

@@ -16,11 +16,16 @@ import torch
 
 from . import attention
 from .edits import CompiledEdit, EditPlan, compile_plan
+from .schedules import step_index
 from .store import AttentionStore, block_downsample, choose_factor
 
 WRAPPER_KEY = "p2p_attention"
 COND_UID_KEY = "p2p_prompts_uid"  # set by P2P Prompt Pair on its conditioning
-DEFAULT_SELF_MIN_DOWNSAMPLE = 4  # official: self maps <= 16x16 at 512 px (SD1), 32x32 at 1024 px (SDXL)
+# Self-attention injection sites, as a downsample factor of the latent (0 = auto: by image kind).
+SELF_MIN_DOWNSAMPLE_AUTO = 0
+DEFAULT_SELF_MIN_DOWNSAMPLE = 4  # official SD notebook: self maps <= 16x16 at 512 px (SD1), 32x32 at 1024 px (SDXL)
+REAL_IMAGE_SELF_MIN_DOWNSAMPLE = 2  # official null-text (real image) notebook: <= 32x32 at 512 px
+DEFAULT_MAP_DOWNSAMPLE = 4  # attention store and local blend: the official 16x16 maps at 512 px
 _NOISY_SAMPLERS = ("ancestral", "sde", "lcm", "ddpm", "er_sde", "seeds")
 
 _BLOCK_RE = re.compile(r"^(input_blocks|output_blocks)\.(\d+)\.\d+\.transformer_blocks\.(\d+)$")
@@ -53,24 +58,23 @@ def spatial_downsample(n_tokens: int, height: int, width: int) -> int:
     return max(1, round(math.sqrt(height * width / max(n_tokens, 1))))
 
 
-def _nearest_step(sigma: torch.Tensor, sample_sigmas, node: str) -> tuple[int, int]:
+def _step(sigma: torch.Tensor, sample_sigmas, node: str) -> tuple[int, int]:
     if sample_sigmas is None:
         raise RuntimeError(
             f"{node}: the patched MODEL must be sampled by ComfyUI's sampler nodes "
             "(KSampler, KSamplerAdvanced, SamplerCustom, SamplerCustomAdvanced)."
         )
-    sigma = sigma.reshape(-1)[0].to(sample_sigmas.device, sample_sigmas.dtype)
-    return int(torch.argmin((sample_sigmas[:-1] - sigma).abs())), len(sample_sigmas) - 1
+    return step_index(sigma, sample_sigmas), len(sample_sigmas) - 1
 
 
 def current_step(extra_options: dict, node: str = "P2P Apply") -> tuple[int, int]:
     """(step index, number of steps) inside attention, from the sampler's sigmas (any sampler/schedule)."""
-    return _nearest_step(extra_options["sigmas"], extra_options.get("sample_sigmas"), node)
+    return _step(extra_options["sigmas"], extra_options.get("sample_sigmas"), node)
 
 
 def step_of(sigma: torch.Tensor, model_options: dict, node: str = "P2P Apply") -> tuple[int, int]:
     """(step index, number of steps) in sampler hooks (post-CFG functions, wrappers)."""
-    return _nearest_step(sigma, model_options.get("transformer_options", {}).get("sample_sigmas"), node)
+    return _step(sigma, model_options.get("transformer_options", {}).get("sample_sigmas"), node)
 
 
 @dataclass
@@ -122,9 +126,9 @@ class P2PRuntime:
         layout = batch_layout(q.shape[0], extra["cond_or_uncond"], self.compiled.n_edits)
         step, n_steps = self._step(extra)
         if kind == "attn2":
-            if self.store is not None:
-                self.store(q, k, extra, layout, step, n_steps)
             coeffs = self.compiled.cross_coefficients(step, n_steps, k.shape[1], q.device, q.dtype)
+            if self.store is not None:
+                self.store(q, k, extra, layout, coeffs)
             active = coeffs is not None
         else:
             h, w = extra["original_shape"][-2:]
@@ -134,26 +138,27 @@ class P2PRuntime:
             )
         base = prior(q, k, v, extra) if prior is not None else None
         if not active or not layout.groups:
-            return base if base is not None else attention.plain(q, k, v, heads, precision)
+            return base if base is not None else attention.plain(q, k, v, heads, precision, extra)
 
         edits = set(layout.edit_index)
         if base is None:
             rest = [i for i in range(q.shape[0]) if i not in edits]
             out = torch.empty_like(q[..., : v.shape[-1]])
-            out[rest] = attention.plain(q[rest], k[rest], v[rest], heads, precision)
+            out[rest] = attention.plain(q[rest], k[rest], v[rest], heads, precision, extra)
         else:
             out = base.clone()
         for src, es in layout.groups:
             q_s, k_s = q[src : src + 1], k[src : src + 1]
             if kind == "attn2":
-                edited = attention.cross_edit(q_s, k_s, q[es], k[es], v[es], heads, coeffs, self.reference, precision)
+                edited = attention.cross_edit(q_s, k_s, q[es], k[es], v[es], heads, coeffs, self.reference,
+                                              precision, extra)
             else:
-                edited = attention.self_inject(q_s, k_s, v[es], heads, self.reference, precision)
+                edited = attention.self_inject(q_s, k_s, v[es], heads, self.reference, precision, extra)
             if base is None:
                 out[es] = edited
             else:
                 # Another pack's patch ran first: keep what it adds, swap its plain attention for ours.
-                out[es] = base[es] + edited - attention.plain(q[es], k[es], v[es], heads, precision)
+                out[es] = base[es] + edited - attention.plain(q[es], k[es], v[es], heads, precision, extra)
         return out
 
 
@@ -215,12 +220,13 @@ def apply_edit(
     model_patcher,
     plan: EditPlan,
     reference: bool = False,
-    self_min_downsample: int = DEFAULT_SELF_MIN_DOWNSAMPLE,
-    map_downsample: int = DEFAULT_SELF_MIN_DOWNSAMPLE,
+    self_min_downsample: int = SELF_MIN_DOWNSAMPLE_AUTO,
+    map_downsample: int = DEFAULT_MAP_DOWNSAMPLE,
     inversion=None,
     node: str = "P2P Apply",
 ):
-    """A patched clone of `model_patcher` (the input is never mutated) and its runtime."""
+    """A patched clone of `model_patcher` (the input is never mutated) and its runtime.
+    self_min_downsample 0 (auto): 2 with an inversion (real image), else 4, as the official notebooks."""
     import comfy.patcher_extension
 
     diffusion_model = model_patcher.get_model_object("diffusion_model")
@@ -230,6 +236,9 @@ def apply_edit(
             f"{node}: this MODEL has no UNet cross-attention blocks (DiT models such as Flux, SD3 or "
             "Wan are not supported). Use an SD1.x, SD2.x or SDXL checkpoint."
         )
+    if self_min_downsample == SELF_MIN_DOWNSAMPLE_AUTO:
+        real = inversion is not None
+        self_min_downsample = REAL_IMAGE_SELF_MIN_DOWNSAMPLE if real else DEFAULT_SELF_MIN_DOWNSAMPLE
     factors = block_downsample(diffusion_model)
     factor = choose_factor(set(factors.values()), map_downsample)
     store = AttentionStore({k for k, f in factors.items() if f == factor}, factor, plan.prompts)

@@ -4,7 +4,9 @@ Maps are materialised only at the layers of ONE resolution (a downsample factor 
 latent, default 4: 16x16 at 512 px for SD1.x, 32x32 at 1024 px for SDXL), averaged over
 heads and layers, summed over steps. Memory: (1 + N) * h * w * L floats, e.g. 3 items at
 16x16 with 77 tokens = 236 KB; transient per layer: (1 + N) * heads * h*w * L floats.
-They are the maps BEFORE editing (as the paper's store and local blend use them).
+The edit items' maps are the ones the edit actually used, AFTER injection (the official store
+keeps views that its edit overwrites in place, so its local blend and its maps read them):
+inside the cross window an edit item's map is a1 * (A_src @ M) + a2 * A_edit.
 """
 
 from __future__ import annotations
@@ -52,7 +54,8 @@ class AttentionStore:
         self.layer_calls = 0
         self.last_masks: torch.Tensor | None = None  # local blend's masks at the last step
 
-    def __call__(self, q, k, extra, layout, step, n_steps):
+    def __call__(self, q, k, extra, layout, coeffs=None):
+        """Record this layer's maps; `coeffs` (edits.CrossCoefficients or None) is this step's edit."""
         block = extra.get("block")
         if block is None or (block[0], block[1], extra.get("block_index", 0)) not in self.keys:
             return
@@ -65,6 +68,10 @@ class AttentionStore:
         if h * w != q.shape[1]:
             return
         maps = attention_maps(q[idx], k[idx], extra["n_heads"], extra.get("attn_precision")).mean(1)
+        if coeffs is not None:
+            # Head mean first: the edit's coefficients are per token, the same for every head.
+            mapped = maps[:1] @ coeffs.M.float()  # [N, Nq, Lk]
+            maps = torch.cat([maps[:1], coeffs.a1.float()[:, None] * mapped + coeffs.a2.float()[:, None] * maps[1:]])
         reps = maps.shape[-1] // self.token_length  # context repeated to the cond/uncond LCM
         maps = maps.reshape(len(idx), h, w, reps, self.token_length).sum(3)
         if self.sum is None or self.sum.shape != maps.shape:

@@ -361,8 +361,9 @@ def test_parse_word_windows():
         "default": (0.0, 0.5),
         "lion": (0.0, 0.3),
     }
-    assert parse_word_windows("lion: 0.4", "cross") == {"lion": (0.0, 0.4), "default": (0.0, 0.8)}
-    assert parse_word_windows("", "cross") == {"default": (0.0, 0.8)}
+    # Official: words without a window of their own are replaced the whole way when no default is given.
+    assert parse_word_windows("lion: 0.4", "cross") == {"lion": (0.0, 0.4), "default": (0.0, 1.0)}
+    assert parse_word_windows("", "cross") == {"default": (0.0, 1.0)}
     assert parse_word_windows("0.6, red car: 0.2-0.5", "cross") == {
         "default": (0.0, 0.6),
         "red car": (0.2, 0.5),
@@ -412,9 +413,12 @@ def test_step_index():
 
 
 def test_window_active():
-    assert window_active((0.0, 0.8), 39, 50) and not window_active((0.0, 0.8), 40, 50)
-    assert not window_active((0.2, 0.8), 9, 50) and window_active((0.2, 0.8), 10, 50)
-    assert window_active((0.0, 1.0), 49, 50)
-    assert not window_active((0.4, 0.4), 20, 50)
-    assert window_active((0.29, 1.0), 29, 100) and not window_active((0.29, 1.0), 28, 100)
-    assert [s for s in range(10) if window_active((0.2, 0.7), s, 10)] == [2, 3, 4, 5, 6]
+    # Self windows: int(a*n) <= step < int(b*n) (official num_self_replace).
+    assert window_active((0.0, 0.8), 39, 50, "self") and not window_active((0.0, 0.8), 40, 50, "self")
+    assert not window_active((0.2, 0.8), 9, 50, "self") and window_active((0.2, 0.8), 10, 50, "self")
+    assert window_active((0.0, 1.0), 49, 50, "self")
+    assert not window_active((0.4, 0.4), 20, 50, "self")
+    assert [s for s in range(10) if window_active((0.2, 0.7), s, 10, "self")] == [2, 3, 4, 5, 6]
+    # Cross windows: the official alpha table has n + 1 rows.
+    assert [s for s in range(20) if window_active((0.0, 0.29), s, 20, "cross")] == [0, 1, 2, 3, 4, 5]
+    assert window_active((0.0, 1.0), 49, 50, "cross")  # clamped to the steps there are
