@@ -104,12 +104,13 @@ def _unet_config(spec: ModelSpec) -> dict:
     return cfg
 
 
-def _model_config(spec: ModelSpec):
+def _model_config(spec: ModelSpec, dtype: torch.dtype = torch.float32, manual_cast_dtype: torch.dtype | None = None):
     import comfy.supported_models as sm
 
     config_cls = sm.SDXL if spec.arch == "sdxl" else sm.SD15
     model_config = config_cls(_unet_config(spec))
-    model_config.set_inference_dtype(torch.float32, None)
+    # What comfy.sd.load_diffusion_model_state_dict does with the dtypes model_management picks.
+    model_config.set_inference_dtype(dtype, manual_cast_dtype)
     return model_config
 
 
@@ -139,13 +140,19 @@ def init_weights(module: torch.nn.Module, seed: int, gain: float = 1.0) -> None:
                 b.copy_(torch.arange(b.shape[-1]).expand_as(b))
 
 
-def build_unet(spec: ModelSpec, state_dict: dict | None = None, seed: int = 0):
-    """A ComfyUI ModelPatcher around BaseModel/SDXL built from `spec`."""
+def build_unet(spec: ModelSpec, state_dict: dict | None = None, seed: int = 0,
+               dtype: torch.dtype = torch.float32, manual_cast_dtype: torch.dtype | None = None):
+    """A ComfyUI ModelPatcher around BaseModel/SDXL built from `spec`.
+
+    dtype / manual_cast_dtype: the UNet's weight dtype and ComfyUI's manual-cast compute dtype
+    (None: compute in the weight dtype), set as ComfyUI sets them when it loads a checkpoint
+    (`model_config.set_inference_dtype`, then `comfy.ops.pick_operations`). The weights are the
+    float32 initialisation rounded to `dtype`."""
     import comfy.model_management as mm
     import comfy.model_patcher
     from comfy.model_base import ModelType
 
-    model_config = _model_config(spec)
+    model_config = _model_config(spec, dtype, manual_cast_dtype)
     model = model_config.get_model({}, "", device=torch.device("cpu"))
     if spec.v_prediction:
         import comfy.model_sampling as ms
@@ -202,8 +209,11 @@ def build_vae(spec: ModelSpec, state_dict: dict | None = None, seed: int = 2, do
     return vae
 
 
-def build_all(spec: ModelSpec, seed: int = 0):
-    return build_unet(spec, seed=seed), build_clip(spec, seed=seed + 1), build_vae(spec, seed=seed + 2)
+def build_all(spec: ModelSpec, seed: int = 0, dtype: torch.dtype = torch.float32,
+              manual_cast_dtype: torch.dtype | None = None):
+    """(MODEL, CLIP, VAE); dtype / manual_cast_dtype apply to the UNet (see build_unet)."""
+    unet = build_unet(spec, seed=seed, dtype=dtype, manual_cast_dtype=manual_cast_dtype)
+    return unet, build_clip(spec, seed=seed + 1), build_vae(spec, seed=seed + 2)
 
 
 def _load_strict(module: torch.nn.Module, sd: dict, what: str) -> None:

@@ -4,6 +4,7 @@ import logging
 
 import pytest
 import torch
+from bounds import fp_bound, unet_evals
 from sampling import empty_latent, encode, sample
 
 from p2p_attention.conditioning import encode_prompt_set, latent_batch
@@ -16,6 +17,13 @@ REFINE = ["a red fluffy cat sitting on a wooden chair", "a cat sitting on a chai
 
 # Windows that make every mechanism active on short test runs.
 CROSS, SELF = "default: 0.9, chair: 0.2-0.7", "0.6"
+STEPS = 6  # _run's and sample's default
+
+
+def noise(reference, steps=STEPS, sampler="euler"):
+    """Two float32 samplings of the same exact latent in another order (fast vs reference attention,
+    another attention batch): tests/bounds.py over the run's UNet evaluations."""
+    return fp_bound(reference, torch.float32, unet_evals(steps, sampler))
 
 
 def _setup(clip, source, edits, h=8, w=8):
@@ -49,8 +57,8 @@ def test_fast_equals_reference_swap_and_reweight(swap_case):
         fast, _ = _run(model, plan, cond, neg, lat)
         ref, _ = _run(model, plan, cond, neg, lat, reference=True)
         diff = (fast - ref).abs().max().item()
-        print(f"{arch} {name}: fast vs reference max abs diff {diff:.2e}")
-        assert diff <= 1e-4
+        print(f"{arch} {name}: fast vs reference max abs diff {diff:.2e} (bound {noise(ref):.2e})")
+        assert diff <= noise(ref)
 
 
 def test_fast_equals_reference_refine_and_stack(tiny_model):
@@ -62,8 +70,8 @@ def test_fast_equals_reference_refine_and_stack(tiny_model):
         fast, _ = _run(model, plan, cond, neg, lat)
         ref, _ = _run(model, plan, cond, neg, lat, reference=True)
         diff = (fast - ref).abs().max().item()
-        print(f"{arch} {name}: fast vs reference max abs diff {diff:.2e}")
-        assert diff <= 1e-4
+        print(f"{arch} {name}: fast vs reference max abs diff {diff:.2e} (bound {noise(ref):.2e})")
+        assert diff <= noise(ref)
 
 
 def test_source_item_untouched_and_edit_changed(swap_case):
@@ -73,8 +81,8 @@ def test_source_item_untouched_and_edit_changed(swap_case):
     d0 = (edited[0] - plain[0]).abs().max().item()
     d1 = (edited[1] - plain[1]).abs().max().item()
     print(f"{arch}: source item diff {d0:.2e}, edit item moved by {d1:.3f}")
-    assert d0 <= 1e-5
-    assert d1 > 1e-3  # P2P changed the edit item
+    assert d0 <= noise(plain[0])  # the source's rows run through attention in another batch
+    assert d1 > noise(plain[1])  # P2P changed the edit item by more than float noise
 
 
 def test_reweight_ones_is_identity(tiny_sd1):
@@ -84,18 +92,18 @@ def test_reweight_ones_is_identity(tiny_sd1):
     plain = sample(model, cond, neg, lat)
     ones = make_plan("P2P Reweight", prompts, None, None, CROSS, SELF, "cat: 1.0, chair: 1")
     out, _ = _run(model, ones, cond, neg, lat)
-    assert (out[1] - plain[1]).abs().max().item() <= 1e-5
-    # Stacked on a swap: weight 1 equals the swap alone.
+    assert (out[1] - plain[1]).abs().max().item() <= noise(plain[1])
+    # Stacked on a swap: weight 1 equals the swap alone (x 1.0 is exact: the same tensors, the same kernels).
     cond, prompts, neg, lat = _setup(clip, SRC, SWAP)
     swap = make_plan("P2P Word Swap", prompts, None, "swap", CROSS, SELF)
     with_ones = make_plan("P2P Reweight", prompts, swap, None, CROSS, SELF, "dog: 1")
     a, _ = _run(model, swap, cond, neg, lat)
     b, _ = _run(model, with_ones, cond, neg, lat)
-    assert (a - b).abs().max().item() <= 1e-6
+    assert torch.equal(a, b)
     # And a real weight changes it.
     up = make_plan("P2P Reweight", prompts, swap, None, CROSS, SELF, "dog: 4")
     c, _ = _run(model, up, cond, neg, lat)
-    assert (c[2] - a[2]).abs().max().item() > 1e-3
+    assert (c[2] - a[2]).abs().max().item() > noise(a[2])
 
 
 @pytest.mark.parametrize("sampler", ["ddim", "euler", "heun", "dpmpp_2m", "uni_pc", "lcm"])
@@ -108,9 +116,10 @@ def test_samplers_run_patched_model(tiny_sd1, sampler, caplog):
     with caplog.at_level(logging.WARNING):
         out, _ = _run(model, plan, cond, neg, lat, sampler=sampler, scheduler=scheduler, steps=5)
     assert torch.isfinite(out).all()
+    bound = noise(plain, steps=5, sampler=sampler)
     if sampler != "lcm":  # lcm adds fresh noise per item: warned, not identical to the plain source
-        assert (out[0] - plain[0]).abs().max().item() <= 1e-5
-    assert (out[1] - plain[1]).abs().max().item() > 1e-4
+        assert (out[0] - plain[0]).abs().max().item() <= bound
+    assert (out[1] - plain[1]).abs().max().item() > bound
     if sampler == "lcm":
         assert any("fresh random noise" in r.message for r in caplog.records)
 
@@ -133,7 +142,7 @@ def test_prior_replace_patch_still_runs(tiny_sd1):
     plan = make_plan("P2P Word Swap", prompts, None, "swap", CROSS, SELF)
     out, _ = _run(other, plan, cond, neg, lat)
     assert n_alone > 0 and len(calls) == 2 * n_alone  # still called at every step under ours
-    assert (out[0] - base[0]).abs().max().item() <= 1e-5  # and its effect kept on the source
+    assert (out[0] - base[0]).abs().max().item() <= noise(base[0])  # and its effect kept on the source
     assert "attn2" not in model.model_options.get("transformer_options", {}).get("patches_replace", {})
 
 
@@ -157,7 +166,7 @@ def test_any_latent_size_and_long_prompts(tiny_sdxl):
     fast, _ = _run(model, plan, cond, neg, lat)
     ref, _ = _run(model, plan, cond, neg, lat, reference=True)
     assert fast.shape == (2, 4, 6, 10)
-    assert (fast - ref).abs().max().item() <= 1e-4
+    assert (fast - ref).abs().max().item() <= noise(ref)
 
 
 def test_bad_inputs_give_clear_errors(tiny_sd1):
@@ -196,7 +205,7 @@ def test_long_negative_repeats_the_context(tiny_sd1):
     plan = _plans(prompts)["swap+reweight"]
     fast, runtime = _run(model, plan, cond, long_neg, lat)
     ref, _ = _run(model, plan, cond, long_neg, lat, reference=True)
-    assert (fast - ref).abs().max().item() <= 1e-4
+    assert (fast - ref).abs().max().item() <= noise(ref)
     plain = sample(model, cond, long_neg, lat)
-    assert (fast[0] - plain[0]).abs().max().item() <= 1e-5
+    assert (fast[0] - plain[0]).abs().max().item() <= noise(plain[0])
     assert [k[1] for k in runtime.compiled._cache if k[0] == "mapper"] == [2]  # tiled twice

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from bounds import fp_bound, unet_evals
 from sampling import empty_latent, encode, sample
 
 from p2p_attention.conditioning import encode_prompt_set, latent_batch
@@ -20,10 +21,12 @@ def test_item0_equals_batch_of_one_source_run(tiny_model):
     out = sample(model, cond, neg, batch, seed=3)
     alone = sample(model, encode(clip, source), neg, empty_latent(), seed=3)
     diff = (out[0] - alone[0]).abs().max().item()
-    print(f"{arch}: item 0 vs batch-of-one max abs diff {diff:.2e}")
-    assert diff <= 1e-5
-    # The edits really got their own prompts: they differ from the source.
-    assert (out[1] - out[0]).abs().max() > 1e-3
+    # Batch 3 vs batch 1: the same maths through kernels blocked for another batch shape.
+    bound = fp_bound(alone[0], torch.float32, unet_evals(6))
+    print(f"{arch}: item 0 vs batch-of-one max abs diff {diff:.2e} (bound {bound:.2e})")
+    assert diff <= bound
+    # The edits really got their own prompts: they differ from the source by more than float noise.
+    assert (out[1] - out[0]).abs().max() > bound
 
 
 def test_long_prompts_share_chunk_count(tiny_sd1):
