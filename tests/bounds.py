@@ -59,3 +59,11 @@ def unet_evals(steps: int, sampler: str = "euler") -> int:
 
 def dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
+
+
+def last_step_bound(latent) -> float:
+    """Two items whose last denoised predictions are equal (local blend outside its mask, direct
+    inversion's forced source) end equal up to ComfyUI's last sampler step alone, which runs in
+    float32 whatever the UNet dtype: x + (0 - s) * (x - x0) / s (euler/ddim; dpmpp_2m returns x0
+    itself) rounds ~4 times at max|x| per item, within fp_bound(latent, float32, terms=1)."""
+    return fp_bound(latent, torch.float32, 1)

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from bounds import fp_bound, last_step_bound
 from sampling import encode, sample
 
 REPO = Path(__file__).resolve().parent.parent
@@ -135,8 +136,8 @@ def test_local_blend_on_the_demo_model(demo):
     outside = (out[1] - out[0]).abs()[:, ~mask].max().item()
     print(f"local blend on '{words}': mask covers {frac:.0%} of the latent, outside max abs diff {outside:.1e}")
     assert 0 < frac < 1
-    assert outside <= 1e-5
-    assert (out[1] - out[0]).abs()[:, mask].max().item() > 1e-3
+    assert outside <= last_step_bound(out[0])
+    assert (out[1] - out[0]).abs()[:, mask].max().item() > fp_bound(out[0], torch.float32, STEPS)
 
 
 # (colour swap recognised, mean layout IoU) measured on the shipped model; README shows the table.

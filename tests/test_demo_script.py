@@ -46,7 +46,9 @@ def test_every_demo_wrote_source_and_edits_and_the_sheet(demo_out):
 def test_p2p_keeps_the_source_and_changes_the_edits(demo_out):
     for name, n_edits in DEMOS.items():
         naive_src, p2p_src = _px(demo_out / f"{name}_naive_source.png"), _px(demo_out / f"{name}_p2p_source.png")
-        assert np.array_equal(naive_src, p2p_src), name  # item 0 is the plain source run
+        # Item 0 is the plain source run: equal up to float32 noise (its attention runs in another batch),
+        # far below one grey level, yet SaveImage's truncation to uint8 can turn it into one.
+        assert np.abs(naive_src - p2p_src).max() <= 1, name
         for i in range(n_edits):
             p2p_edit = _px(demo_out / f"{name}_p2p_edit{i + 1}.png")
             naive_edit = _px(demo_out / f"{name}_naive_edit{i + 1}.png")

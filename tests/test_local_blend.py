@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from bounds import eps, fp_bound, last_step_bound, unet_evals
 from sampling import empty_latent, encode, sample
 
 from p2p_attention.blend import make_blend
@@ -40,8 +41,8 @@ def test_blend_keeps_source_outside_mask(tiny_model, sampler, hw):
         outside = (out[e + 1] - out[0]).abs()[:, ~m].max().item()
         inside = (out[e + 1] - out[0]).abs()[:, m].max().item()
         print(f"{arch} {sampler} {hw} edit {e + 1}: mask {frac:.2f}, outside {outside:.1e}, inside {inside:.3f}")
-        assert outside <= 1e-5
-        assert inside > 1e-3
+        assert outside <= last_step_bound(out[0])
+        assert inside > fp_bound(out[0], torch.float32, unet_evals(8))  # far more than float noise
 
 
 def test_store_equals_independent_maps(tiny_sd1):
@@ -89,12 +90,19 @@ def test_store_equals_independent_maps(tiny_sd1):
     assert len(store_keys) > 0 and runtime.store.factor == 2
     assert injected_steps == {0, 1, 2}  # cross 0.6 of 5 steps: int(0.6 * 6) = 3 (official n + 1 rows)
     diff = (stored - probe_maps).abs().max().item()
-    print(f"store vs probe maps: max abs diff {diff:.2e} over {probe_calls[0]} layer calls")
-    assert diff <= 1e-5
+    # The same float32 softmax maps written in another order, averaged over the layer calls: each
+    # call's rounding (values <= 1) adds independently into the mean.
+    bound = fp_bound(probe_maps, torch.float32, probe_calls[0])
+    print(f"store vs probe maps: max abs diff {diff:.2e} over {probe_calls[0]} layer calls (bound {bound:.1e})")
+    assert diff <= bound
     # The source's map is a distribution; an edit's mapped map loses the source tail tokens pushed
-    # past the 77th by the longer "hippopotamus" (3 tokens for 1), so it sums to at most 1.
-    assert torch.allclose(stored[0].sum(-1), torch.ones(8, 8), atol=1e-4)
-    assert bool((stored[1:].sum(-1) <= 1 + 1e-4).all())
+    # past the 77th by the longer "hippopotamus" (3 tokens for 1), so it sums to at most 1. A sum of
+    # L probabilities, each averaged over the calls: L + calls roundings of values <= 1.
+    L = stored.shape[-1]
+    total = fp_bound(1.0, torch.float32, L + probe_calls[0])
+    assert torch.allclose(stored[0].sum(-1), torch.ones(8, 8), rtol=0, atol=total)
+    assert bool((stored[1:].sum(-1) <= 1 + total).all())
+    assert total < 1e-3 and eps(torch.float32) < total  # a lost token (>= 1/L of the mass) would show
 
 
 def test_maps_grid_and_mask(tiny_sd1):
@@ -107,7 +115,7 @@ def test_maps_grid_and_mask(tiny_sd1):
     n_word_tokens = sum(1 for w in prompts.edits[0].word_of if w >= 0)
     assert grid.shape == (1, 32 + 14, 32 * n_word_tokens, 3)
     mask = word_mask(runtime.store, 1, "dog", (64, 64))
-    assert mask.shape == (1, 64, 64) and abs(mask.max().item() - 1.0) < 1e-3
+    assert mask.shape == (1, 64, 64) and mask.max().item() == 1.0  # normalised by its max: x / x is exactly 1
     binary = word_mask(runtime.store, 1, "dog", (64, 64), threshold=0.5)
     assert set(binary.unique().tolist()) <= {0.0, 1.0}
     with pytest.raises(ValueError, match="P2P Attention Maps: prompt_index 3 does not exist"):
