@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 
 from .edits import PromptSet
-from .schedules import SELF, window_active
+from .prompts import words_available
+from .steps import SELF, step_of, window_active
 
 
 @dataclass(frozen=True)
@@ -49,8 +50,7 @@ def make_blend(node: str, prompts: PromptSet, words: str, subtract: str, thresho
         raise ValueError(f"{node}: dilation must be >= 0.")
     for word in spec.words + spec.subtract:
         if not any(p.positions_of(word) for p in prompts.prompts):
-            available = sorted({w for p in prompts.prompts for w in p.words})
-            raise ValueError(f"{node}: '{word}' is in no prompt. Words available: {', '.join(available)}.")
+            raise ValueError(f"{node}: '{word}' is in no prompt. {words_available(prompts.prompts)}")
     return spec
 
 
@@ -81,8 +81,6 @@ def blend_masks(spec: LocalBlendSpec, store, prompts: PromptSet, latent_hw) -> t
 
 
 def make_post_cfg(spec: LocalBlendSpec, store, prompts: PromptSet):
-    from .patch import step_of
-
     def post_cfg(args):
         denoised = args["denoised"]
         step, n_steps = step_of(args["sigma"], args["model_options"])

@@ -9,8 +9,9 @@ from __future__ import annotations
 import torch
 
 from .edits import PromptSet
-from .patch import COND_UID_KEY
 from .prompts import tokenize_prompts
+
+COND_UID_KEY = "p2p_prompts_uid"  # on the Prompt Pair's conditioning: P2P Apply checks the sampler gets it
 
 
 def encode_prompt_set(clip, source: str, edits: list[str], node: str = "P2P Prompt Pair"):

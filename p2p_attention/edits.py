@@ -19,8 +19,10 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
-from .prompts import TokenizedPrompt, refine_mapper, swap_mapper
-from .schedules import CROSS, SELF, parse_window, parse_word_weights, parse_word_windows, window_active
+from .prompts import TokenizedPrompt, words_available
+from .schedules import parse_window, parse_word_weights, parse_word_windows
+from .steps import CROSS, SELF, window_active
+from .token_maps import refine_mapper, swap_mapper
 
 
 @dataclass(frozen=True)
@@ -57,12 +59,6 @@ class EditPlan:
     self_window: tuple[float, float] = (0.0, 0.4)
     weights: dict = field(default_factory=dict)
     blend: object | None = None  # LocalBlend settings (blend.py), stacked like the others
-
-    def describe(self) -> str:
-        parts = [self.mode if self.mode != "none" else "reweight"]
-        if self.weights:
-            parts.append("weights " + ", ".join(f"{k}={v:g}" for k, v in self.weights.items()))
-        return " + ".join(parts)
 
 
 def make_plan(
@@ -221,9 +217,8 @@ def compile_plan(plan: EditPlan, node: str = "P2P Apply") -> CompiledEdit:
         window_ids.append(window_id)
     missing = [w for w, ok in found_weights.items() if not ok] + [w for w, ok in found_windows.items() if not ok]
     if missing:
-        words = sorted({w for p in ps.edits for w in p.words})
         raise ValueError(
-            f"{node}: word(s) {missing} are not in any edit prompt. Words available: {', '.join(words)}."
+            f"{node}: word(s) {missing} are not in any edit prompt. {words_available(ps.edits)}"
         )
     if ps.n_edits == 0:
         raise ValueError(f"{node}: the Prompt Pair has no edit prompt.")

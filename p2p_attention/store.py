@@ -18,29 +18,6 @@ import torch
 from .attention import attention_maps
 
 
-def block_downsample(diffusion_model: torch.nn.Module) -> dict[tuple, int]:
-    """Downsample factor (vs the latent) of every UNet transformer block key (block, number, index)."""
-    from .patch import transformer_block_keys
-
-    factors: dict[tuple[str, int], int] = {}
-    f = 1
-    for i, block in enumerate(diffusion_model.input_blocks):
-        if any(type(m).__name__ == "Downsample" for m in block.modules()):
-            f *= 2
-        factors[("input", i)] = f
-    factors[("middle", 0)] = f
-    for i, block in enumerate(diffusion_model.output_blocks):
-        factors[("output", i)] = f
-        if any(type(m).__name__ == "Upsample" for m in block.modules()):
-            f //= 2
-    return {key: factors[key[:2]] for key in transformer_block_keys(diffusion_model)}
-
-
-def choose_factor(available: set[int], wanted: int) -> int:
-    """The wanted factor if the UNet has attention there, else the nearest one (coarser on ties)."""
-    return min(available, key=lambda f: (abs(math.log2(f) - math.log2(wanted)), -f))
-
-
 class AttentionStore:
     """Accumulates cross-attention maps of the cond items during one sampling run."""
 

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from .blend import parse_words
+from .prompts import words_available
 from .store import AttentionStore
 
 
@@ -68,7 +69,7 @@ def word_mask(store: AttentionStore, index: int, words: str, size: tuple[int, in
     if not positions:
         raise ValueError(
             f"{node}: none of the words {words!r} is in prompt {index} ({prompt.text!r}). "
-            f"Words available: {', '.join(prompt.words)}."
+            f"{words_available([prompt])}"
         )
     m = store.word_map(index, positions).float().cpu()
     m = F.interpolate(m[None, None], size=size, mode="bilinear")[0]

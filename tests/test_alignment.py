@@ -6,14 +6,10 @@ import pytest
 import torch
 from bounds import eps, fp_bound
 
-from p2p_attention.prompts import TokenizedPrompt, refine_mapper, swap_mapper, tokenize_prompts
-from p2p_attention.schedules import (
-    parse_window,
-    parse_word_weights,
-    parse_word_windows,
-    step_index,
-    window_active,
-)
+from p2p_attention.prompts import TokenizedPrompt, tokenize_prompts
+from p2p_attention.schedules import parse_window, parse_word_weights, parse_word_windows
+from p2p_attention.steps import step_index, window_active
+from p2p_attention.token_maps import refine_mapper, swap_mapper
 
 START, END = 49406, 49407
 A, CAT, DOG, PHOTO, OF = 320, 2368, 1929, 1125, 539

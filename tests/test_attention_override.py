@@ -7,7 +7,8 @@ from sampling import empty_latent, encode, sample
 
 from p2p_attention.conditioning import encode_prompt_set, latent_batch
 from p2p_attention.edits import make_plan
-from p2p_attention.patch import P2PAttentionPatch, apply_edit
+from p2p_attention.patch import apply_edit
+from p2p_attention.runtime import P2PAttentionPatch
 
 SRC = "a red cat sitting on a wooden chair"
 EDITS = ["a blue dog sitting on a wooden chair", "a green fox sitting on a metal chair"]

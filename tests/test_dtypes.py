@@ -18,7 +18,8 @@ from p2p_attention.blend import make_blend
 from p2p_attention.conditioning import encode_prompt_set, latent_batch
 from p2p_attention.edits import make_plan, with_blend
 from p2p_attention.inversion import invert
-from p2p_attention.patch import P2PAttentionPatch, apply_edit
+from p2p_attention.patch import apply_edit
+from p2p_attention.runtime import P2PAttentionPatch
 
 DTYPES = [torch.bfloat16, torch.float16]
 SRC = "a red cat sitting on a wooden chair"

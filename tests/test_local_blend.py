@@ -49,7 +49,7 @@ def test_store_equals_independent_maps(tiny_sd1):
     """The store's maps equal maps materialised by a probe patch at the same layers in the same run:
     the source's own maps, and the edits' maps after injection (per head, then averaged), as the
     official store keeps them."""
-    from p2p_attention.patch import current_step
+    from p2p_attention.steps import current_step
 
     model, clip, _ = tiny_sd1
     cond, prompts, neg, lat = _case(clip, 16, 16)
@@ -76,7 +76,7 @@ def test_store_equals_independent_maps(tiny_sd1):
 
         return optimized_attention(q, k, v, extra["n_heads"])
 
-    from p2p_attention.patch import transformer_block_keys
+    from p2p_attention.unet_blocks import transformer_block_keys
 
     other = model.clone()
     for name, num, idx in transformer_block_keys(other.get_model_object("diffusion_model")):

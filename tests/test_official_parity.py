@@ -14,7 +14,7 @@ from p2p_attention.blend import LocalBlendSpec, blend_masks
 from p2p_attention.conditioning import encode_prompt_set
 from p2p_attention.edits import compile_plan, make_plan
 from p2p_attention.patch import apply_edit
-from p2p_attention.schedules import CROSS, SELF, window_steps
+from p2p_attention.steps import CROSS, SELF, window_steps
 from p2p_attention.store import AttentionStore
 
 STEPS = [7, 20, 50, 100]

@@ -1,0 +1,49 @@
+"""Real-image inversion for Prompt-to-Prompt editing, in ComfyUI's own sampling coordinates.
+
+Everything runs on ComfyUI's pieces: sigmas from its "ddim_uniform" scheduler, the model called
+through a CFGGuider (so every model sampling ComfyUI knows works: eps, v-prediction, ...), and
+a result that a stock sampler continues: KSamplerAdvanced (add_noise disabled) or SamplerCustom
+(add_noise off) with sampler "ddim" (or "euler"), scheduler "ddim_uniform" and the same steps.
+
+Coordinates. ComfyUI samples x in k-diffusion space: x = x0 + sigma * eps, and its "ddim" sampler
+is Euler, x' = x + (s' - s) * (x - D(x, s)) / s, which is deterministic DDIM (eta 0).
+
+* DDIM inversion runs that step backwards with the source prompt at guidance 1, evaluating the
+  model at the higher sigma with the current latent (as the official code does). The UNet input is
+  rescaled so the network sees the latent at its true noise level, exactly like the official
+  eps(x_{t-1}, t) in DDPM space.
+* Null-text (Mokady et al.): for each sampling step, Adam optimises the unconditional text
+  embedding so that the guided step lands on the inversion ("pivot") trajectory. Official
+  settings: lr 1e-2 * (1 - i/100), at most 10 inner iterations, Adam step then early stop when
+  that iteration's loss < 1e-5 + i * 2e-5 (MSE in DDPM space), each step starting from the
+  previous embedding, always fp32. For N != 50 steps, i/100 becomes i/(2N) and the threshold's
+  slope 2e-5 * 50/N (identical at 50). While sampling, the unconditional rows of the text
+  context get the step's embedding and the sampler's negative is replaced by the one the
+  embeddings were optimised with (same pooled output on SDXL). The model is differentiated through ComfyUI's public patcher API only: a clone with
+  identity weight wrappers (inference-mode weights become copies autograd can use) and an
+  attn2 patch that puts the embedding into the unconditional rows of the text context.
+* Negative-prompt inversion (Miyake et al.): DDIM inversion, then sample with the source
+  prompt as the unconditional prompt of every batch item (it replaces the sampler's negative).
+* Direct inversion (Ju et al., "PnP Inversion"): DDIM inversion; while editing, the source item
+  (batch item 0) is put back onto the inversion trajectory after every step, so it reconstructs
+  exactly and the edits attend to a faithful source. PnP adds per-step offsets
+  x*_{i+1} - x_src_{i+1} to the source latent; a post-CFG function here sets the source's
+  denoised value so that ComfyUI's DDIM step lands on x*_{i+1}, which is the same latent at every
+  step and does not depend on the guidance scale.
+
+`install_inversion` registers what a method needs at sampling time on an already cloned
+ModelPatcher (attention patch, post-CFG function, and an OUTER_SAMPLE wrapper that refuses a
+schedule, sampler, noise or batch the inversion was not made for).
+
+Layout: result.py (the P2P_INVERSION value), patches.py (model hooks), methods.py (one strategy
+per method), run.py (`invert`), sampling.py (`install_inversion`).
+"""
+
+from .methods import METHODS
+from .patches import UncondContextPatch
+from .result import SAMPLER, SCHEDULER, Inversion
+from .run import inversion_sigmas, invert
+from .sampling import install_inversion
+
+__all__ = ["METHODS", "SAMPLER", "SCHEDULER", "Inversion", "UncondContextPatch", "install_inversion", "invert",
+           "inversion_sigmas"]

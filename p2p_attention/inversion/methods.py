@@ -1,0 +1,218 @@
+"""One strategy object per inversion method: what it checks, patches and computes at inversion
+time, and what it installs at sampling time. The run loop and the installer never ask which
+method they hold."""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import torch
+
+from ..steps import StepClock
+from .patches import DeviceCache, DirectCorrection, UncondContextPatch, identity_weight
+from .result import _OFFICIAL_STEPS, NULL_TEXT_EPSILON, NULL_TEXT_EPSILON_SLOPE, NULL_TEXT_LR, Inversion
+
+
+class InversionMethod:
+    """DDIM inversion with the source prompt; subclasses add what their method needs."""
+
+    name = "ddim"
+    passes = 1  # progress passes over the steps (null-text: inversion, then optimisation)
+
+    def check(self, guidance: float, inner_iterations: int, node: str) -> None:
+        """Refuse or warn about settings, before any model call."""
+
+    def prepare(self, run, patched, negative, node: str) -> None:
+        """Patch the inversion's model clone; read what the method needs from the negative."""
+
+    def optimise(self, run, sigmas) -> None:
+        """After DDIM inversion: anything the method computes along the trajectory."""
+
+    def result(self, run, positive, negative) -> dict:
+        """Method-specific fields of the Inversion."""
+        return {}
+
+    def install(self, patched, inversion: Inversion, node: str) -> None:
+        """Sampling time: hooks on the (already cloned) patched model."""
+
+    def negative(self, inversion: Inversion):
+        """Sampling time: the conditioning that replaces the sampler's negative, or None."""
+        return None
+
+    def check_sampling(self, inversion: Inversion, guider, warned: set, node: str) -> None:
+        """Sampling time: warnings about settings the method is sensitive to."""
+
+
+class DDIMInversion(InversionMethod):
+    pass
+
+
+class NegativePromptInversion(InversionMethod):
+    """Miyake et al.: the source prompt as the unconditional prompt of every batch item."""
+
+    name = "negative_prompt"
+
+    def result(self, run, positive, negative) -> dict:
+        return {"source_conditioning": cpu_conditioning(positive)}
+
+    def negative(self, inversion):
+        return inversion.source_conditioning
+
+
+class DirectInversion(InversionMethod):
+    """Ju et al. ("PnP Inversion"): the source item put back onto the trajectory at every step."""
+
+    name = "direct"
+
+    def install(self, patched, inversion, node):
+        patched.set_model_sampler_post_cfg_function(DirectCorrection(inversion))
+
+
+class NullTextInversion(InversionMethod):
+    """Mokady et al.: per-step unconditional embeddings optimised onto the trajectory (fp32)."""
+
+    name = "null_text"
+    passes = 2
+
+    def check(self, guidance, inner_iterations, node):
+        if math.isclose(guidance, 1.0):
+            logging.warning("%s: null-text at guidance 1 has nothing to optimise (the unconditional branch is not "
+                            "used); it equals DDIM inversion.", node)
+        if inner_iterations < 0:
+            raise ValueError(f"{node}: inner_iterations must be >= 0.")
+
+    def prepare(self, run, patched, negative, node):
+        if len(negative) != 1 or negative[0][0] is None:
+            raise ValueError(
+                f"{node}: null-text needs ONE negative conditioning entry (e.g. CLIPTextEncode of an empty "
+                f"prompt); got {len(negative)}."
+            )
+        run.init_embedding = negative[0][0][:1].float()
+        patched.set_model_compute_dtype(torch.float32)  # null-text fails in fp16: always fp32
+        for name, module in patched.model.named_modules():
+            if not name.startswith("diffusion_model.") or not hasattr(module, "weight_function"):
+                continue
+            if getattr(module, "weight", None) is not None:
+                patched.add_weight_wrapper(f"{name}.weight", identity_weight)
+            if getattr(module, "bias", None) is not None:
+                patched.add_weight_wrapper(f"{name}.bias", identity_weight)
+        patched.set_model_attn2_patch(UncondContextPatch(lambda extra: run.uncond_embedding, node))
+
+    def optimise(self, run, sigmas):
+        """Per step, Adam on the unconditional embedding until the guided step lands on the pivot."""
+        n = len(sigmas) - 1
+        x = run.trajectory[0]
+        emb = run.init_embedding.detach().to(device=x.device, dtype=torch.float32).clone()
+        ms = run.model_sampling
+        warned = False
+        for i in range(n):
+            s, s_next = sigmas[i], sigmas[i + 1]
+            target = ms.calculate_input(s_next.reshape(1).to(x), run.trajectory[i + 1])
+            lr = NULL_TEXT_LR * (1.0 - i / (2.0 * n))  # official 1 - i/100 at 50 steps
+            threshold = NULL_TEXT_EPSILON + i * NULL_TEXT_EPSILON_SLOPE * _OFFICIAL_STEPS / n
+            emb = emb.detach().clone().requires_grad_(True)
+            optimizer = torch.optim.Adam([emb], lr=lr)
+            with torch.no_grad():
+                cond_pred = run.denoise(x, s, "cond")
+            used = 0
+            for _ in range(run.inner_iterations):
+                run.interrupt()
+                used += 1
+                run.uncond_embedding = emb
+                with torch.enable_grad():
+                    uncond_pred = run.denoise(x, s, "uncond")
+                    guided = run.guided(x, s, cond_pred, uncond_pred)
+                    candidate = x + (s_next - s) * (x - guided) / s
+                    loss = torch.nn.functional.mse_loss(ms.calculate_input(s_next.reshape(1).to(x), candidate), target)
+                    (grad,) = torch.autograd.grad(loss, [emb])
+                run.backwards += 1
+                loss_value = float(loss.detach())
+                if not (math.isfinite(loss_value) and torch.isfinite(grad).all()):
+                    run.nan_steps.append(i)
+                    if not warned:
+                        logging.warning(
+                            "%s: null-text optimisation hit NaN/inf at step %d; keeping the last good embedding "
+                            "for this step.", run.node, i,
+                        )
+                        warned = True
+                    break
+                good = emb.detach().clone()
+                emb.grad = grad
+                optimizer.step()
+                if not torch.isfinite(emb).all():
+                    with torch.no_grad():
+                        emb.copy_(good)
+                    run.nan_steps.append(i)
+                    break
+                if run.early_stop and loss_value < threshold:  # official: checked after the update
+                    break
+            emb = emb.detach()
+            run.uncond_embedding = emb
+            with torch.no_grad():  # the step with the final embedding (official: one more guided pass)
+                guided = run.guided(x, s, cond_pred, run.denoise(x, s, "uncond"))
+                x_next = x + (s_next - s) * (x - guided) / s
+                loss_value = float(
+                    torch.nn.functional.mse_loss(ms.calculate_input(s_next.reshape(1).to(x), x_next), target)
+                )
+            if not torch.isfinite(x_next).all():
+                raise FloatingPointError(
+                    f"{run.node}: null-text optimisation produced NaN/inf at step {i + 1} of {n} even with the "
+                    "fallback embedding. Check the model and latent (fp16 VAE latents can overflow)."
+                )
+            run.null_embeddings.append(emb.cpu().clone())
+            run.used.append(used)
+            run.losses.append(loss_value)
+            x = x_next
+            run.tick()
+
+    def result(self, run, positive, negative) -> dict:
+        used = run.used
+        details = (
+            f", {run.backwards} backward passes, inner iterations per step "
+            f"{min(used, default=0)}-{max(used, default=0)} (limit {run.inner_iterations})"
+        )
+        if run.nan_steps:
+            details += f", NaN fallback at steps {run.nan_steps}"
+        return {"null_embeddings": run.null_embeddings, "negative_conditioning": cpu_conditioning(negative),
+                "inner_iterations": run.inner_iterations, "details": details}
+
+    def install(self, patched, inversion, node):
+        embeddings = DeviceCache(inversion.null_embeddings)
+        n_emb = len(inversion.null_embeddings)
+        clock = StepClock()
+
+        def provider(extra):
+            return embeddings.get(min(clock(extra)[0], n_emb - 1), extra["sigmas"])
+
+        patched.set_model_attn2_patch(UncondContextPatch(provider, node))
+
+    def negative(self, inversion):
+        return inversion.negative_conditioning
+
+    def check_sampling(self, inversion, guider, warned, node):
+        cfg = float(getattr(guider, "cfg", inversion.guidance))
+        if "cfg" not in warned and not math.isclose(cfg, inversion.guidance, rel_tol=1e-3):
+            warned.add("cfg")
+            logging.warning(
+                "%s: null-text embeddings were optimised for cfg %g but the sampler uses cfg %g; the source "
+                "will not reconstruct exactly.", node, inversion.guidance, float(guider.cfg),
+            )
+
+
+def cpu_conditioning(cond):
+    out = []
+    for tensor, extra in cond:
+        extra = {k: (v.detach().to("cpu") if isinstance(v, torch.Tensor) else v) for k, v in extra.items()}
+        out.append([tensor.detach().to("cpu") if tensor is not None else None, extra])
+    return out
+
+
+STRATEGIES = {m.name: m for m in (DDIMInversion(), NullTextInversion(), NegativePromptInversion(), DirectInversion())}
+METHODS = tuple(STRATEGIES)  # ("ddim", "null_text", "negative_prompt", "direct")
+
+
+def strategy(method: str, node: str) -> InversionMethod:
+    if method not in STRATEGIES:
+        raise ValueError(f"{node}: unknown method {method!r}; choose one of {', '.join(METHODS)}.")
+    return STRATEGIES[method]

@@ -1,0 +1,243 @@
+"""Inversion time: DDIM inversion of one latent inside ComfyUI's own CFGGuider, then whatever the
+method computes along the trajectory (methods.py)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Callable
+
+import torch
+
+from .methods import strategy
+from .result import _COUNT_KEY, SCHEDULER, Inversion
+
+
+class _InversionRun:
+    """Runs inside CFGGuider.sample as its Sampler: the guider prepared model, conds and options."""
+
+    def __init__(self, method, guidance, inner_iterations, early_stop, progress, check_interrupt, node):
+        self.method = method  # an InversionMethod
+        self.guidance = float(guidance)
+        self.inner_iterations = int(inner_iterations)
+        self.early_stop = early_stop
+        self.progress = progress
+        self.check_interrupt = check_interrupt
+        self.node = node
+        self.uncond_embedding = None  # what the attn2 patch puts into the unconditional rows
+        self.evals = [0]
+        self.backwards = 0
+        self.trajectory: list[torch.Tensor] = []
+        self.null_embeddings: list[torch.Tensor] = []
+        self.used: list[int] = []
+        self.losses: list[float] = []
+        self.nan_steps: list[int] = []
+        self.init_embedding = None
+        self._done = 0
+        self._total = 1
+
+    # -- model calls -------------------------------------------------------------------------
+    def denoise(self, x, sigma, branch: str):
+        import comfy.samplers
+
+        conds = self.guider.conds
+        pair = [conds.get("positive"), None] if branch == "cond" else [None, conds.get("negative")]
+        sig = sigma.reshape(1).expand(x.shape[0]).to(x)
+        out = comfy.samplers.calc_cond_batch(self.guider.inner_model, pair, x, sig, self.model_options)
+        return out[0] if branch == "cond" else out[1]
+
+    def guided(self, x, sigma, cond_pred, uncond_pred):
+        """The CFG result exactly as sampling_function computes it (pre/post-CFG hooks included)."""
+        import comfy.samplers
+
+        conds = self.guider.conds
+        out = [cond_pred, uncond_pred]
+        sig = sigma.reshape(1).expand(x.shape[0]).to(x)
+        for fn in self.model_options.get("sampler_pre_cfg_function", []):
+            args = {"conds": [conds.get("positive"), conds.get("negative")], "conds_out": out,
+                    "cond_scale": self.guidance, "timestep": sig, "input": x, "sigma": sig,
+                    "model": self.guider.inner_model, "model_options": self.model_options}
+            out = fn(args)
+        return comfy.samplers.cfg_function(
+            self.guider.inner_model, out[0], out[1], self.guidance, x, sig, model_options=self.model_options,
+            cond=conds.get("positive"), uncond=conds.get("negative"),
+        )
+
+    def tick(self):
+        self._done += 1
+        if self.progress is not None:
+            self.progress(self._done, self._total)
+
+    def interrupt(self):
+        if self.check_interrupt is not None:
+            self.check_interrupt()
+
+    # -- the Sampler entry point ---------------------------------------------------------------
+    def sample(self, guider, sigmas, extra_args, latent_image):
+        self.guider = guider
+        self.model_options = extra_args["model_options"]
+        self.model_sampling = guider.inner_model.model_sampling
+        n = len(sigmas) - 1
+        self._total = self.method.passes * n
+        x = latent_image.detach().clone().float()
+        sigmas = sigmas.detach().clone().float()
+        with torch.no_grad():
+            self._ddim_invert(x, sigmas)
+        self.method.optimise(self, sigmas)
+        return self.trajectory[0]
+
+    def _c_in(self, sigma, like):
+        one = torch.ones((1,) * like.ndim, device=like.device, dtype=like.dtype)
+        return self.model_sampling.calculate_input(sigma.reshape(1).to(like), one)
+
+    def _ddim_invert(self, x, sigmas):
+        n = len(sigmas) - 1
+        traj = [x]
+        for k in reversed(range(n)):  # from sigmas[k+1] (less noise) up to sigmas[k]
+            self.interrupt()
+            s, s_low = sigmas[k], sigmas[k + 1]
+            # The model at the higher sigma sees the latent at its true level (official eps(x_{t-1}, t)).
+            x_in = x * (self._c_in(s_low, x) / self._c_in(s, x))
+            eps = (x_in - self.denoise(x_in, s, "cond")) / s
+            x = x + (s - s_low) * eps
+            if not torch.isfinite(x).all():
+                raise FloatingPointError(
+                    f"{self.node}: DDIM inversion produced NaN/inf at step {n - k} of {n}. The model may not "
+                    "support this precision: run it in fp32 (e.g. --force-fp32) or check the latent."
+                )
+            traj.append(x)
+            self.tick()
+        traj.reverse()
+        self.trajectory = traj
+
+
+class _RunSampler:
+    """A comfy Sampler whose sample() runs the inversion with the guider's prepared state."""
+
+    def __init__(self, run: _InversionRun):
+        self.run = run
+
+    def max_denoise(self, model_wrap, sigmas):
+        return False
+
+    def sample(self, model_wrap, sigmas, extra_args, callback, noise, latent_image=None, denoise_mask=None,
+               disable_pbar=False):
+        return self.run.sample(model_wrap, sigmas, extra_args, latent_image)
+
+
+def inversion_sigmas(model_patcher, steps: int) -> torch.Tensor:
+    """The sigmas KSampler uses for sampler "ddim", scheduler "ddim_uniform" and `steps`."""
+    import comfy.samplers
+
+    return comfy.samplers.calculate_sigmas(model_patcher.get_model_object("model_sampling"), SCHEDULER, steps).float()
+
+
+def _clone_conditioning(cond, node: str, what: str):
+    if not isinstance(cond, list) or not cond:
+        raise ValueError(f"{node}: the {what} conditioning is empty. Connect a CLIPTextEncode output.")
+    out = []
+    for entry in cond:
+        tensor, extra = entry[0], dict(entry[1])
+        for k, v in list(extra.items()):
+            if isinstance(v, torch.Tensor):
+                extra[k] = v.detach().clone()
+        out.append([tensor.detach().clone() if tensor is not None else None, extra])
+    return out
+
+
+def _first_rows(cond, node: str):
+    """A Prompt Pair's conditioning (a row per batch item) -> its source row (row 0)."""
+    out = []
+    for tensor, extra in cond:
+        if tensor is not None and tensor.shape[0] > 1:
+            logging.info("%s: the positive conditioning has %d rows; inverting with row 0 (the source).", node,
+                         tensor.shape[0])
+            tensor = tensor[:1]
+            extra = {k: (v[:1] if k == "pooled_output" and isinstance(v, torch.Tensor) else v) for k, v in extra.items()}
+        out.append([tensor, extra])
+    return out
+
+
+def invert(
+    model_patcher,
+    positive,
+    negative,
+    latent,
+    method: str = "null_text",
+    steps: int = 50,
+    guidance: float = 7.5,
+    inner_iterations: int = 10,
+    early_stop: bool = True,
+    progress: Callable[[int, int], None] | None = None,
+    check_interrupt: Callable[[], None] | None = None,
+    node: str = "P2P Invert",
+) -> Inversion:
+    """Invert `latent` (a LATENT dict or its samples, batch 1) under the source prompt `positive`.
+
+    The input ModelPatcher is never modified: all patches go on a clone.
+    """
+    import comfy.patcher_extension
+    import comfy.samplers
+
+    impl = strategy(method, node)
+    samples = latent["samples"] if isinstance(latent, dict) else latent
+    if not isinstance(samples, torch.Tensor) or samples.ndim < 4:
+        raise ValueError(f"{node}: the latent input is not a LATENT (connect VAEEncode's output).")
+    if getattr(samples, "is_nested", False) or samples.shape[0] != 1:
+        raise ValueError(
+            f"{node}: the latent has batch {samples.shape[0]}; invert one image at a time (VAEEncode of a "
+            "single image, or pick one with 'Latent From Batch')."
+        )
+    if steps < 1:
+        raise ValueError(f"{node}: steps must be at least 1.")
+    impl.check(float(guidance), int(inner_iterations), node)
+    if isinstance(latent, dict) and latent.get("noise_mask") is not None:
+        logging.warning("%s: the latent's noise mask is ignored by the inversion.", node)
+
+    started = time.perf_counter()
+    run = _InversionRun(impl, guidance, inner_iterations, early_stop, progress, check_interrupt, node)
+    sigmas = inversion_sigmas(model_patcher, steps)
+    if len(sigmas) < 2:
+        raise ValueError(f"{node}: the ddim_uniform schedule of {steps} steps is empty for this model.")
+    with torch.inference_mode(False):
+        pos = _first_rows(_clone_conditioning(positive, node, "positive (source prompt)"), node)
+        neg = _clone_conditioning(negative, node, "negative")
+        x_latent = samples.detach().clone().float()
+        sigmas_run = sigmas.clone()
+
+        patched = model_patcher.clone()
+        counter = run.evals
+
+        def count_evals(executor, x, *args, **kwargs):
+            counter[0] += int(x.shape[0])
+            return executor(x, *args, **kwargs)
+
+        patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, _COUNT_KEY, count_evals)
+        impl.prepare(run, patched, neg, node)
+
+        guider = comfy.samplers.CFGGuider(patched)
+        guider.set_conds(pos, neg)
+        guider.set_cfg(guidance)
+        out = guider.sample(
+            torch.zeros_like(x_latent), x_latent, _RunSampler(run), sigmas_run, seed=0, disable_pbar=True
+        )
+        out = out.detach().float().cpu().clone()
+    if not torch.isfinite(out).all():
+        raise FloatingPointError(f"{node}: the inverted latent contains NaN/inf.")
+
+    return Inversion(
+        method=method,
+        sigmas=sigmas.cpu(),
+        steps=int(steps),
+        guidance=float(guidance),
+        latent=out,
+        trajectory=[t.detach().float().cpu().clone() for t in run.trajectory],
+        unet_evals=run.evals[0],
+        unet_backwards=run.backwards,
+        inner_iterations_used=run.used,
+        final_losses=run.losses,
+        nan_steps=run.nan_steps,
+        seconds=time.perf_counter() - started,
+        model_id=id(model_patcher.model),
+        **impl.result(run, pos, neg),
+    )
