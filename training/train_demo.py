@@ -70,7 +70,7 @@ from judge import judge, summarise  # noqa: E402
 from p2p_attention.attention import apply_maps, attention_maps  # noqa: E402
 from p2p_attention.demo_model import DEMO_SPEC, TOKEN_KEY  # noqa: E402
 from p2p_attention.model_build import build_clip, build_unet, build_vae  # noqa: E402
-from p2p_attention.patch import transformer_block_keys  # noqa: E402
+from p2p_attention.unet_blocks import transformer_block_keys  # noqa: E402
 
 LATENT_SCALE = 0.18215
 PHASE3_STEPS = 1400  # default --unet-steps3: phase 3's length (models/demo/README.md)
