@@ -7,6 +7,8 @@ import logging
 
 import torch
 
+from ..batch import check_items
+from ..errors import P2PError
 from ..steps import sampler_function_name
 from .methods import strategy
 from .result import _EULER_FUNCTIONS, WRAPPER_KEY, Inversion
@@ -44,11 +46,10 @@ def make_outer_sample_wrapper(inversion: Inversion, n_items: int, node: str):
             raise ValueError(
                 f"{node}: the sampler adds noise to the inverted latent (KSampler always does). {how}"
             )
-        if latent_image.shape[0] != n_items:
-            raise ValueError(
-                f"{node}: the latent batch has {latent_image.shape[0]} item(s) but {n_items} are expected "
-                f"(the source and {n_items - 1} edit(s)). Repeat P2P Invert's latent with P2P Latent Batch."
-            )
+        try:
+            check_items(latent_image.shape[0], n_items - 1)
+        except P2PError as e:
+            raise P2PError(f"{node}: {e}") from None
         if tuple(latent_image.shape[1:]) != tuple(inversion.latent.shape[1:]):
             raise ValueError(
                 f"{node}: the latent is {tuple(latent_image.shape[1:])} but the inverted image is "
