@@ -6,10 +6,13 @@ ComfyUI repeats a text tensor to the latent batch only when their sizes differ, 
 
 from __future__ import annotations
 
+import logging
+
 import torch
 
 from .edits import PromptSet
 from .prompts import tokenize_prompts
+from .vocabulary import known_vocabulary, unknown_words
 
 COND_UID_KEY = "p2p_prompts_uid"  # on the Prompt Pair's conditioning: P2P Apply checks the sampler gets it
 
@@ -31,11 +34,37 @@ def encode_prompt_set(clip, source: str, edits: list[str], node: str = "P2P Prom
         out = clip.encode_from_tokens(tokens, return_pooled=True, return_dict=True)
         conds.append(out.pop("cond"))
         pooled.append(out.get("pooled_output"))
+    _refuse_no_op_edits(clip, tokenized, conds, pooled, node)
     prompts = PromptSet(prompts=tuple(tokenized))
     extra = {COND_UID_KEY: prompts.uid}
     if all(p is not None for p in pooled):
         extra["pooled_output"] = torch.cat(pooled)
     return [[torch.cat(conds), extra]], prompts
+
+
+def _refuse_no_op_edits(clip, tokenized, conds, pooled, node: str) -> None:
+    """An edit prompt that differs from the source but encodes exactly like it would give back the
+    source unchanged: say why (words outside the text encoder's vocabulary) instead. The same prompt
+    twice is left alone (it is the base of a reweight)."""
+    src = tokenized[0]
+    for i, edit in enumerate(tokenized[1:], start=1):
+        if edit.ids == src.ids or not torch.equal(conds[i], conds[0]):
+            continue
+        if pooled[0] is not None and not torch.equal(pooled[i], pooled[0]):
+            continue
+        words = sorted(set(unknown_words(clip, edit)) | set(unknown_words(clip, src)))
+        msg = f"{node}: edit prompt {i} ({edit.text!r}) encodes exactly like the source, so it would give the source image back unchanged"
+        if words:
+            msg += f": {', '.join(repr(w) for w in words)} are outside this model's vocabulary (zero embeddings)"
+        msg += ". Change words the model knows"
+        known = known_vocabulary(clip)
+        msg += f": {', '.join(known)}." if known else "."
+        raise ValueError(msg)
+    for p in tokenized:
+        words = unknown_words(clip, p)
+        if words:
+            logging.warning("%s: %s in %r are outside this model's vocabulary (zero embeddings) and have no effect.",
+                            node, ", ".join(repr(w) for w in words), p.text)
 
 
 def split_edit_lines(text: str) -> list[str]:

@@ -179,6 +179,14 @@ class CompiledEdit:
         return window_active(self.self_window, step, n_steps, SELF)
 
 
+def unchanged_edits(plan: EditPlan, compiled: CompiledEdit) -> list[int]:
+    """Edit items (1..N) that will certainly come out as the source: the same tokens as the source
+    and no word reweighted (the same noise and the same attention give the same image)."""
+    src = plan.prompts.source
+    return [i for i, edit in enumerate(plan.prompts.edits, start=1)
+            if edit.ids == src.ids and bool((compiled.w[i - 1] == 1).all())]
+
+
 def compile_plan(plan: EditPlan, node: str = "P2P Apply") -> CompiledEdit:
     ps = plan.prompts
     src = ps.source

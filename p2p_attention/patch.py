@@ -13,7 +13,7 @@ import logging
 from .batch import check_items
 from .blend import make_post_cfg
 from .conditioning import COND_UID_KEY
-from .edits import EditPlan, compile_plan
+from .edits import EditPlan, compile_plan, unchanged_edits
 from .errors import P2PError
 from .inversion import install_inversion
 from .runtime import DEFAULT_SELF_MIN_DOWNSAMPLE, P2PAttentionPatch, P2PRuntime
@@ -92,6 +92,10 @@ def apply_edit(
         plan=plan, compiled=compile_plan(plan, node), reference=reference,
         self_min_downsample=self_min_downsample, store=store,
     )
+    same = unchanged_edits(plan, runtime.compiled)
+    if same and inversion is None:  # with an inversion, an identical edit is a reconstruction check
+        logging.warning("%s: edit prompt(s) %s equal the source and no word is reweighted: they will give "
+                        "the source image back.", node, same)
     patched = model_patcher.clone()
     existing = patched.model_options.get("transformer_options", {}).get("patches_replace", {})
     for kind, setter in (("attn1", patched.set_model_attn1_replace), ("attn2", patched.set_model_attn2_replace)):
