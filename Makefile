@@ -3,10 +3,17 @@ PY := .venv/bin/python
 export OMP_NUM_THREADS ?= 1
 export MKL_NUM_THREADS ?= 1
 
-.PHONY: setup test e2e demo demo-ui bench lint train-demo
+.PHONY: setup test e2e demo demo-ui bench lint train-demo setup-current test-current e2e-current chromium
 
 setup:
 	bash scripts/setup_env.sh
+
+# The current upstream ComfyUI (0.33.0, .comfyui-current/ComfyUI in its own .venv-current) under
+# the same tests: COMFYUI_PATH points the suite at that tree for these targets only.
+PY_CURRENT := .venv-current/bin/python
+CURRENT := COMFYUI_PATH=$(CURDIR)/.comfyui-current/ComfyUI
+setup-current:
+	bash scripts/setup_env.sh current
 
 test: setup
 	$(PY) -m ruff check .
@@ -18,7 +25,7 @@ test: setup
 # while either is missing (and `make test` leaves it to this target).
 CHROMIUM ?= /usr/bin/chromium
 PLAYWRIGHT_VERSION ?= 1.65.2
-e2e: setup
+chromium:
 	@if [ ! -x "$(CHROMIUM)" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; \
@@ -26,8 +33,19 @@ e2e: setup
 	    echo "e2e: no $(CHROMIUM); install Debian's chromium (apt-get install chromium) as root" >&2; exit 1; \
 	  fi; \
 	fi
+
+e2e: setup chromium
 	@$(PY) -c "import playwright.sync_api" 2>/dev/null || $(PY) -m pip install -q playwright==$(PLAYWRIGHT_VERSION)
 	P2P_CHROMIUM=$(CHROMIUM) $(PY) -m pytest tests/test_browser.py $(PYTEST_ARGS)
+
+# `make test` and `make e2e` on ComfyUI 0.33.0 (its own frontend, comfyui-frontend-package 1.49.6).
+test-current: setup-current
+	$(PY_CURRENT) -m ruff check .
+	$(CURRENT) $(PY_CURRENT) -m pytest --ignore=tests/test_browser.py $(PYTEST_ARGS)
+
+e2e-current: setup-current chromium
+	@$(PY_CURRENT) -c "import playwright.sync_api" 2>/dev/null || $(PY_CURRENT) -m pip install -q playwright==$(PLAYWRIGHT_VERSION)
+	$(CURRENT) P2P_CHROMIUM=$(CHROMIUM) $(PY_CURRENT) -m pytest tests/test_browser.py $(PYTEST_ARGS)
 
 demo: setup
 	$(PY) scripts/demo.py

