@@ -243,6 +243,13 @@ def _load_inprocess() -> None:
     folder_paths.set_temp_directory(str(dirs["temp"]))
     folder_paths.set_user_directory(str(dirs["user"]))
     folder_paths.add_model_folder_path("custom_nodes", str(dirs["custom_nodes"]))
+    import server
+
+    if getattr(server.PromptServer, "instance", None) is None:
+        # As main.py: the PromptServer object exists before the nodes load (never started here).
+        # ComfyUI >= 0.33's built-in nodes_replacements.py registers into its node_replace_manager
+        # and fails to import without it.
+        server.PromptServer(asyncio.new_event_loop())
     # Load only our two packs, not whatever else sits in the ComfyUI tree's custom_nodes.
     args.disable_all_custom_nodes = True
     args.whitelist_custom_nodes = list(CUSTOM_NODE_NAMES)

@@ -1,5 +1,5 @@
 """The pack's example workflows (workflows/*.json, UI format; workflows/api/*.json, API format) as
-test material: a UI -> API converter that follows ComfyUI frontend 1.32's widget rules, the
+test material: a UI -> API converter that follows the widget rules of ComfyUI frontends 1.32 and 1.49, the
 tiny-model version of a workflow, and what a finished run must have produced.
 
 Used by tests/test_workflows.py (server) and tests/test_browser.py (real frontend).
@@ -77,7 +77,7 @@ def _options(spec: list) -> dict:
 
 
 def widget_slots(node_def: dict) -> list[tuple[str, str]]:
-    """(kind, name) of each entry of `widgets_values`, as frontend 1.32 creates the widgets: kind
+    """(kind, name) of each entry of `widgets_values`, as frontends 1.32 and 1.49 create the widgets: kind
     "input" (a widget input), "control" (the control_after_generate of the preceding INT, e.g. a
     seed) or "upload" (the button the Comfy.UploadImage extension adds, input `upload`)."""
     slots: list[tuple[str, str]] = []

@@ -7,7 +7,7 @@
 * `workflows/api/<name>.json`: the API format of the same graph (what `POST /prompt` takes and
   the frontend's "Export (API)" writes), used by the server tests.
 
-Widget order follows ComfyUI frontend 1.32.x (comfyui-frontend-package, see
+Widget order follows ComfyUI frontend 1.32.x and 1.49.x (comfyui-frontend-package, see
 src/services/litegraphService.ts `#addInputs` and useIntWidget.ts): sockets first, then one widget
 per primitive/COMBO input in `/object_info`'s `input_order` (required, then optional); an INT with
 `control_after_generate` (or named seed / noise_seed) gets a second value ("fixed", "randomize",
@@ -65,6 +65,15 @@ def _input_type(spec: list) -> str:
 
 def _opts(spec: list) -> dict:
     return spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
+
+
+def unlisted_outputs(node_def: dict, output_links: list) -> bool:
+    """True when the file lists none of the node's outputs: an output node (SaveImage,
+    PreviewImage...) none of whose outputs is linked. The save nodes have an IMAGE output since
+    ComfyUI 0.25.0 and none in 0.3.75; a file with `"outputs": []` loads cleanly in both frontends
+    (1.49.6 adds the socket back, 1.32.9 has none), so the files are the same whichever ComfyUI's
+    /object_info they are written from."""
+    return bool(node_def.get("output_node")) and not any(output_links)
 
 
 def is_widget(spec: list) -> bool:
@@ -466,6 +475,8 @@ def render(wf: Workflow, object_info: dict) -> tuple[dict, dict]:
             {"localized_name": names[i], "name": names[i], "type": t, "links": out_links.get((n.id, i))}
             for i, t in enumerate(d["output"])
         ]
+        if unlisted_outputs(d, [o["links"] for o in outputs]):
+            outputs = []
         node = dict(base, inputs=inputs, outputs=outputs)
         if n.title:
             node["title"] = n.title
