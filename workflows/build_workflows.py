@@ -352,8 +352,9 @@ Checkpoint: `{SD15_CKPT}` at 512x512.
     swap = wf.add("P2PWordSwap", 2, 106, prompts=pair[1], cross_replace="0.8", self_replace="0.4")
     blend = wf.add("P2PLocalBlend", 2, 210, prompts=pair[1], words="dress", subtract="",
                    threshold=0.3, subtract_threshold=0.3, start_blend=0.2, dilation=1, edit=swap[0])
+    # Self injection down to 32x32 at 512 px, as the official real-image (null-text) notebook.
     apply = wf.add("P2PApply", 2, 150, model=loader[0], edit=blend[0], inversion=inv[1],
-                   self_attn_min_downsample=4, map_downsample=4, attention_path="fast")
+                   self_attn_min_downsample=2, map_downsample=4, attention_path="fast")
     ks = wf.add("KSamplerAdvanced", 3, 334, model=apply[0], positive=pair[0], negative=neg[0],
                 latent_image=batch[0], add_noise="disable", noise_seed=0, steps=steps, cfg=guidance,
                 sampler_name="ddim", scheduler="ddim_uniform", start_at_step=0, end_at_step=10000,
