@@ -1,10 +1,24 @@
 """ComfyUI entry point of the Prompt-to-Prompt pack.
 
-ComfyUI imports this package from custom_nodes/; the nodes live in nodes/, the engine in
+ComfyUI imports this package from custom_nodes/ and awaits `comfy_entrypoint()` (V3 schema,
+through the versioned API `comfy_api.v0_0_2`); the nodes live in nodes/, the engine in
 p2p_attention/ (plain torch, usable without a server).
 """
 
-from .nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
+from comfy_api.v0_0_2 import ComfyExtension, io
+
+from .nodes import NODES
 
 WEB_DIRECTORY = None
-__all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS"]
+
+
+class P2PExtension(ComfyExtension):
+    async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        return list(NODES)
+
+
+async def comfy_entrypoint() -> P2PExtension:
+    return P2PExtension()
+
+
+__all__ = ["comfy_entrypoint"]

@@ -53,11 +53,11 @@ def test_inprocess_reports_execution_errors():
 def test_server_lists_every_pack_node(comfy_server):
     info = comfy_server.object_info()
     pack = load_pack_module()
-    expected = set(pack.NODE_CLASS_MAPPINGS) | {"P2PTestTinyModel"}
-    assert expected, "the pack maps no nodes"
-    missing = sorted(expected - set(info))
+    display = {cls.NODE_ID: cls.DISPLAY_NAME for cls in pack.nodes.NODES}
+    assert display, "the pack lists no nodes"
+    missing = sorted((set(display) | {"P2PTestTinyModel"}) - set(info))
     assert not missing, f"not in /object_info: {missing}\n{comfy_server.log_tail()}"
-    for node_id, name in pack.NODE_DISPLAY_NAME_MAPPINGS.items():
+    for node_id, name in display.items():
         assert info[node_id]["display_name"] == name
 
 
