@@ -17,6 +17,8 @@ if str(_REPO_ROOT) not in sys.path:
     # Appended, not prepended: the repo's `nodes/` package must never shadow ComfyUI's nodes.py.
     sys.path.append(str(_REPO_ROOT))
 
+from comfy_api.v0_0_2 import ComfyExtension, io  # noqa: E402
+
 from p2p_attention.model_build import ModelSpec, build_all  # noqa: E402
 
 _CACHE: dict[tuple[str, int], tuple] = {}
@@ -30,25 +32,34 @@ def tiny_models(arch: str, seed: int) -> tuple:
     return _CACHE[key]
 
 
-class P2PTestTinyModel:
+class P2PTestTinyModel(io.ComfyNode):
     @classmethod
-    def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "arch": (["sd1", "sdxl"], {"default": "sd1"}),
-                "seed": ("INT", {"default": 0, "min": 0, "max": 2**31 - 1}),
-            }
-        }
+    def define_schema(cls):
+        return io.Schema(
+            node_id="P2PTestTinyModel",
+            display_name="P2P Test Tiny Model (tests only)",
+            category="testing/p2p",
+            description="Tiny SD1.x / SDXL-shaped model with fixed random weights (tests only).",
+            inputs=[
+                io.Combo.Input("arch", options=["sd1", "sdxl"], default="sd1"),
+                io.Int.Input("seed", default=0, min=0, max=2**31 - 1),
+            ],
+            outputs=[
+                io.Model.Output(display_name="MODEL"),
+                io.Clip.Output(display_name="CLIP"),
+                io.Vae.Output(display_name="VAE"),
+            ],
+        )
 
-    RETURN_TYPES = ("MODEL", "CLIP", "VAE")
-    RETURN_NAMES = ("MODEL", "CLIP", "VAE")
-    FUNCTION = "load"
-    CATEGORY = "testing/p2p"
-    DESCRIPTION = "Tiny SD1.x / SDXL-shaped model with fixed random weights (tests only)."
-
-    def load(self, arch: str, seed: int):
-        return tiny_models(arch, seed)
+    @classmethod
+    def execute(cls, arch: str, seed: int) -> io.NodeOutput:
+        return io.NodeOutput(*tiny_models(arch, seed))
 
 
-NODE_CLASS_MAPPINGS = {"P2PTestTinyModel": P2PTestTinyModel}
-NODE_DISPLAY_NAME_MAPPINGS = {"P2PTestTinyModel": "P2P Test Tiny Model (tests only)"}
+class TinyTestModels(ComfyExtension):
+    async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        return [P2PTestTinyModel]
+
+
+async def comfy_entrypoint() -> TinyTestModels:
+    return TinyTestModels()
