@@ -342,22 +342,24 @@ def test_invert_node(tiny_sd1, pack):
 
     nodes = importlib.import_module(pack.__name__ + ".nodes.invert_nodes")
     cls = nodes.P2PInvert
-    assert cls.NODE_ID == "P2PInvert" and cls.DISPLAY_NAME == "P2P Invert" and cls.CATEGORY == "prompt_to_prompt"
-    spec = cls.INPUT_TYPES()["required"]
+    info = cls.GET_NODE_INFO_V1()
+    assert cls.NODE_ID == "P2PInvert" and cls.DISPLAY_NAME == "P2P Invert"
+    assert (info["name"], info["display_name"], info["category"]) == ("P2PInvert", "P2P Invert", "prompt_to_prompt")
+    spec = info["input"]["required"]
     assert list(spec) == ["model", "positive", "negative", "latent", "method", "steps", "guidance", "inner_iterations"]
     assert all(opts.get("tooltip") for _, opts in spec.values())
-    assert spec["method"][0] == ["ddim", "null_text", "negative_prompt", "direct"]
+    assert spec["method"][1]["options"] == ["ddim", "null_text", "negative_prompt", "direct"]
     assert spec["steps"][1]["default"] == 50 and spec["guidance"][1]["default"] == 7.5
     assert spec["inner_iterations"][1]["default"] == 10
-    assert cls.RETURN_TYPES == ("LATENT", "P2P_INVERSION") and len(cls.OUTPUT_TOOLTIPS) == 2
+    assert info["output"] == ["LATENT", "P2P_INVERSION"] and all(info["output_tooltips"])
 
     model, clip, _ = tiny_sd1
     pos, neg = encode(clip, SRC), encode(clip, "")
     with torch.inference_mode():
-        latent, inv = cls().invert(model, pos, neg, source_latent(), "negative_prompt", 4, 7.5, 10)
+        latent, inv = cls.execute(model, pos, neg, source_latent(), "negative_prompt", 4, 7.5, 10).args
         assert type(inv).__name__ == "Inversion" and torch.equal(latent["samples"], inv.latent)
         with pytest.raises(ValueError, match=r"^P2P Invert: the latent has batch 2"):
-            cls().invert(model, pos, neg, {"samples": torch.zeros(2, 4, 8, 8)}, "ddim", 4, 7.5, 10)
+            cls.execute(model, pos, neg, {"samples": torch.zeros(2, 4, 8, 8)}, "ddim", 4, 7.5, 10)
 
 
 def test_real_image_swap_with_local_blend_keeps_the_photo_outside_the_mask(tiny_sd1):
@@ -382,3 +384,50 @@ def test_real_image_swap_with_local_blend_keeps_the_photo_outside_the_mask(tiny_
     assert (out[0] - src["samples"][0]).abs().max().item() <= direct_bound(src)
     assert (out[1] - out[0]).abs()[:, ~mask].max().item() <= last_step_bound(out[0])
     assert (out[1] - out[0]).abs()[:, mask].max().item() > fp_bound(out[0], torch.float32, inv.steps)
+
+
+def _invert_graph(method: str, steps: int):
+    from harness import Graph
+
+    g = Graph()
+    m = g.node("P2PTestTinyModel", arch="sd1", seed=0)
+    pos = g.node("CLIPTextEncode", clip=m[1], text=SRC)
+    neg = g.node("CLIPTextEncode", clip=m[1], text="")
+    lat = g.node("EmptyLatentImage", width=64, height=64, batch_size=1)
+    inv = g.node("P2PInvert", _id="inv", model=m[0], positive=pos, negative=neg, latent=lat, method=method,
+                 steps=steps, guidance=5.0, inner_iterations=2)
+    img = g.node("VAEDecode", samples=inv[0], vae=m[2])
+    g.node("PreviewImage", images=img)
+    return g
+
+
+@pytest.mark.parametrize("interrupt", [False, True], ids=["progress", "interrupt"])
+def test_invert_node_progress_and_interrupt_in_comfyui(interrupt):
+    """Through ComfyUI's executor (the V3 node path): P2P Invert drives ComfyUI's progress bar hook
+    to its total, and ComfyUI's interrupt (the UI's Cancel) stops it at the next step."""
+    import comfy.model_management
+    import comfy.utils
+    from harness import run_inprocess
+
+    steps = 4
+    seen: list[tuple[int, int]] = []
+
+    def hook(value, total, preview, node_id=None):
+        seen.append((value, total))
+        if interrupt:
+            comfy.model_management.interrupt_current_processing(True)
+
+    previous = comfy.utils.PROGRESS_BAR_HOOK
+    comfy.utils.set_progress_bar_global_hook(hook)
+    try:
+        if interrupt:
+            with pytest.raises(AssertionError, match=r"interrupted at node inv \(P2PInvert\)"):
+                run_inprocess(_invert_graph("ddim", steps))
+            assert seen == [(1, steps)]  # stopped before the second step ran
+        else:
+            run_inprocess(_invert_graph("ddim", steps))
+            values = [v for v, _ in seen]
+            assert values == sorted(values) and values[-1] == steps and {t for _, t in seen} == {steps}
+    finally:
+        comfy.utils.set_progress_bar_global_hook(previous)
+        comfy.model_management.interrupt_current_processing(False)
