@@ -131,7 +131,7 @@ def test_template_browser_lists_every_workflow(server):
 def test_every_node_and_input_is_documented(object_info):
     pack = load_pack_module()
     problems = []
-    for node_id in sorted(pack.NODE_CLASS_MAPPINGS):
+    for node_id in sorted(cls.NODE_ID for cls in pack.nodes.NODES):
         d = object_info[node_id]
         if not str(d.get("description") or "").strip():
             problems.append(f"{node_id}: no description")
