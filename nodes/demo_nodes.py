@@ -3,7 +3,7 @@
 from comfy_api.v0_0_2 import io
 
 from ..p2p_attention.demo_model import load_demo_model
-from .common import CATEGORY
+from .common import node_schema
 
 
 class P2PDemoModel(io.ComfyNode):
@@ -12,10 +12,8 @@ class P2PDemoModel(io.ComfyNode):
 
     @classmethod
     def define_schema(cls):
-        return io.Schema(
-            node_id=cls.NODE_ID,
-            display_name=cls.DISPLAY_NAME,
-            category=CATEGORY,
+        return node_schema(
+            cls,
             description=(
                 "Loads the tiny demo model shipped with the pack (trained by training/train_demo.py on captioned "
                 "coloured shapes, e.g. 'a big red circle on the left and a small blue square on the right'). "

@@ -5,7 +5,7 @@ from comfy_api.v0_0_2 import io
 from ..p2p_attention.blend import make_blend
 from ..p2p_attention.edits import make_plan, with_blend
 from ..p2p_attention.patch import DEFAULT_MAP_DOWNSAMPLE, SELF_MIN_DOWNSAMPLE_AUTO, apply_edit
-from .common import CATEGORY, Edit, Inversion, Prompts, Store
+from .common import Edit, Inversion, Prompts, Store, node_schema
 
 
 def _prompts():
@@ -51,10 +51,8 @@ class _EditNode(io.ComfyNode):
 
     @classmethod
     def define_schema(cls):
-        return io.Schema(
-            node_id=cls.NODE_ID,
-            display_name=cls.DISPLAY_NAME,
-            category=CATEGORY,
+        return node_schema(
+            cls,
             description=cls.DESCRIPTION_TEXT,
             inputs=cls.edit_inputs(),
             outputs=[_edit_out()],
@@ -110,10 +108,8 @@ class P2PApply(io.ComfyNode):
 
     @classmethod
     def define_schema(cls):
-        return io.Schema(
-            node_id=cls.NODE_ID,
-            display_name=cls.DISPLAY_NAME,
-            category=CATEGORY,
+        return node_schema(
+            cls,
             description=(
                 "Patches a copy of the MODEL with the edit (the input MODEL is untouched). Sample it with any "
                 "stock sampler node, the Prompt Pair's conditioning as positive and a P2P Latent Batch: item 0 "
@@ -170,10 +166,8 @@ class P2PLocalBlend(io.ComfyNode):
 
     @classmethod
     def define_schema(cls):
-        return io.Schema(
-            node_id=cls.NODE_ID,
-            display_name=cls.DISPLAY_NAME,
-            category=CATEGORY,
+        return node_schema(
+            cls,
             description=(
                 "Keeps everything outside the edited words' region equal to the source: the region is where "
                 "the words' cross-attention (source's or edit's) exceeds the threshold. Stacks with Word Swap, "

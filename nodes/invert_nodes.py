@@ -5,7 +5,7 @@ import logging
 from comfy_api.v0_0_2 import io
 
 from ..p2p_attention.inversion import METHODS, SAMPLER, SCHEDULER, invert
-from .common import CATEGORY, Inversion
+from .common import Inversion, node_schema
 
 
 class P2PInvert(io.ComfyNode):
@@ -14,10 +14,8 @@ class P2PInvert(io.ComfyNode):
 
     @classmethod
     def define_schema(cls):
-        return io.Schema(
-            node_id=cls.NODE_ID,
-            display_name=cls.DISPLAY_NAME,
-            category=CATEGORY,
+        return node_schema(
+            cls,
             description=(
                 "Inverts an encoded image (VAEEncode) into the noise a DDIM sampler turns back into it, under "
                 "the source prompt. Connect LATENT to P2P Latent Batch and P2P_INVERSION to P2P Apply, then "

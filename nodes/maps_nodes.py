@@ -3,7 +3,7 @@
 from comfy_api.v0_0_2 import io
 
 from ..p2p_attention.visualize import token_grid, word_mask
-from .common import CATEGORY, Store
+from .common import Store, node_schema
 
 
 class P2PAttentionMaps(io.ComfyNode):
@@ -12,10 +12,8 @@ class P2PAttentionMaps(io.ComfyNode):
 
     @classmethod
     def define_schema(cls):
-        return io.Schema(
-            node_id=cls.NODE_ID,
-            display_name=cls.DISPLAY_NAME,
-            category=CATEGORY,
+        return node_schema(
+            cls,
             description=(
                 "Shows which region each word controls, from the cross-attention recorded by P2P Apply during "
                 "sampling. Connect the sampler's LATENT so it runs after sampling."

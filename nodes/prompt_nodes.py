@@ -3,7 +3,7 @@
 from comfy_api.v0_0_2 import io
 
 from ..p2p_attention.conditioning import encode_prompt_set, latent_batch, split_edit_lines
-from .common import CATEGORY, Prompts
+from .common import Prompts, node_schema
 
 
 class P2PPromptPair(io.ComfyNode):
@@ -12,10 +12,8 @@ class P2PPromptPair(io.ComfyNode):
 
     @classmethod
     def define_schema(cls):
-        return io.Schema(
-            node_id=cls.NODE_ID,
-            display_name=cls.DISPLAY_NAME,
-            category=CATEGORY,
+        return node_schema(
+            cls,
             description=(
                 "Encodes a source prompt and one or more edited prompts into ONE conditioning whose rows "
                 "are assigned item by item (source = batch item 0, edit k = item k). Feed it to the sampler's "
@@ -48,10 +46,8 @@ class P2PLatentBatch(io.ComfyNode):
 
     @classmethod
     def define_schema(cls):
-        return io.Schema(
-            node_id=cls.NODE_ID,
-            display_name=cls.DISPLAY_NAME,
-            category=CATEGORY,
+        return node_schema(
+            cls,
             description=(
                 "Repeats a single latent to the source + N edits of a Prompt Pair, all sharing the same "
                 "initial noise (same batch_index), so edits start from exactly the source's noise."
