@@ -13,7 +13,10 @@ def _token_embeddings(clip) -> list[torch.Tensor]:
     model = getattr(clip, "cond_stage_model", None)
     if model is None:
         return []
-    return [m.weight for m in model.modules() if isinstance(m, torch.nn.Embedding) and m.num_embeddings > 1000]
+    # Weights not materialised here (meta tensors of a lazily loaded or offloaded model) are skipped:
+    # the check is a courtesy and must never stop a prompt from encoding.
+    return [m.weight for m in model.modules()
+            if isinstance(m, torch.nn.Embedding) and m.num_embeddings > 1000 and m.weight.device.type != "meta"]
 
 
 def unknown_tokens(clip, ids) -> set[int]:
