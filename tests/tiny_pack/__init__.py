@@ -2,8 +2,9 @@
 
 Never installed for users. tests/harness.py links this folder into a custom_nodes folder as
 `p2p_tiny_test_models`, so workflow tests (in-process and over HTTP) can get a MODEL, CLIP and
-VAE without checkpoint files. The models come from p2p_attention.model_build, i.e. from
-ComfyUI's own classes with deterministic random weights.
+VAE without checkpoint files. The models come from p2p_attention.model_build (SD1.x / SDXL) and
+p2p_attention.dit_build (Flux.1, SD3 / SD3.5), i.e. from ComfyUI's own classes with deterministic
+random weights.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ if str(_REPO_ROOT) not in sys.path:
 
 from comfy_api.v0_0_2 import ComfyExtension, io  # noqa: E402
 
+from p2p_attention import dit_build  # noqa: E402
 from p2p_attention.model_build import ModelSpec, build_all  # noqa: E402
 
 _CACHE: dict[tuple[str, int], tuple] = {}
@@ -30,6 +32,35 @@ def tiny_models(arch: str, seed: int) -> tuple:
     if key not in _CACHE:
         _CACHE[key] = build_all(ModelSpec.tiny(arch), seed=int(seed))
     return _CACHE[key]
+
+
+DIT_FAMILIES = ("flux", "flux_schnell", "sd3", "sd35")
+_DIT_CACHE: dict[tuple[str, int], tuple] = {}
+
+
+def _dit_part(kind: str, seed: int, build):
+    key = (kind, int(seed))
+    if key not in _DIT_CACHE:
+        _DIT_CACHE[key] = build()
+    return _DIT_CACHE[key]
+
+
+def tiny_dit_models(family: str, seed: int) -> dit_build.TinyModels:
+    """(ModelPatcher, CLIP, VAE) of a tiny DiT family, built once per process. The parts are the
+    ones build_tiny_flux / build_tiny_sd3(seed) give (CLIP seed + 1, VAE seed + 2), cached apart:
+    sd3 and sd35 share their text encoder (its 4096-wide T5 table is 0.5 GB) and all share the VAE."""
+    if family not in DIT_FAMILIES:
+        raise ValueError(f"unknown DiT family {family!r}: one of {DIT_FAMILIES}")
+    seed = int(seed)
+    flux = family.startswith("flux")
+    if flux:
+        model = _dit_part(family, seed, lambda: dit_build.build_flux_model(seed, schnell=family == "flux_schnell"))
+        clip = _dit_part("flux_clip", seed + 1, lambda: dit_build.build_flux_clip(seed + 1))
+    else:
+        model = _dit_part(family, seed, lambda: dit_build.build_sd3_model(seed, x_block_self_attn=family == "sd35"))
+        clip = _dit_part("sd3_clip", seed + 1, lambda: dit_build.build_sd3_clip(seed + 1))
+    vae = _dit_part("dit_vae", seed + 2, lambda: dit_build.build_dit_vae(seed + 2))
+    return dit_build.TinyModels(model, clip, vae)
 
 
 class P2PTestTinyModel(io.ComfyNode):
@@ -56,9 +87,34 @@ class P2PTestTinyModel(io.ComfyNode):
         return io.NodeOutput(*tiny_models(arch, seed))
 
 
+class P2PTestTinyDiTModel(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="P2PTestTinyDiTModel",
+            display_name="P2P Test Tiny DiT Model (tests only)",
+            category="testing/p2p",
+            description="Tiny Flux.1 dev / schnell, SD3 or SD3.5 Medium-like MM-DiT with fixed random weights, "
+                        "16-channel VAE (8x, EmptySD3LatentImage) (tests only).",
+            inputs=[
+                io.Combo.Input("family", options=list(DIT_FAMILIES), default="flux"),
+                io.Int.Input("seed", default=0, min=0, max=2**31 - 1),
+            ],
+            outputs=[
+                io.Model.Output(display_name="MODEL"),
+                io.Clip.Output(display_name="CLIP"),
+                io.Vae.Output(display_name="VAE"),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, family: str, seed: int) -> io.NodeOutput:
+        return io.NodeOutput(*tiny_dit_models(family, seed))
+
+
 class TinyTestModels(ComfyExtension):
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
-        return [P2PTestTinyModel]
+        return [P2PTestTinyModel, P2PTestTinyDiTModel]
 
 
 async def comfy_entrypoint() -> TinyTestModels:
