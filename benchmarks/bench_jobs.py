@@ -270,7 +270,7 @@ def _sample_job(job, built, mem):
     if setting is not None:
         reference, self_min = setting
         self_min = self_min or DEFAULT_SELF_MIN_DOWNSAMPLE
-        plan = make_plan("benchmark", built["prompts"], None, "swap", CROSS_REPLACE, SELF_REPLACE)
+        plan = make_plan(built["prompts"], None, "swap", CROSS_REPLACE, SELF_REPLACE)
         model, runtime = apply_edit(model, plan, reference=reference, self_min_downsample=self_min)
         extra.update({"edit": "word swap", "cross_replace": CROSS_REPLACE, "self_replace": SELF_REPLACE,
                       "self_min_downsample": self_min, "reference": reference, "store": runtime.store is not None})

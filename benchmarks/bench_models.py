@@ -138,7 +138,7 @@ def build(name: str, seed: int = 0):
     arch = arch_of(name)
     tiny = ModelSpec.tiny(arch)
     clip = build_clip(tiny, seed=seed + 1)
-    positive, prompts = encode_prompt_set(clip, SOURCE, [EDIT], node="benchmark")
+    positive, prompts = encode_prompt_set(clip, SOURCE, [EDIT])
     info = {"model": name, "arch": arch}
     if name in TINY_MODELS:
         model = build_unet(tiny, seed=seed)
@@ -180,7 +180,7 @@ def _build_demo():
     from p2p_attention.demo_model import load_demo_model
 
     model, clip, _ = load_demo_model()
-    positive, prompts = encode_prompt_set(clip, DEMO_SOURCE, [DEMO_EDIT], node="benchmark")
+    positive, prompts = encode_prompt_set(clip, DEMO_SOURCE, [DEMO_EDIT])
     out = clip.encode_from_tokens(clip.tokenize(NEGATIVE), return_pooled=True, return_dict=True)
     negative = [[out.pop("cond"), out]]
     info = {"model": "demo", "arch": "sd1", "conditioning": "the demo model's trained text encoder",

@@ -6,6 +6,7 @@ from ..p2p_attention.blend import make_blend
 from ..p2p_attention.edits import make_plan, with_blend
 from ..p2p_attention.patch import DEFAULT_MAP_DOWNSAMPLE, SELF_MIN_DOWNSAMPLE_AUTO, apply_edit
 from .common import Edit, Inversion, Prompts, Store, node_schema
+from .messages import explainer, reported_by
 
 
 def _prompts():
@@ -60,7 +61,8 @@ class _EditNode(io.ComfyNode):
 
     @classmethod
     def execute(cls, prompts, cross_replace, self_replace, edit=None, weights="") -> io.NodeOutput:
-        return io.NodeOutput(make_plan(cls.DISPLAY_NAME, prompts, edit, cls.MODE, cross_replace, self_replace, weights))
+        with reported_by(cls):
+            return io.NodeOutput(make_plan(prompts, edit, cls.MODE, cross_replace, self_replace, weights))
 
 
 class P2PWordSwap(_EditNode):
@@ -153,10 +155,11 @@ class P2PApply(io.ComfyNode):
     @classmethod
     def execute(cls, model, edit, self_attn_min_downsample=SELF_MIN_DOWNSAMPLE_AUTO,
                 map_downsample=DEFAULT_MAP_DOWNSAMPLE, attention_path="fast", inversion=None) -> io.NodeOutput:
-        patched, runtime = apply_edit(
-            model, edit, reference=attention_path == "reference", self_min_downsample=self_attn_min_downsample,
-            map_downsample=map_downsample, inversion=inversion, node=cls.DISPLAY_NAME,
-        )
+        with reported_by(cls):
+            patched, runtime = apply_edit(
+                model, edit, reference=attention_path == "reference", self_min_downsample=self_attn_min_downsample,
+                map_downsample=map_downsample, inversion=inversion, explain=explainer(cls),
+            )
         return io.NodeOutput(patched, runtime.store)
 
 
@@ -195,6 +198,6 @@ class P2PLocalBlend(io.ComfyNode):
     @classmethod
     def execute(cls, prompts, words, subtract, threshold, subtract_threshold, start_blend, dilation,
                 edit=None) -> io.NodeOutput:
-        spec = make_blend(cls.DISPLAY_NAME, prompts, words, subtract, threshold, subtract_threshold,
-                          start_blend, dilation)
-        return io.NodeOutput(with_blend(cls.DISPLAY_NAME, edit, prompts, spec))
+        with reported_by(cls):
+            spec = make_blend(prompts, words, subtract, threshold, subtract_threshold, start_blend, dilation)
+            return io.NodeOutput(with_blend(edit, prompts, spec))

@@ -6,6 +6,7 @@ from comfy_api.v0_0_2 import io
 
 from ..p2p_attention.inversion import METHODS, SAMPLER, SCHEDULER, invert
 from .common import Inversion, node_schema
+from .messages import reported_by
 
 
 class P2PInvert(io.ComfyNode):
@@ -67,16 +68,16 @@ class P2PInvert(io.ComfyNode):
         import comfy.model_management
         import comfy.utils
 
-        pbar = comfy.utils.ProgressBar(max(1, 2 * steps if method == "null_text" else steps))
+        pbar = comfy.utils.ProgressBar(max(1, steps))  # the engine reports its own total
 
         def progress(done, total):
             pbar.update_absolute(done, total)
 
-        inversion = invert(
-            model, positive, negative, latent, method=method, steps=steps, guidance=guidance,
-            inner_iterations=inner_iterations, progress=progress,
-            check_interrupt=comfy.model_management.throw_exception_if_processing_interrupted,
-            node=cls.DISPLAY_NAME,
-        )
+        with reported_by(cls):
+            inversion = invert(
+                model, positive, negative, latent, method=method, steps=steps, guidance=guidance,
+                inner_iterations=inner_iterations, progress=progress,
+                check_interrupt=comfy.model_management.throw_exception_if_processing_interrupted,
+            )
         logging.info("%s: %s (%.1f s)", cls.DISPLAY_NAME, inversion.summary(), inversion.seconds)
         return io.NodeOutput({"samples": inversion.latent}, inversion)

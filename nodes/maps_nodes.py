@@ -4,6 +4,7 @@ from comfy_api.v0_0_2 import io
 
 from ..p2p_attention.visualize import token_grid, word_mask
 from .common import Store, node_schema
+from .messages import reported_by
 
 
 class P2PAttentionMaps(io.ComfyNode):
@@ -47,6 +48,7 @@ class P2PAttentionMaps(io.ComfyNode):
         else:
             h, w = samples["samples"].shape[-2:]
             size = (h * vae_downscale, w * vae_downscale)
-        grid = token_grid(attention_store, prompt_index, image, node=cls.DISPLAY_NAME)
-        mask = word_mask(attention_store, prompt_index, words, size, threshold, node=cls.DISPLAY_NAME)
+        with reported_by(cls):
+            grid = token_grid(attention_store, prompt_index, image)
+            mask = word_mask(attention_store, prompt_index, words, size, threshold)
         return io.NodeOutput(grid, mask)

@@ -4,6 +4,7 @@ from comfy_api.v0_0_2 import io
 
 from ..p2p_attention.conditioning import encode_prompt_set, latent_batch, split_edit_lines
 from .common import Prompts, node_schema
+from .messages import reported_by
 
 
 class P2PPromptPair(io.ComfyNode):
@@ -37,7 +38,8 @@ class P2PPromptPair(io.ComfyNode):
 
     @classmethod
     def execute(cls, clip, source, edits) -> io.NodeOutput:
-        return io.NodeOutput(*encode_prompt_set(clip, source, split_edit_lines(edits), node=cls.DISPLAY_NAME))
+        with reported_by(cls):
+            return io.NodeOutput(*encode_prompt_set(clip, source, split_edit_lines(edits)))
 
 
 class P2PLatentBatch(io.ComfyNode):
@@ -61,4 +63,5 @@ class P2PLatentBatch(io.ComfyNode):
 
     @classmethod
     def execute(cls, latent, prompts) -> io.NodeOutput:
-        return io.NodeOutput(latent_batch(latent, 1 + prompts.n_edits, node=cls.DISPLAY_NAME))
+        with reported_by(cls):
+            return io.NodeOutput(latent_batch(latent, 1 + prompts.n_edits))

@@ -13,7 +13,7 @@ def check_items(have: int, n_edits: int) -> None:
     if have != 1 + n_edits:
         raise P2PError(
             f"the latent batch has {have} item(s) but the prompts need {1 + n_edits} "
-            f"(the source and {n_edits} edit(s)). Use P2P Latent Batch (or a latent with batch {1 + n_edits})."
+            f"(the source and {n_edits} edit(s)).", fix="latent_batch",
         )
 
 

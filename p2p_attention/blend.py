@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from .edits import PromptSet
+from .errors import P2PError
 from .prompts import words_available
 from .steps import SELF, step_of, window_active
 
@@ -36,21 +37,21 @@ def parse_words(text: str) -> tuple[str, ...]:
     return tuple(w.strip().lower() for w in text.replace("\n", ",").split(",") if w.strip())
 
 
-def make_blend(node: str, prompts: PromptSet, words: str, subtract: str, threshold: float,
+def make_blend(prompts: PromptSet, words: str, subtract: str, threshold: float,
                subtract_threshold: float, start: float, dilation: int) -> LocalBlendSpec:
     spec = LocalBlendSpec(parse_words(words), parse_words(subtract), float(threshold),
                           float(subtract_threshold), float(start), int(dilation))
     if not spec.words:
-        raise ValueError(f"{node}: give at least one word whose region may change (e.g. 'cat, dog').")
+        raise P2PError("give at least one word whose region may change (e.g. 'cat, dog').")
     for name, val in (("threshold", spec.threshold), ("subtract_threshold", spec.subtract_threshold),
                       ("start_blend", spec.start)):
         if not 0.0 <= val <= 1.0:
-            raise ValueError(f"{node}: {name} must be in [0, 1], got {val}.")
+            raise P2PError(f"{name} must be in [0, 1], got {val}.")
     if spec.dilation < 0:
-        raise ValueError(f"{node}: dilation must be >= 0.")
+        raise P2PError("dilation must be >= 0.")
     for word in spec.words + spec.subtract:
         if not any(p.positions_of(word) for p in prompts.prompts):
-            raise ValueError(f"{node}: '{word}' is in no prompt. {words_available(prompts.prompts)}")
+            raise P2PError(f"'{word}' is in no prompt. {words_available(prompts.prompts)}")
     return spec
 
 

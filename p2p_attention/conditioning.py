@@ -6,35 +6,31 @@ ComfyUI repeats a text tensor to the latent batch only when their sizes differ, 
 
 from __future__ import annotations
 
-import logging
-
 import torch
 
 from .edits import PromptSet
+from .errors import P2PError, warn
 from .prompts import tokenize_prompts
 from .vocabulary import known_vocabulary, unknown_words
 
 COND_UID_KEY = "p2p_prompts_uid"  # on the Prompt Pair's conditioning: P2P Apply checks the sampler gets it
 
 
-def encode_prompt_set(clip, source: str, edits: list[str], node: str = "P2P Prompt Pair"):
+def encode_prompt_set(clip, source: str, edits: list[str]):
     """-> (CONDITIONING, PromptSet)."""
     if clip is None:
-        raise ValueError(f"{node}: the CLIP input is empty (a checkpoint without a text encoder?).")
+        raise P2PError("the CLIP input is empty (a checkpoint without a text encoder?).")
     if not source.strip():
-        raise ValueError(f"{node}: the source prompt is empty. Write the prompt of the image to edit.")
+        raise P2PError("the source prompt is empty. Write the prompt of the image to edit.")
     if not edits:
-        raise ValueError(f"{node}: no edit prompt. Write one edited prompt per line in 'edits'.")
-    try:
-        token_dicts, tokenized = tokenize_prompts(clip, [source, *edits])
-    except ValueError as e:
-        raise ValueError(f"{node}: {e}") from None
+        raise P2PError("no edit prompt. Write one edited prompt per line in 'edits'.")
+    token_dicts, tokenized = tokenize_prompts(clip, [source, *edits])
     conds, pooled = [], []
     for tokens in token_dicts:
         out = clip.encode_from_tokens(tokens, return_pooled=True, return_dict=True)
         conds.append(out.pop("cond"))
         pooled.append(out.get("pooled_output"))
-    _refuse_no_op_edits(clip, tokenized, conds, pooled, node)
+    _refuse_no_op_edits(clip, tokenized, conds, pooled)
     prompts = PromptSet(prompts=tuple(tokenized))
     extra = {COND_UID_KEY: prompts.uid}
     if all(p is not None for p in pooled):
@@ -42,7 +38,7 @@ def encode_prompt_set(clip, source: str, edits: list[str], node: str = "P2P Prom
     return [[torch.cat(conds), extra]], prompts
 
 
-def _refuse_no_op_edits(clip, tokenized, conds, pooled, node: str) -> None:
+def _refuse_no_op_edits(clip, tokenized, conds, pooled) -> None:
     """An edit prompt that differs from the source but encodes exactly like it would give back the
     source unchanged: say why (words outside the text encoder's vocabulary) instead. The same prompt
     twice is left alone (it is the base of a reweight)."""
@@ -53,32 +49,30 @@ def _refuse_no_op_edits(clip, tokenized, conds, pooled, node: str) -> None:
         if pooled[0] is not None and not torch.equal(pooled[i], pooled[0]):
             continue
         words = sorted(set(unknown_words(clip, edit)) | set(unknown_words(clip, src)))
-        msg = f"{node}: edit prompt {i} ({edit.text!r}) encodes exactly like the source, so it would give the source image back unchanged"
+        msg = f"edit prompt {i} ({edit.text!r}) encodes exactly like the source, so it would give the source image back unchanged"
         if words:
             msg += f": {', '.join(repr(w) for w in words)} are outside this model's vocabulary (zero embeddings)"
         msg += ". Change words the model knows"
         known = known_vocabulary(clip)
         msg += f": {', '.join(known)}." if known else "."
-        raise ValueError(msg)
+        raise P2PError(msg)
     for p in tokenized:
         words = unknown_words(clip, p)
         if words:
-            logging.warning("%s: %s in %r are outside this model's vocabulary (zero embeddings) and have no effect.",
-                            node, ", ".join(repr(w) for w in words), p.text)
+            warn("%s in %r are outside this model's vocabulary (zero embeddings) and have no effect.",
+                 ", ".join(repr(w) for w in words), p.text)
 
 
 def split_edit_lines(text: str) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 
-def latent_batch(latent: dict, n_items: int, node: str = "P2P Latent Batch") -> dict:
+def latent_batch(latent: dict, n_items: int) -> dict:
     """Repeat a 1-item LATENT to n_items that share one initial noise (equal batch_index)."""
     samples = latent["samples"]
     if samples.shape[0] != 1:
-        raise ValueError(
-            f"{node}: the input latent has batch {samples.shape[0]}; give it a single image "
-            "(EmptyLatentImage batch_size 1, or one VAEEncode'd image)."
-        )
+        raise P2PError(f"the input latent has batch {samples.shape[0]}; give it a single image.",
+                       fix="single_latent")
     index = latent.get("batch_index", [0])[0]
     out = {**latent, "samples": samples.repeat(n_items, *([1] * (samples.ndim - 1))), "batch_index": [index] * n_items}
     if "noise_mask" in latent:

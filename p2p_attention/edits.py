@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
+from .errors import P2PError
 from .prompts import TokenizedPrompt, words_available
 from .schedules import parse_window, parse_word_weights, parse_word_windows
 from .steps import CROSS, SELF, window_active
@@ -62,7 +63,6 @@ class EditPlan:
 
 
 def make_plan(
-    node: str,
     prompts: PromptSet,
     incoming: EditPlan | None,
     mode: str | None,
@@ -70,28 +70,17 @@ def make_plan(
     self_replace: str,
     weights_text: str = "",
 ) -> EditPlan:
-    """Validate one edit node's inputs and stack them on `incoming` (errors name `node`)."""
-    if not isinstance(prompts, PromptSet):
-        raise ValueError(f"{node}: 'prompts' must come from a P2P Prompt Pair node.")
-    if incoming is not None and incoming.prompts.uid != prompts.uid:
-        raise ValueError(
-            f"{node}: the incoming edit was built from a different P2P Prompt Pair than 'prompts'. "
-            "Connect both to the same Prompt Pair node."
-        )
-    try:
-        cross = parse_word_windows(cross_replace, "cross_replace")
-        self_w = parse_window(self_replace, "self_replace")
-        weights = parse_word_weights(weights_text, "weights") if weights_text.strip() else {}
-    except ValueError as e:
-        raise ValueError(f"{node}: {e}") from None
+    """Validate one edit control's inputs and stack them on `incoming`."""
+    _check_same_prompts(prompts, incoming)
+    cross = parse_word_windows(cross_replace, "cross_replace")
+    self_w = parse_window(self_replace, "self_replace")
+    weights = parse_word_weights(weights_text, "weights") if weights_text.strip() else {}
     base = incoming or EditPlan(prompts=prompts)
     new_mode = base.mode
     if mode is not None:
         if base.mode != "none":
-            raise ValueError(
-                f"{node}: the incoming edit is already a {base.mode}; a plan has one Word Swap or Refine. "
-                "Stack P2P Reweight (or Local Blend) on it instead."
-            )
+            raise P2PError(f"the incoming edit is already a {base.mode}; a plan has one swap or refinement.",
+                           fix="one_base_edit")
         new_mode = mode
     merged = dict(base.weights)
     for word, w in weights.items():
@@ -103,14 +92,20 @@ def make_plan(
         self_window=self_w,
         weights=merged,
     )
-    compile_plan(plan, node)  # validate now, at the node, not during sampling
+    compile_plan(plan)  # validate now, at the node, not during sampling
     return plan
 
 
-def with_blend(node: str, incoming: EditPlan | None, prompts: PromptSet, blend) -> EditPlan:
-    """Stack a LocalBlendSpec on an edit (or on an identity edit, for a blend-only run)."""
+def _check_same_prompts(prompts, incoming: EditPlan | None) -> None:
+    if not isinstance(prompts, PromptSet):
+        raise P2PError("'prompts' is not a prompt set.", fix="prompt_pair")
     if incoming is not None and incoming.prompts.uid != prompts.uid:
-        raise ValueError(f"{node}: the incoming edit was built from a different P2P Prompt Pair than 'prompts'.")
+        raise P2PError("the incoming edit was built from other prompts than 'prompts'.", fix="same_prompt_pair")
+
+
+def with_blend(incoming: EditPlan | None, prompts: PromptSet, blend) -> EditPlan:
+    """Stack a LocalBlendSpec on an edit (or on an identity edit, for a blend-only run)."""
+    _check_same_prompts(prompts, incoming)
     base = incoming or EditPlan(prompts=prompts, cross_windows={"default": (0.0, 0.0)}, self_window=(0.0, 0.0))
     return replace(base, blend=blend)
 
@@ -187,7 +182,7 @@ def unchanged_edits(plan: EditPlan, compiled: CompiledEdit) -> list[int]:
             if edit.ids == src.ids and bool((compiled.w[i - 1] == 1).all())]
 
 
-def compile_plan(plan: EditPlan, node: str = "P2P Apply") -> CompiledEdit:
+def compile_plan(plan: EditPlan) -> CompiledEdit:
     ps = plan.prompts
     src = ps.source
     Ms, betas, ws, window_ids = [], [], [], []
@@ -200,8 +195,8 @@ def compile_plan(plan: EditPlan, node: str = "P2P Apply") -> CompiledEdit:
                 M, beta = swap_mapper(src, edit)
             else:
                 M, beta = refine_mapper(src, edit)
-        except ValueError as e:
-            raise ValueError(f"{node}: edit prompt {i} ({edit.text!r}): {e}") from None
+        except P2PError as e:
+            raise P2PError(f"edit prompt {i} ({edit.text!r}): {e}", fix=e.fix) from None
         L = edit.length
         w = torch.ones(L)
         for word, val in plan.weights.items():
@@ -225,11 +220,9 @@ def compile_plan(plan: EditPlan, node: str = "P2P Apply") -> CompiledEdit:
         window_ids.append(window_id)
     missing = [w for w, ok in found_weights.items() if not ok] + [w for w, ok in found_windows.items() if not ok]
     if missing:
-        raise ValueError(
-            f"{node}: word(s) {missing} are not in any edit prompt. {words_available(ps.edits)}"
-        )
+        raise P2PError(f"word(s) {missing} are not in any edit prompt. {words_available(ps.edits)}")
     if ps.n_edits == 0:
-        raise ValueError(f"{node}: the Prompt Pair has no edit prompt.")
+        raise P2PError("the prompt set has no edit prompt.")
     return CompiledEdit(
         M=torch.stack(Ms),
         beta=torch.stack(betas),

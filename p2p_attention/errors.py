@@ -1,5 +1,34 @@
-"""The engine's one error type: a message a user can act on, without node names or wiring."""
+"""The engine's one error type and its warnings: what is wrong, in the user's terms, without node
+names or wiring."""
+
+import logging
+from collections.abc import Callable
 
 
 class P2PError(ValueError):
-    """Bad input or a graph the engine cannot run; nodes/ prefixes the node's display name."""
+    """Bad input or a graph the engine cannot run.
+
+    `fix` names the remedy when it is a change of wiring; nodes/ turns it into words and prefixes the
+    node's display name, so the engine never needs to know how the nodes are called or connected.
+    """
+
+    def __init__(self, message: str, fix: str | None = None):
+        super().__init__(message)
+        self.fix = fix
+
+
+# How sampling-time errors reach the user: nodes/ passes a function that names the node and the fix
+# (an error it has already named must come back unchanged); the engine alone raises them as they are.
+Explain = Callable[[P2PError], Exception]
+
+
+def as_is(error: P2PError) -> Exception:
+    return error
+
+
+_log = logging.getLogger("prompt_to_prompt")
+
+
+def warn(message: str, *args) -> None:
+    """A warning in ComfyUI's console: something will work, but not as the user probably wants."""
+    _log.warning("Prompt-to-Prompt: " + message, *args)

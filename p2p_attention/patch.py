@@ -8,13 +8,11 @@ inversion and a local blend add their sampler hooks.
 
 from __future__ import annotations
 
-import logging
-
 from .batch import check_items
 from .blend import make_post_cfg
 from .conditioning import COND_UID_KEY
 from .edits import EditPlan, compile_plan, unchanged_edits
-from .errors import P2PError
+from .errors import Explain, P2PError, as_is, warn
 from .inversion import install_inversion
 from .runtime import DEFAULT_SELF_MIN_DOWNSAMPLE, P2PAttentionPatch, P2PRuntime
 from .steps import sampler_function_name
@@ -29,35 +27,33 @@ DEFAULT_MAP_DOWNSAMPLE = 4  # attention store and local blend: the official 16x1
 _NOISY_SAMPLERS = ("ancestral", "sde", "lcm", "ddpm", "er_sde", "seeds")
 
 
-def make_outer_sample_wrapper(runtime: P2PRuntime, node: str):
+def make_outer_sample_wrapper(runtime: P2PRuntime, explain: Explain):
     n_edits = runtime.compiled.n_edits
     uid = runtime.plan.prompts.uid
     warned: set[str] = set()
 
-    def outer_sample(executor, noise, latent_image, sampler, sigmas, *args, **kwargs):
-        try:
-            check_items(latent_image.shape[0], n_edits)
-        except P2PError as e:
-            raise P2PError(f"{node}: {e}") from None
+    def check(executor, latent_image, sampler) -> None:
+        check_items(latent_image.shape[0], n_edits)
         positive = executor.class_obj.conds.get("positive", [])
         uids = {c.get(COND_UID_KEY) for c in positive if isinstance(c, dict)}
         if uid not in uids:
-            raise P2PError(
-                f"{node}: the sampler's positive conditioning does not come from the P2P Prompt Pair this "
-                "edit was built from. Connect that Prompt Pair's CONDITIONING to the sampler's positive input."
-            )
-        if runtime.store is not None:
-            runtime.store.reset()
+            raise P2PError("the sampler's positive conditioning does not come from the prompts this edit "
+                           "was built from.", fix="sampler_positive")
         name = sampler_function_name(sampler)
         if any(tag in name for tag in _NOISY_SAMPLERS) and name not in warned:
             warned.add(name)
-            logging.warning(
-                "%s: sampler '%s' adds fresh random noise to every batch item at each step, so the "
-                "edits drift away from the source. Use a deterministic sampler (ddim, euler, dpmpp_2m, "
-                "uni_pc, heun) to keep the layout.",
-                node, name,
-            )
-        return executor(noise, latent_image, sampler, sigmas, *args, **kwargs)
+            warn("sampler '%s' adds fresh random noise to every batch item at each step, so the edits drift "
+                 "away from the source. Use a deterministic sampler (ddim, euler, dpmpp_2m, uni_pc, heun) to "
+                 "keep the layout.", name)
+
+    def outer_sample(executor, noise, latent_image, sampler, sigmas, *args, **kwargs):
+        try:
+            check(executor, latent_image, sampler)
+            if runtime.store is not None:
+                runtime.store.reset()
+            return executor(noise, latent_image, sampler, sigmas, *args, **kwargs)
+        except P2PError as e:  # raised here or by our patches during sampling
+            raise explain(e) from None
 
     return outer_sample
 
@@ -69,17 +65,18 @@ def apply_edit(
     self_min_downsample: int = SELF_MIN_DOWNSAMPLE_AUTO,
     map_downsample: int = DEFAULT_MAP_DOWNSAMPLE,
     inversion=None,
-    node: str = "P2P Apply",
+    explain: Explain = as_is,
 ):
     """A patched clone of `model_patcher` (the input is never mutated) and its runtime.
-    self_min_downsample 0 (auto): 2 with an inversion (real image), else 4, as the official notebooks."""
+    self_min_downsample 0 (auto): 2 with an inversion (real image), else 4, as the official notebooks.
+    `explain` turns an error raised while the patched model samples into what the user reads."""
     import comfy.patcher_extension
 
     diffusion_model = model_patcher.get_model_object("diffusion_model")
     keys = transformer_block_keys(diffusion_model)
     if not keys:
         raise P2PError(
-            f"{node}: this MODEL has no UNet cross-attention blocks (DiT models such as Flux, SD3 or "
+            "this MODEL has no UNet cross-attention blocks (DiT models such as Flux, SD3 or "
             "Wan are not supported). Use an SD1.x, SD2.x or SDXL checkpoint."
         )
     if self_min_downsample == SELF_MIN_DOWNSAMPLE_AUTO:
@@ -89,13 +86,13 @@ def apply_edit(
     factor = choose_factor(set(factors.values()), map_downsample)
     store = AttentionStore({k for k, f in factors.items() if f == factor}, factor, plan.prompts)
     runtime = P2PRuntime(
-        plan=plan, compiled=compile_plan(plan, node), reference=reference,
+        plan=plan, compiled=compile_plan(plan), reference=reference,
         self_min_downsample=self_min_downsample, store=store,
     )
     same = unchanged_edits(plan, runtime.compiled)
     if same and inversion is None:  # with an inversion, an identical edit is a reconstruction check
-        logging.warning("%s: edit prompt(s) %s equal the source and no word is reweighted: they will give "
-                        "the source image back.", node, same)
+        warn("edit prompt(s) %s equal the source and no word is reweighted: they will give the source image "
+             "back.", same)
     patched = model_patcher.clone()
     existing = patched.model_options.get("transformer_options", {}).get("patches_replace", {})
     for kind, setter in (("attn1", patched.set_model_attn1_replace), ("attn2", patched.set_model_attn2_replace)):
@@ -106,12 +103,12 @@ def apply_edit(
                 prior = prior.prior
             setter(P2PAttentionPatch(runtime, kind, prior), name, number, index)
     patched.add_wrapper_with_key(
-        comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, WRAPPER_KEY, make_outer_sample_wrapper(runtime, node)
+        comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, WRAPPER_KEY, make_outer_sample_wrapper(runtime, explain)
     )
     if inversion is not None:
         # Before local blend: direct inversion corrects the source's prediction, and the blend
         # must copy the corrected source outside its mask.
-        install_inversion(patched, inversion, n_items=1 + runtime.compiled.n_edits, node=node)
+        install_inversion(patched, inversion, n_items=1 + runtime.compiled.n_edits, explain=explain)
     if plan.blend is not None:
         patched.set_model_sampler_post_cfg_function(make_post_cfg(plan.blend, store, plan.prompts))
     return patched, runtime

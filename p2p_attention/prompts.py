@@ -16,6 +16,8 @@ import functools
 import re
 from dataclasses import dataclass
 
+from .errors import P2PError
+
 START, END, PAD = "start", "end", "pad"
 
 _EDGE_PUNCT = re.compile(r"^[\W_]+|[\W_]+$")
@@ -96,7 +98,7 @@ def _sub_tokenizer(clip, key: str):
         sub = getattr(tok, name, None)
         if sub is not None and hasattr(sub, "tokenizer") and hasattr(sub, "tokens_start"):
             return sub
-    raise ValueError(
+    raise P2PError(
         f"Prompt-to-Prompt supports CLIP text encoders (SD1.x, SDXL); this CLIP's tokenizer "
         f"({type(tok).__name__}, key {key!r}) is not one of them."
     )
@@ -139,7 +141,7 @@ def _token_label(sub, tok: int, role: str) -> str:
 def _build(text: str, chunks: list[list[tuple]], sub) -> TokenizedPrompt:
     chunk_len = len(chunks[0])
     if any(len(c) != chunk_len for c in chunks):
-        raise ValueError(f"Prompt {text!r}: the tokenizer returned chunks of unequal length.")
+        raise P2PError(f"Prompt {text!r}: the tokenizer returned chunks of unequal length.")
     ids: list[int] = []
     specials: list[str] = []
     content_ids: list[int] = []
@@ -151,7 +153,7 @@ def _build(text: str, chunks: list[list[tuple]], sub) -> TokenizedPrompt:
         for entry in chunk:
             tok, wid = entry[0], entry[2]
             if not isinstance(tok, int):
-                raise ValueError(
+                raise P2PError(
                     f"Prompt {text!r} uses a textual-inversion embedding; Prompt-to-Prompt cannot locate "
                     "words around embeddings. Write the prompts without 'embedding:' names."
                 )
@@ -178,7 +180,7 @@ def _build(text: str, chunks: list[list[tuple]], sub) -> TokenizedPrompt:
         toks = [t for piece in word_pieces for t in _word_tokens(sub, piece)]
         if content_ids[k : k + len(toks)] != toks:
             hint = " (an 'embedding:' name?)" if "embedding:" in text else ""
-            raise ValueError(
+            raise P2PError(
                 f"Prompt {text!r}: cannot locate the word {words[w]!r}{hint} in ComfyUI's tokens; "
                 "Prompt-to-Prompt needs plain text prompts (weights like (word:1.2) are fine)."
             )
@@ -186,7 +188,7 @@ def _build(text: str, chunks: list[list[tuple]], sub) -> TokenizedPrompt:
             word_of[content_pos[k]] = w
             k += 1
     if k != len(content_ids):
-        raise ValueError(
+        raise P2PError(
             f"Prompt {text!r}: ComfyUI's tokens contain {len(content_ids) - k} token(s) that belong to no "
             "word (an 'embedding:' name?); Prompt-to-Prompt needs plain text prompts."
         )
@@ -218,7 +220,7 @@ def tokenize_prompts(clip, texts: list[str]) -> tuple[list[dict], list[Tokenized
         return [], []
     keys = [k for k, v in raw[0].items() if _is_chunk_list(v)]
     if not keys:
-        raise ValueError("Prompt-to-Prompt: this CLIP's tokenizer output has no token chunks.")
+        raise P2PError("Prompt-to-Prompt: this CLIP's tokenizer output has no token chunks.")
     n_chunks = max(len(r[k]) for r in raw for k in keys)
     empty = clip.tokenize("", return_word_ids=True)
     for r in raw:
@@ -233,7 +235,7 @@ def tokenize_prompts(clip, texts: list[str]) -> tuple[list[dict], list[Tokenized
         layout = [[e[2] != 0 for e in c] for c in r[first]]
         for k in keys[1:]:
             if [[e[2] != 0 for e in c] for c in r[k]] != layout:
-                raise ValueError(
+                raise P2PError(
                     f"Prompt {text!r}: the text encoders {first!r} and {k!r} place the words at different "
                     "token positions; Prompt-to-Prompt needs them aligned."
                 )

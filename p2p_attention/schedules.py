@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import re
 
+from .errors import P2PError
+
 DEFAULT_CROSS_WINDOW = (0.0, 1.0)  # official: words without a window of their own, when "default" is not given
 
 _NUM = r"(?:\d+(?:\.\d*)?|\.\d+)"
@@ -17,7 +19,7 @@ def parse_window(text: str, what: str) -> tuple[float, float]:
     """Parse a window: "0.8" -> (0.0, 0.8); "0.2-0.8" -> (0.2, 0.8); needs 0 <= a <= b <= 1."""
     m = _WINDOW.match(str(text))
     if not m:
-        raise ValueError(
+        raise P2PError(
             f"{what}: {text!r} is not a step window; write a fraction like 0.8 or a range like 0.2-0.8."
         )
     if m.group(2) is None:
@@ -25,7 +27,7 @@ def parse_window(text: str, what: str) -> tuple[float, float]:
     else:
         a, b = float(m.group(1)), float(m.group(2))
     if not (0.0 <= a <= b <= 1.0):
-        raise ValueError(f"{what}: the window {text.strip()!r} must satisfy 0 <= start <= end <= 1.")
+        raise P2PError(f"{what}: the window {text.strip()!r} must satisfy 0 <= start <= end <= 1.")
     return (a, b)
 
 
@@ -35,11 +37,11 @@ def _entries(text: str) -> list[str]:
 
 def _split_entry(entry: str, what: str) -> tuple[str, str]:
     if ":" not in entry:
-        raise ValueError(f"{what}: {entry!r} needs the form 'word: value'.")
+        raise P2PError(f"{what}: {entry!r} needs the form 'word: value'.")
     key, value = entry.rsplit(":", 1)
     key = " ".join(key.lower().split())
     if not key:
-        raise ValueError(f"{what}: {entry!r} has no word before ':'.")
+        raise P2PError(f"{what}: {entry!r} has no word before ':'.")
     return key, value
 
 
@@ -56,7 +58,7 @@ def parse_word_windows(text: str, what: str) -> dict[str, tuple[float, float]]:
         else:
             key, value = "default", entry
         if key in out:
-            raise ValueError(f"{what}: {key!r} is given twice.")
+            raise P2PError(f"{what}: {key!r} is given twice.")
         out[key] = parse_window(value, f"{what} ({key})")
     out.setdefault("default", DEFAULT_CROSS_WINDOW)
     return out
@@ -69,8 +71,8 @@ def parse_word_weights(text: str, what: str) -> dict[str, float]:
         key, value = _split_entry(entry, what)
         m = _WEIGHT.match(value)
         if not m:
-            raise ValueError(f"{what}: the weight of {key!r} ({value.strip()!r}) is not a number.")
+            raise P2PError(f"{what}: the weight of {key!r} ({value.strip()!r}) is not a number.")
         if key in out:
-            raise ValueError(f"{what}: {key!r} is given twice.")
+            raise P2PError(f"{what}: {key!r} is given twice.")
         out[key] = float(m.group(1))
     return out

@@ -48,7 +48,7 @@ def window_steps(window: tuple[float, float], n_steps: int, kind: str) -> range:
     n_steps + 1 for cross-attention windows and n_steps for self windows and the blend start. For
     example 20 steps at 0.29: cross 0-5 (int(0.29*21) = 6), self 0-4 (int(0.29*20) = 5)."""
     if kind not in (CROSS, SELF):
-        raise ValueError(f"unknown window kind {kind!r}")
+        raise P2PError(f"unknown window kind {kind!r}")
     rows = n_steps + 1 if kind == CROSS else n_steps
     a, b = window
     return range(int(float(a) * rows), min(int(float(b) * rows), n_steps))
@@ -74,10 +74,7 @@ class StepClock:
 
 def _step(sigma, sample_sigmas) -> tuple[int, int]:
     if sample_sigmas is None:
-        raise P2PError(
-            "the patched MODEL must be sampled by ComfyUI's sampler nodes "
-            "(KSampler, KSamplerAdvanced, SamplerCustom, SamplerCustomAdvanced)."
-        )
+        raise P2PError("the patched MODEL was run without a sampler's schedule.", fix="sampler_nodes")
     return step_index(sigma, sample_sigmas), len(sample_sigmas) - 1
 
 

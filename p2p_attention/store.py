@@ -16,6 +16,7 @@ import math
 import torch
 
 from .attention import attention_maps
+from .errors import P2PError
 
 
 class AttentionStore:
@@ -59,10 +60,8 @@ class AttentionStore:
     def maps(self) -> torch.Tensor:
         """Averaged maps [items, h, w, L] (float32, on the device they were computed on)."""
         if self.sum is None:
-            raise RuntimeError(
-                "no attention was recorded: connect the sampler's output LATENT (sampled with the MODEL from "
-                "this P2P Apply) so the maps are read after sampling."
-            )
+            raise P2PError("no attention was recorded: the maps are read before the patched MODEL was sampled.",
+                           fix="maps_after_sampling")
         return self.sum / self.layer_calls
 
     def word_map(self, item: int, positions: list[int]) -> torch.Tensor:

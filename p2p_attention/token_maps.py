@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import torch
 
+from .errors import P2PError
 from .prompts import END, PAD, START, TokenizedPrompt
 
 
 def _check_pair(src: TokenizedPrompt, edit: TokenizedPrompt) -> None:
     if src.length != edit.length or src.chunk_len != edit.chunk_len:
-        raise ValueError(
+        raise P2PError(
             f"The source ({src.length} tokens) and edit ({edit.length} tokens) prompts were tokenized "
             "separately; tokenize them together (tokenize_prompts) so they have the same length."
         )
@@ -62,9 +63,9 @@ def swap_mapper(src: TokenizedPrompt, edit: TokenizedPrompt) -> tuple[torch.Tens
     tokens in the source) get alpha 0."""
     _check_pair(src, edit)
     if len(src.words) != len(edit.words):
-        raise ValueError(
+        raise P2PError(
             f"Word swap needs the same number of words in both prompts: the source has {len(src.words)}, "
-            f"the edit has {len(edit.words)}. Use P2P Refine to add or remove words."
+            f"the edit has {len(edit.words)}.", fix="refine_for_word_count",
         )
     n = src.length
     M = torch.zeros(n, n, dtype=torch.float32)

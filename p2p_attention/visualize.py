@@ -7,14 +7,15 @@ import torch
 import torch.nn.functional as F
 
 from .blend import parse_words
+from .errors import P2PError
 from .prompts import words_available
 from .store import AttentionStore
 
 
-def _check_index(node: str, store: AttentionStore, index: int) -> None:
+def _check_index(store: AttentionStore, index: int) -> None:
     n = len(store.prompts.prompts)
     if not 0 <= index < n:
-        raise ValueError(f"{node}: prompt_index {index} does not exist; use 0 (source) to {n - 1}.")
+        raise P2PError(f"prompt_index {index} does not exist; use 0 (source) to {n - 1}.")
 
 
 def _label(text: str, width: int, height: int = 14) -> np.ndarray:
@@ -34,10 +35,9 @@ def _heat(m: torch.Tensor) -> torch.Tensor:
     return torch.stack([(m * 3).clamp(0, 1), (m * 3 - 1).clamp(0, 1), (m * 3 - 2).clamp(0, 1)], -1)
 
 
-def token_grid(store: AttentionStore, index: int, image: torch.Tensor | None = None, cell: int = 96,
-               node: str = "P2P Attention Maps") -> torch.Tensor:
+def token_grid(store: AttentionStore, index: int, image: torch.Tensor | None = None, cell: int = 96) -> torch.Tensor:
     """One cell per word token of prompt `index`: its map (overlaid on `image` when given), token under it."""
-    _check_index(node, store, index)
+    _check_index(store, index)
     prompt = store.prompts.prompts[index]
     maps = store.maps()[index].float().cpu()  # [h, w, L]
     positions = [i for i, w in enumerate(prompt.word_of) if w >= 0]
@@ -54,21 +54,20 @@ def token_grid(store: AttentionStore, index: int, image: torch.Tensor | None = N
         token = prompt.words[prompt.word_of[pos]]
         cells.append(np.concatenate([rgb.numpy(), _label(token, cell)], 0))
     if not cells:
-        raise ValueError(f"{node}: prompt {index} has no word tokens.")
+        raise P2PError(f"prompt {index} has no word tokens.")
     return torch.from_numpy(np.concatenate(cells, 1))[None].clamp(0, 1)
 
 
-def word_mask(store: AttentionStore, index: int, words: str, size: tuple[int, int], threshold: float = 0.0,
-              node: str = "P2P Attention Maps") -> torch.Tensor:
+def word_mask(store: AttentionStore, index: int, words: str, size: tuple[int, int], threshold: float = 0.0) -> torch.Tensor:
     """MASK [1, H, W]: the words' summed map for prompt `index`, normalised to max 1 (binary if threshold > 0)."""
-    _check_index(node, store, index)
+    _check_index(store, index)
     if not 0.0 <= threshold <= 1.0:
-        raise ValueError(f"{node}: threshold must be in [0, 1], got {threshold}.")
+        raise P2PError(f"threshold must be in [0, 1], got {threshold}.")
     prompt = store.prompts.prompts[index]
     positions = sorted({p for w in parse_words(words) for p in prompt.positions_of(w)})
     if not positions:
-        raise ValueError(
-            f"{node}: none of the words {words!r} is in prompt {index} ({prompt.text!r}). "
+        raise P2PError(
+            f"none of the words {words!r} is in prompt {index} ({prompt.text!r}). "
             f"{words_available([prompt])}"
         )
     m = store.word_map(index, positions).float().cpu()

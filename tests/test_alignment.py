@@ -222,10 +222,11 @@ def test_swap_across_chunk_boundary(clip1):
     assert torch.equal(alpha, torch.ones(154))
 
 
-def test_swap_word_count_mismatch_mentions_refine(clip1):
+def test_swap_word_count_mismatch_points_to_refine(clip1):
     src, edit = pair(clip1, "a cat", "a fluffy cat")
-    with pytest.raises(ValueError, match="Refine"):
+    with pytest.raises(ValueError, match="the source has 2, the edit has 3") as e:
         swap_mapper(src, edit)
+    assert e.value.fix == "refine_for_word_count"
 
 
 def test_mappers_need_same_length(clip1):

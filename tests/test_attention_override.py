@@ -47,7 +47,7 @@ def test_override_scales_every_row_exactly(tiny_sd1):
     output row is a sum of backend calls)."""
     model, clip, _ = tiny_sd1
     _, prompts = encode_prompt_set(clip, SRC, EDITS)
-    plan = make_plan("P2P Reweight", prompts, make_plan("P2P Word Swap", prompts, None, "swap", "0.8", "0.5"),
+    plan = make_plan(prompts, make_plan(prompts, None, "swap", "0.8", "0.5"),
                      None, "0.8", "0.5", "dog: 2, fox: -1")
     _, runtime = apply_edit(model, plan, self_min_downsample=1)
     gen = torch.Generator().manual_seed(0)
@@ -72,7 +72,7 @@ def test_override_sees_edited_rows_in_stock_sampling(tiny_sd1):
     model, clip, _ = tiny_sd1
     cond, prompts = encode_prompt_set(clip, SRC, EDITS)
     neg, lat = encode(clip, "blurry"), latent_batch(empty_latent(8, 8), 3)
-    plan = make_plan("P2P Word Swap", prompts, None, "swap", "0.8", "0.5")
+    plan = make_plan(prompts, None, "swap", "0.8", "0.5")
     patched, _ = apply_edit(model, plan, self_min_downsample=1)
     plain = sample(patched, cond, neg, lat, steps=4)
     counting = Override()

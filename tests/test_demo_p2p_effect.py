@@ -73,7 +73,7 @@ def measured(demo):
         lat = latent_batch({"samples": torch.zeros(1, 4, 16, 16)}, 2)
         naive = _decode(vae, sample(model, cond, neg, lat, sampler="ddim", scheduler="ddim_uniform",
                                     steps=STEPS, cfg=CFG, seed=SEED))
-        plan = make_plan("P2P Word Swap", prompts, None, "swap", CROSS, SELF)
+        plan = make_plan(prompts, None, "swap", CROSS, SELF)
         patched, _ = apply_edit(model, plan, self_min_downsample=1)
         p2p = _decode(vae, sample(patched, cond, neg, lat, sampler="ddim", scheduler="ddim_uniform",
                                   steps=STEPS, cfg=CFG, seed=SEED))
@@ -124,10 +124,10 @@ def test_local_blend_on_the_demo_model(demo):
     model, clip, _ = demo
     src, edit, old, new = _pairs()[0]
     cond, prompts = encode_prompt_set(clip, src, [edit])
-    swap = make_plan("P2P Word Swap", prompts, None, "swap", CROSS, SELF)
+    swap = make_plan(prompts, None, "swap", CROSS, SELF)
     words = f"{old}, {new}"  # the recoloured object's colour word in the source and in the edit
-    blend = make_blend("P2P Local Blend", prompts, words, "", 0.3, 0.3, 0.2, 1)
-    patched, runtime = apply_edit(model, with_blend("P2P Local Blend", swap, prompts, blend),
+    blend = make_blend(prompts, words, "", 0.3, 0.3, 0.2, 1)
+    patched, runtime = apply_edit(model, with_blend(swap, prompts, blend),
                                   self_min_downsample=1, map_downsample=2)
     out = sample(patched, cond, encode(clip, ""), latent_batch({"samples": torch.zeros(1, 4, 16, 16)}, 2),
                  sampler="ddim", scheduler="ddim_uniform", steps=STEPS, cfg=CFG, seed=SEED)

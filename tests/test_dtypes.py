@@ -57,8 +57,8 @@ def test_fast_equals_reference_and_source_untouched(arch, dtype, tiny_in_dtype):
     assert model.model.get_dtype() == dtype and model.model.manual_cast_dtype is None
     cond, prompts = encode_prompt_set(clip, SRC, SWAP)
     neg, lat = encode(clip, "blurry"), latent_batch(empty_latent(8, 8), 3)
-    swap = make_plan("P2P Word Swap", prompts, None, "swap", CROSS, SELF)
-    plan = make_plan("P2P Reweight", prompts, swap, None, CROSS, SELF, "hippopotamus: 2.5, dog: -1")
+    swap = make_plan(prompts, None, "swap", CROSS, SELF)
+    plan = make_plan(prompts, swap, None, CROSS, SELF, "hippopotamus: 2.5, dog: -1")
     with QDtypes(model) as q:
         fast = _sample(model, plan, cond, neg, lat)
     assert q.seen == {dtype}, q.seen  # the patched attention really ran in the half dtype
@@ -74,7 +74,7 @@ def test_fast_equals_reference_and_source_untouched(arch, dtype, tiny_in_dtype):
 def test_identity_edit_reproduces_source(dtype, tiny_in_dtype):
     model, clip, _ = tiny_in_dtype("sd1", dtype)
     cond, prompts = encode_prompt_set(clip, SRC, [SRC])
-    plan = make_plan("P2P Refine", prompts, None, "refine", CROSS, SELF)
+    plan = make_plan(prompts, None, "refine", CROSS, SELF)
     out = _sample(model, plan, cond, encode(clip, "blurry"), latent_batch(empty_latent(8, 8), 2))
     diff = (out[1] - out[0]).abs().max().item()
     # Per-word windows split the edit's attention into two backend calls that sum: another rounding order.
@@ -91,8 +91,8 @@ def test_attention_call_in_dtype(dtype, sd1_prompts, tiny_sd1):
     the same half values: here the edits' effect is far above the half dtype's noise, which is not
     so for the tiny models' sampled latents (their P2P effect is ~1% of |x|, bf16's eps 0.8%)."""
     prompts = sd1_prompts
-    swap = make_plan("P2P Word Swap", prompts, None, "swap", "0.8", "0.5")
-    plan = make_plan("P2P Reweight", prompts, swap, None, "0.8", "0.5", "hippopotamus: 2.5, dog: -1")
+    swap = make_plan(prompts, None, "swap", "0.8", "0.5")
+    plan = make_plan(prompts, swap, None, "0.8", "0.5", "hippopotamus: 2.5, dog: -1")
     _, runtime = apply_edit(tiny_sd1[0], plan, self_min_downsample=1)
     gen = torch.Generator().manual_seed(0)
     heads, d, n_img, L = 2, 16, 64, prompts.length
@@ -130,9 +130,9 @@ def test_attention_call_in_dtype(dtype, sd1_prompts, tiny_sd1):
 def test_local_blend_outside_mask_is_float32_exact(dtype, tiny_in_dtype):
     model, clip, _ = tiny_in_dtype("sd1", dtype)
     cond, prompts = encode_prompt_set(clip, SRC, ["a red dog sitting on a wooden chair"])
-    swap = make_plan("P2P Word Swap", prompts, None, "swap", "0.6", "0.3")
-    blend = make_blend("P2P Local Blend", prompts, "cat, dog", "", 0.85, 0.3, 0.2, 0)
-    patched, runtime = apply_edit(model, with_blend("P2P Local Blend", swap, prompts, blend), map_downsample=2)
+    swap = make_plan(prompts, None, "swap", "0.6", "0.3")
+    blend = make_blend(prompts, "cat, dog", "", 0.85, 0.3, 0.2, 0)
+    patched, runtime = apply_edit(model, with_blend(swap, prompts, blend), map_downsample=2)
     out = sample(patched, cond, encode(clip, "blurry"), latent_batch(empty_latent(16, 16), 2), steps=8)
     m = runtime.store.last_masks[0, 0].cpu().bool()
     assert 0.0 < m.float().mean().item() < 1.0
@@ -149,7 +149,7 @@ def _source(h=8, w=8):
 
 def _reconstruct(model, clip, inv, neg):
     cond, prompts = encode_prompt_set(clip, SRC, [SRC])
-    plan = make_plan("P2P Refine", prompts, None, "refine", "0.8", "0.4")
+    plan = make_plan(prompts, None, "refine", "0.8", "0.4")
     patched, _ = apply_edit(model, plan, self_min_downsample=1, inversion=inv)
     return sample(patched, cond, neg, latent_batch({"samples": inv.latent}, 2), sampler=inv.sampler,
                   scheduler=inv.scheduler, steps=inv.steps, cfg=7.5, disable_noise=True)

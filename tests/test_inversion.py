@@ -20,6 +20,7 @@ from sampling import encode, sample
 
 from p2p_attention.conditioning import encode_prompt_set, latent_batch
 from p2p_attention.edits import make_plan
+from p2p_attention.errors import P2PError
 from p2p_attention.inversion import UncondContextPatch, install_inversion, invert
 from p2p_attention.patch import apply_edit
 
@@ -55,7 +56,7 @@ def reconstruct(model, clip, inv, neg, cfg=GUIDANCE, edit=True, **kw):
     """Sample [source, identical edit] from the inverted latent on the P2P Apply path."""
     cond, prompts = encode_prompt_set(clip, SRC, [SRC])
     if edit:  # as P2P Apply wires it
-        plan = make_plan("P2P Refine", prompts, None, "refine", "0.8", "0.4")
+        plan = make_plan(prompts, None, "refine", "0.8", "0.4")
         patched, _ = apply_edit(model, plan, self_min_downsample=1, inversion=inv)
     else:
         patched = install_inversion(model.clone(), inv, n_items=2)
@@ -282,7 +283,7 @@ def test_nan_during_optimisation_falls_back_or_raises(tiny_sd1, caplog):
 
     broken = base.clone()
     broken.set_model_sampler_pre_cfg_function(always_nan)
-    with pytest.raises(FloatingPointError, match="P2P Invert: null-text"):
+    with pytest.raises(P2PError, match="^null-text optimisation produced NaN/inf"):
         _invert(broken, pos, neg, source_latent(), "null_text", steps=2, inner_iterations=2)
 
 
@@ -290,9 +291,9 @@ def test_bad_input_errors(tiny_sd1):
     model, clip, _ = tiny_sd1
     pos, neg = encode(clip, SRC), encode(clip, "")
     two = {"samples": torch.zeros(2, 4, 8, 8)}
-    with pytest.raises(ValueError, match=r"P2P Invert: the latent has batch 2"):
+    with pytest.raises(P2PError, match=r"^the latent has batch 2"):
         _invert(model, pos, neg, two, "direct", steps=4)
-    with pytest.raises(ValueError, match="unknown method"):
+    with pytest.raises(P2PError, match="^unknown method"):
         _invert(model, pos, neg, source_latent(), "edict", steps=4)
 
     inv = _invert(model, pos, neg, source_latent(), "direct", steps=6)
@@ -306,8 +307,10 @@ def test_bad_input_errors(tiny_sd1):
         return sample(patched, cond, neg, lat, **args)
 
     run()  # the matching setup works
-    with pytest.raises(ValueError, match=r"P2P Apply: the sampler's schedule \(5 steps.*KSamplerAdvanced"):
+    with pytest.raises(P2PError, match=r"^the sampler's schedule \(5 steps.*sampler 'ddim', scheduler "
+                       r"'ddim_uniform', 6 steps, the whole schedule \(denoise 1.0\) and no added noise") as e:
         run(steps=5)
+    assert e.value.fix == "inversion_sampling"
     with pytest.raises(ValueError, match="schedule"):
         run(scheduler="karras")
     with pytest.raises(ValueError, match="schedule"):
@@ -316,10 +319,10 @@ def test_bad_input_errors(tiny_sd1):
         run(sampler="dpmpp_2m")
     with pytest.raises(ValueError, match="adds noise"):
         run(disable_noise=False)
-    with pytest.raises(ValueError, match="latent batch has 2 item"):
+    with pytest.raises(P2PError, match="latent batch has 2 item"):
         run(n_items=3)
     assert run(sampler="euler").shape[0] == 2  # euler is the same DDIM step
-    with pytest.raises(ValueError, match="already has an inversion"):
+    with pytest.raises(P2PError, match="already has an inversion"):
         install_inversion(install_inversion(model.clone(), inv), inv)
 
 
@@ -358,7 +361,8 @@ def test_invert_node(tiny_sd1, pack):
     with torch.inference_mode():
         latent, inv = cls.execute(model, pos, neg, source_latent(), "negative_prompt", 4, 7.5, 10).args
         assert type(inv).__name__ == "Inversion" and torch.equal(latent["samples"], inv.latent)
-        with pytest.raises(ValueError, match=r"^P2P Invert: the latent has batch 2"):
+        with pytest.raises(ValueError, match=r"^P2P Invert: the latent has batch 2; invert one image at a time\. "
+                           r"VAEEncode a single image, or pick one with 'Latent From Batch'\.$"):
             cls.execute(model, pos, neg, {"samples": torch.zeros(2, 4, 8, 8)}, "ddim", 4, 7.5, 10)
 
 
@@ -373,9 +377,9 @@ def test_real_image_swap_with_local_blend_keeps_the_photo_outside_the_mask(tiny_
     src = source_latent(h=16, w=16)
     inv = _invert(model, pos, neg, src, "direct", steps=8)
     cond, prompts = encode_prompt_set(clip, SRC, ["a red dog sitting on a wooden chair"])
-    swap = make_plan("P2P Word Swap", prompts, None, "swap", "0.8", "0.4")
-    blend = make_blend("P2P Local Blend", prompts, "cat, dog", "", 0.85, 0.3, 0.2, 0)
-    patched, runtime = apply_edit(model, with_blend("P2P Local Blend", swap, prompts, blend),
+    swap = make_plan(prompts, None, "swap", "0.8", "0.4")
+    blend = make_blend(prompts, "cat, dog", "", 0.85, 0.3, 0.2, 0)
+    patched, runtime = apply_edit(model, with_blend(swap, prompts, blend),
                                   map_downsample=2, inversion=inv)
     out = sample(patched, cond, neg, latent_batch({"samples": inv.latent}, 2), sampler=inv.sampler,
                  scheduler=inv.scheduler, steps=inv.steps, cfg=GUIDANCE, disable_noise=True)

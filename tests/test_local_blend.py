@@ -8,6 +8,7 @@ from sampling import empty_latent, encode, sample
 from p2p_attention.blend import make_blend
 from p2p_attention.conditioning import encode_prompt_set, latent_batch
 from p2p_attention.edits import make_plan, with_blend
+from p2p_attention.errors import P2PError
 from p2p_attention.patch import apply_edit
 from p2p_attention.visualize import token_grid, word_mask
 
@@ -25,10 +26,10 @@ def _case(clip, h, w):
 def test_blend_keeps_source_outside_mask(tiny_model, sampler, hw):
     arch, (model, clip, _) = tiny_model
     cond, prompts, neg, lat = _case(clip, *hw)
-    swap = make_plan("P2P Word Swap", prompts, None, "swap", "0.6", "0.3")
+    swap = make_plan(prompts, None, "swap", "0.6", "0.3")
     # Random tiny models attend almost uniformly: a high threshold gives a partial mask.
-    blend = make_blend("P2P Local Blend", prompts, "cat, dog, hippopotamus", "", 0.85, 0.3, 0.2, 0)
-    plan = with_blend("P2P Local Blend", swap, prompts, blend)
+    blend = make_blend(prompts, "cat, dog, hippopotamus", "", 0.85, 0.3, 0.2, 0)
+    plan = with_blend(swap, prompts, blend)
     patched, runtime = apply_edit(model, plan, map_downsample=2)
     out = sample(patched, cond, neg, lat, sampler=sampler, steps=8,
                  scheduler="ddim_uniform" if sampler == "ddim" else "normal")
@@ -81,7 +82,7 @@ def test_store_equals_independent_maps(tiny_sd1):
     other = model.clone()
     for name, num, idx in transformer_block_keys(other.get_model_object("diffusion_model")):
         other.set_model_attn2_replace(probe, name, num, idx)
-    plan = make_plan("P2P Word Swap", prompts, None, "swap", "0.6", "0.3")
+    plan = make_plan(prompts, None, "swap", "0.6", "0.3")
     patched, runtime = apply_edit(other, plan, map_downsample=2)
     store_keys = runtime.store.keys
     sample(patched, cond, neg, lat, steps=5)
@@ -108,7 +109,7 @@ def test_store_equals_independent_maps(tiny_sd1):
 def test_maps_grid_and_mask(tiny_sd1):
     model, clip, _ = tiny_sd1
     cond, prompts, neg, lat = _case(clip, 16, 16)
-    plan = make_plan("P2P Word Swap", prompts, None, "swap", "0.6", "0.3")
+    plan = make_plan(prompts, None, "swap", "0.6", "0.3")
     patched, runtime = apply_edit(model, plan, map_downsample=2)
     sample(patched, cond, neg, lat, steps=4)
     grid = token_grid(runtime.store, 1, cell=32)
@@ -118,16 +119,16 @@ def test_maps_grid_and_mask(tiny_sd1):
     assert mask.shape == (1, 64, 64) and mask.max().item() == 1.0  # normalised by its max: x / x is exactly 1
     binary = word_mask(runtime.store, 1, "dog", (64, 64), threshold=0.5)
     assert set(binary.unique().tolist()) <= {0.0, 1.0}
-    with pytest.raises(ValueError, match="P2P Attention Maps: prompt_index 3 does not exist"):
+    with pytest.raises(P2PError, match="^prompt_index 3 does not exist"):
         token_grid(runtime.store, 3)
-    with pytest.raises(ValueError, match="none of the words 'cat' is in prompt 1"):
+    with pytest.raises(P2PError, match="^none of the words 'cat' is in prompt 1"):
         word_mask(runtime.store, 1, "cat", (64, 64))
 
 
 def test_blend_bad_input(tiny_sd1):
     _, clip, _ = tiny_sd1
     _, prompts, _, _ = _case(clip, 8, 8)
-    with pytest.raises(ValueError, match="P2P Local Blend: 'zebra' is in no prompt"):
-        make_blend("P2P Local Blend", prompts, "zebra", "", 0.3, 0.3, 0.2, 1)
-    with pytest.raises(ValueError, match=r"threshold must be in \[0, 1\]"):
-        make_blend("P2P Local Blend", prompts, "cat", "", 1.5, 0.3, 0.2, 1)
+    with pytest.raises(P2PError, match="^'zebra' is in no prompt"):
+        make_blend(prompts, "zebra", "", 0.3, 0.3, 0.2, 1)
+    with pytest.raises(P2PError, match=r"^threshold must be in \[0, 1\]"):
+        make_blend(prompts, "cat", "", 1.5, 0.3, 0.2, 1)

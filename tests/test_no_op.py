@@ -6,6 +6,7 @@ import pytest
 
 from p2p_attention.conditioning import encode_prompt_set
 from p2p_attention.edits import make_plan
+from p2p_attention.errors import P2PError
 from p2p_attention.patch import apply_edit
 
 SHAPES = "a big red circle on the left and a small blue square on the right"
@@ -20,10 +21,10 @@ def demo():
 
 def test_words_outside_the_vocabulary_are_named(demo):
     _, clip, _ = demo
-    with pytest.raises(ValueError) as e:
+    with pytest.raises(P2PError) as e:
         encode_prompt_set(clip, "a photo of a cat", ["a photo of a dog"])
     msg = str(e.value)
-    assert msg.startswith("P2P Prompt Pair: edit prompt 1 ('a photo of a dog') encodes exactly like the source")
+    assert msg.startswith("edit prompt 1 ('a photo of a dog') encodes exactly like the source")
     assert "'cat', 'dog', 'of', 'photo' are outside this model's vocabulary" in msg
     known = msg.split("Change words the model knows: ")[1].rstrip(".").split(", ")
     assert {"red", "green", "circle", "square", "left"} <= set(known) and "cat" not in known
@@ -50,11 +51,11 @@ def test_a_full_vocabulary_never_refuses(tiny_sd1, caplog):
 def test_apply_warns_when_an_edit_equals_the_source(tiny_sd1, caplog):
     model, clip, _ = tiny_sd1
     _, ps = encode_prompt_set(clip, "a photo of a cat", ["a photo of a cat"])
-    refine = make_plan("P2P Refine", ps, None, "refine", "0.8", "0.4")
+    refine = make_plan(ps, None, "refine", "0.8", "0.4")
     with caplog.at_level(logging.WARNING):
         apply_edit(model, refine)
     assert any("equal the source and no word is reweighted" in r.getMessage() for r in caplog.records)
     caplog.clear()
     with caplog.at_level(logging.WARNING):
-        apply_edit(model, make_plan("P2P Reweight", ps, refine, None, "0.8", "0.4", "cat: 2"))
+        apply_edit(model, make_plan(ps, refine, None, "0.8", "0.4", "cat: 2"))
     assert not caplog.records

@@ -66,7 +66,7 @@ def test_engine_uses_official_windows_per_word(prompts, n):
     default window, an 'a-b' window and per-word windows (word swap: a1 is the alpha)."""
     windows = {"default": (0.0, 0.79), "chair": (0.2, 0.59), "dog": (0.35, 0.99)}
     text = "default: 0.79, chair: 0.2-0.59, dog: 0.35-0.99"
-    compiled = compile_plan(make_plan("P2P Word Swap", prompts, None, "swap", text, "0.4"))
+    compiled = compile_plan(make_plan(prompts, None, "swap", text, "0.4"))
     L = prompts.length
     for e, edit in enumerate(prompts.edits):
         expected = torch.stack([official_alpha_rows(windows["default"], n)] * L, 1)  # [n, L]
@@ -112,7 +112,7 @@ def test_real_images_inject_self_attention_at_32x32(tiny_sd1):
 
     model, clip, _ = tiny_sd1
     cond, ps = encode_prompt_set(clip, "a red cat", ["a red dog"])
-    plan = make_plan("P2P Word Swap", ps, None, "swap", "0.8", "0.4")
+    plan = make_plan(ps, None, "swap", "0.8", "0.4")
     with torch.inference_mode():
         inv = invert(model, encode(clip, "a red cat"), encode(clip, ""), {"samples": torch.zeros(1, 4, 8, 8)},
                      method="ddim", steps=2, guidance=1.0)

@@ -9,6 +9,7 @@ from sampling import empty_latent, encode, sample
 
 from p2p_attention.conditioning import encode_prompt_set, latent_batch
 from p2p_attention.edits import make_plan
+from p2p_attention.errors import P2PError
 from p2p_attention.patch import apply_edit
 
 SRC = "a red cat sitting on a wooden chair"
@@ -32,10 +33,10 @@ def _setup(clip, source, edits, h=8, w=8):
 
 
 def _plans(prompts):
-    swap = make_plan("P2P Word Swap", prompts, None, "swap", CROSS, SELF)
+    swap = make_plan(prompts, None, "swap", CROSS, SELF)
     return {
         "swap": swap,
-        "swap+reweight": make_plan("P2P Reweight", prompts, swap, None, CROSS, SELF, "hippopotamus: 2.5, dog: -1"),
+        "swap+reweight": make_plan(prompts, swap, None, CROSS, SELF, "hippopotamus: 2.5, dog: -1"),
     }
 
 
@@ -64,8 +65,8 @@ def test_fast_equals_reference_swap_and_reweight(swap_case):
 def test_fast_equals_reference_refine_and_stack(tiny_model):
     arch, (model, clip, _) = tiny_model
     cond, prompts, neg, lat = _setup(clip, SRC, REFINE)
-    refine = make_plan("P2P Refine", prompts, None, "refine", CROSS, SELF)
-    stacked = make_plan("P2P Reweight", prompts, refine, None, CROSS, SELF, "fluffy: 3")
+    refine = make_plan(prompts, None, "refine", CROSS, SELF)
+    stacked = make_plan(prompts, refine, None, CROSS, SELF, "fluffy: 3")
     for name, plan in {"refine": refine, "refine+reweight": stacked}.items():
         fast, _ = _run(model, plan, cond, neg, lat)
         ref, _ = _run(model, plan, cond, neg, lat, reference=True)
@@ -90,18 +91,18 @@ def test_reweight_ones_is_identity(tiny_sd1):
     # Alone, on the same prompt: weight 1 leaves the edit item equal to the unpatched one.
     cond, prompts, neg, lat = _setup(clip, SRC, [SRC])
     plain = sample(model, cond, neg, lat)
-    ones = make_plan("P2P Reweight", prompts, None, None, CROSS, SELF, "cat: 1.0, chair: 1")
+    ones = make_plan(prompts, None, None, CROSS, SELF, "cat: 1.0, chair: 1")
     out, _ = _run(model, ones, cond, neg, lat)
     assert (out[1] - plain[1]).abs().max().item() <= noise(plain[1])
     # Stacked on a swap: weight 1 equals the swap alone (x 1.0 is exact: the same tensors, the same kernels).
     cond, prompts, neg, lat = _setup(clip, SRC, SWAP)
-    swap = make_plan("P2P Word Swap", prompts, None, "swap", CROSS, SELF)
-    with_ones = make_plan("P2P Reweight", prompts, swap, None, CROSS, SELF, "dog: 1")
+    swap = make_plan(prompts, None, "swap", CROSS, SELF)
+    with_ones = make_plan(prompts, swap, None, CROSS, SELF, "dog: 1")
     a, _ = _run(model, swap, cond, neg, lat)
     b, _ = _run(model, with_ones, cond, neg, lat)
     assert torch.equal(a, b)
     # And a real weight changes it.
-    up = make_plan("P2P Reweight", prompts, swap, None, CROSS, SELF, "dog: 4")
+    up = make_plan(prompts, swap, None, CROSS, SELF, "dog: 4")
     c, _ = _run(model, up, cond, neg, lat)
     assert (c[2] - a[2]).abs().max().item() > noise(a[2])
 
@@ -110,7 +111,7 @@ def test_reweight_ones_is_identity(tiny_sd1):
 def test_samplers_run_patched_model(tiny_sd1, sampler, caplog):
     model, clip, _ = tiny_sd1
     cond, prompts, neg, lat = _setup(clip, SRC, SWAP[:1])
-    plan = make_plan("P2P Word Swap", prompts, None, "swap", CROSS, SELF)
+    plan = make_plan(prompts, None, "swap", CROSS, SELF)
     scheduler = "ddim_uniform" if sampler == "ddim" else "normal"
     plain = sample(model, cond, neg, lat, sampler=sampler, scheduler=scheduler, steps=5)
     with caplog.at_level(logging.WARNING):
@@ -139,7 +140,7 @@ def test_prior_replace_patch_still_runs(tiny_sd1):
     other.set_model_attn2_replace(other_pack, "output", 4, 0)
     base = sample(other, cond, neg, lat)
     n_alone = len(calls)
-    plan = make_plan("P2P Word Swap", prompts, None, "swap", CROSS, SELF)
+    plan = make_plan(prompts, None, "swap", CROSS, SELF)
     out, _ = _run(other, plan, cond, neg, lat)
     assert n_alone > 0 and len(calls) == 2 * n_alone  # still called at every step under ours
     assert (out[0] - base[0]).abs().max().item() <= noise(base[0])  # and its effect kept on the source
@@ -162,7 +163,7 @@ def test_any_latent_size_and_long_prompts(tiny_sdxl):
     long_src = "a red cat " + " ".join(["on a wooden chair"] * 20)
     long_edit = "a blue dog " + " ".join(["on a wooden chair"] * 20)
     cond, prompts, neg, lat = _setup(clip, long_src, [long_edit], h=6, w=10)
-    plan = make_plan("P2P Word Swap", prompts, None, "swap", CROSS, SELF)
+    plan = make_plan(prompts, None, "swap", CROSS, SELF)
     fast, _ = _run(model, plan, cond, neg, lat)
     ref, _ = _run(model, plan, cond, neg, lat, reference=True)
     assert fast.shape == (2, 4, 6, 10)
@@ -172,27 +173,31 @@ def test_any_latent_size_and_long_prompts(tiny_sdxl):
 def test_bad_inputs_give_clear_errors(tiny_sd1):
     model, clip, _ = tiny_sd1
     cond, prompts, neg, lat = _setup(clip, SRC, ["a blue cat on a chair"])
-    with pytest.raises(ValueError, match="P2P Word Swap: .*Refine"):
-        make_plan("P2P Word Swap", prompts, None, "swap", "0.8", "0.4")
-    with pytest.raises(ValueError, match="P2P Reweight: word.*'zebra'.*not in any edit prompt"):
-        make_plan("P2P Reweight", prompts, None, None, "0.8", "0.4", "zebra: 2")
-    refine = make_plan("P2P Refine", prompts, None, "refine", "0.8", "0.4")
-    with pytest.raises(ValueError, match="P2P Word Swap: the incoming edit is already a refine"):
-        make_plan("P2P Word Swap", prompts, refine, "swap", "0.8", "0.4")
+    with pytest.raises(P2PError, match="^edit prompt 1 .*: Word swap needs the same number of words") as e:
+        make_plan(prompts, None, "swap", "0.8", "0.4")
+    assert e.value.fix == "refine_for_word_count"
+    with pytest.raises(P2PError, match="^word.*'zebra'.*not in any edit prompt"):
+        make_plan(prompts, None, None, "0.8", "0.4", "zebra: 2")
+    refine = make_plan(prompts, None, "refine", "0.8", "0.4")
+    with pytest.raises(P2PError, match="^the incoming edit is already a refine") as e:
+        make_plan(prompts, refine, "swap", "0.8", "0.4")
+    assert e.value.fix == "one_base_edit"
     # Edit built from another Prompt Pair than the sampler's conditioning.
     other_cond, _ = encode_prompt_set(clip, SRC, ["a blue cat on a chair"])
     patched, _ = apply_edit(model, refine)
-    with pytest.raises(ValueError, match="P2P Apply: the sampler's positive conditioning"):
+    with pytest.raises(P2PError, match="^the sampler's positive conditioning") as e:
         sample(patched, other_cond, neg, lat)
+    assert e.value.fix == "sampler_positive"
     # Wrong latent batch.
-    with pytest.raises(ValueError, match="P2P Apply: the latent batch has 3 item"):
+    with pytest.raises(P2PError, match="^the latent batch has 3 item") as e:
         sample(patched, cond, neg, latent_batch(empty_latent(), 3))
+    assert e.value.fix == "latent_batch"
     # A model without UNet cross-attention.
     from p2p_attention.model_build import ModelSpec, build_unet
 
     spec = ModelSpec.tiny("sd1")
     spec.unet.update(transformer_depth=[0, 0, 0], transformer_depth_output=[0] * 6, transformer_depth_middle=0)
-    with pytest.raises(ValueError, match="P2P Apply: this MODEL has no UNet cross-attention"):
+    with pytest.raises(P2PError, match="^this MODEL has no UNet cross-attention"):
         apply_edit(build_unet(spec), refine)
 
 

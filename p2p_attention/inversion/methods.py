@@ -4,11 +4,11 @@ method they hold."""
 
 from __future__ import annotations
 
-import logging
 import math
 
 import torch
 
+from ..errors import P2PError, warn
 from ..steps import StepClock
 from .patches import DeviceCache, DirectCorrection, UncondContextPatch, identity_weight
 from .result import _OFFICIAL_STEPS, NULL_TEXT_EPSILON, NULL_TEXT_EPSILON_SLOPE, NULL_TEXT_LR, Inversion
@@ -20,10 +20,10 @@ class InversionMethod:
     name = "ddim"
     passes = 1  # progress passes over the steps (null-text: inversion, then optimisation)
 
-    def check(self, guidance: float, inner_iterations: int, node: str) -> None:
+    def check(self, guidance: float, inner_iterations: int) -> None:
         """Refuse or warn about settings, before any model call."""
 
-    def prepare(self, run, patched, negative, node: str) -> None:
+    def prepare(self, run, patched, negative) -> None:
         """Patch the inversion's model clone; read what the method needs from the negative."""
 
     def optimise(self, run, sigmas) -> None:
@@ -33,14 +33,14 @@ class InversionMethod:
         """Method-specific fields of the Inversion."""
         return {}
 
-    def install(self, patched, inversion: Inversion, node: str) -> None:
+    def install(self, patched, inversion: Inversion) -> None:
         """Sampling time: hooks on the (already cloned) patched model."""
 
     def negative(self, inversion: Inversion):
         """Sampling time: the conditioning that replaces the sampler's negative, or None."""
         return None
 
-    def check_sampling(self, inversion: Inversion, guider, warned: set, node: str) -> None:
+    def check_sampling(self, inversion: Inversion, guider, warned: set) -> None:
         """Sampling time: warnings about settings the method is sensitive to."""
 
 
@@ -65,7 +65,7 @@ class DirectInversion(InversionMethod):
 
     name = "direct"
 
-    def install(self, patched, inversion, node):
+    def install(self, patched, inversion):
         patched.set_model_sampler_post_cfg_function(DirectCorrection(inversion))
 
 
@@ -75,19 +75,17 @@ class NullTextInversion(InversionMethod):
     name = "null_text"
     passes = 2
 
-    def check(self, guidance, inner_iterations, node):
+    def check(self, guidance, inner_iterations):
         if math.isclose(guidance, 1.0):
-            logging.warning("%s: null-text at guidance 1 has nothing to optimise (the unconditional branch is not "
-                            "used); it equals DDIM inversion.", node)
+            warn("null-text at guidance 1 has nothing to optimise (the unconditional branch is not used); it "
+                 "equals DDIM inversion.")
         if inner_iterations < 0:
-            raise ValueError(f"{node}: inner_iterations must be >= 0.")
+            raise P2PError("inner_iterations must be >= 0.")
 
-    def prepare(self, run, patched, negative, node):
+    def prepare(self, run, patched, negative):
         if len(negative) != 1 or negative[0][0] is None:
-            raise ValueError(
-                f"{node}: null-text needs ONE negative conditioning entry (e.g. CLIPTextEncode of an empty "
-                f"prompt); got {len(negative)}."
-            )
+            raise P2PError(f"null-text needs ONE negative conditioning entry; got {len(negative)}.",
+                           fix="one_negative")
         run.init_embedding = negative[0][0][:1].float()
         patched.set_model_compute_dtype(torch.float32)  # null-text fails in fp16: always fp32
         for name, module in patched.model.named_modules():
@@ -97,7 +95,7 @@ class NullTextInversion(InversionMethod):
                 patched.add_weight_wrapper(f"{name}.weight", identity_weight)
             if getattr(module, "bias", None) is not None:
                 patched.add_weight_wrapper(f"{name}.bias", identity_weight)
-        patched.set_model_attn2_patch(UncondContextPatch(lambda extra: run.uncond_embedding, node))
+        patched.set_model_attn2_patch(UncondContextPatch(lambda extra: run.uncond_embedding))
 
     def optimise(self, run, sigmas):
         """Per step, Adam on the unconditional embedding until the guided step lands on the pivot."""
@@ -131,10 +129,8 @@ class NullTextInversion(InversionMethod):
                 if not (math.isfinite(loss_value) and torch.isfinite(grad).all()):
                     run.nan_steps.append(i)
                     if not warned:
-                        logging.warning(
-                            "%s: null-text optimisation hit NaN/inf at step %d; keeping the last good embedding "
-                            "for this step.", run.node, i,
-                        )
+                        warn("null-text optimisation hit NaN/inf at step %d; keeping the last good embedding for "
+                             "this step.", i)
                         warned = True
                     break
                 good = emb.detach().clone()
@@ -156,8 +152,8 @@ class NullTextInversion(InversionMethod):
                     torch.nn.functional.mse_loss(ms.calculate_input(s_next.reshape(1).to(x), x_next), target)
                 )
             if not torch.isfinite(x_next).all():
-                raise FloatingPointError(
-                    f"{run.node}: null-text optimisation produced NaN/inf at step {i + 1} of {n} even with the "
+                raise P2PError(
+                    f"null-text optimisation produced NaN/inf at step {i + 1} of {n} even with the "
                     "fallback embedding. Check the model and latent (fp16 VAE latents can overflow)."
                 )
             run.null_embeddings.append(emb.cpu().clone())
@@ -177,7 +173,7 @@ class NullTextInversion(InversionMethod):
         return {"null_embeddings": run.null_embeddings, "negative_conditioning": cpu_conditioning(negative),
                 "inner_iterations": run.inner_iterations, "details": details}
 
-    def install(self, patched, inversion, node):
+    def install(self, patched, inversion):
         embeddings = DeviceCache(inversion.null_embeddings)
         n_emb = len(inversion.null_embeddings)
         clock = StepClock()
@@ -185,19 +181,17 @@ class NullTextInversion(InversionMethod):
         def provider(extra):
             return embeddings.get(min(clock(extra)[0], n_emb - 1), extra["sigmas"])
 
-        patched.set_model_attn2_patch(UncondContextPatch(provider, node))
+        patched.set_model_attn2_patch(UncondContextPatch(provider))
 
     def negative(self, inversion):
         return inversion.negative_conditioning
 
-    def check_sampling(self, inversion, guider, warned, node):
+    def check_sampling(self, inversion, guider, warned):
         cfg = float(getattr(guider, "cfg", inversion.guidance))
         if "cfg" not in warned and not math.isclose(cfg, inversion.guidance, rel_tol=1e-3):
             warned.add("cfg")
-            logging.warning(
-                "%s: null-text embeddings were optimised for cfg %g but the sampler uses cfg %g; the source "
-                "will not reconstruct exactly.", node, inversion.guidance, float(guider.cfg),
-            )
+            warn("null-text embeddings were optimised for cfg %g but the sampler uses cfg %g; the source will not "
+                 "reconstruct exactly.", inversion.guidance, cfg)
 
 
 def cpu_conditioning(cond):
@@ -212,7 +206,7 @@ STRATEGIES = {m.name: m for m in (DDIMInversion(), NullTextInversion(), Negative
 METHODS = tuple(STRATEGIES)  # ("ddim", "null_text", "negative_prompt", "direct")
 
 
-def strategy(method: str, node: str) -> InversionMethod:
+def strategy(method: str) -> InversionMethod:
     if method not in STRATEGIES:
-        raise ValueError(f"{node}: unknown method {method!r}; choose one of {', '.join(METHODS)}.")
+        raise P2PError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}.")
     return STRATEGIES[method]

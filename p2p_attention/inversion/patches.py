@@ -8,6 +8,7 @@ from typing import Callable
 
 import torch
 
+from ..errors import P2PError
 from ..steps import step_index
 from .result import Inversion
 
@@ -20,9 +21,8 @@ class UncondContextPatch:
     prompts of different lengths to their least common multiple).
     """
 
-    def __init__(self, provider: Callable[[dict], torch.Tensor | None], node: str):
+    def __init__(self, provider: Callable[[dict], torch.Tensor | None]):
         self.provider = provider
-        self.node = node
 
     def __deepcopy__(self, memo):  # ModelPatcher.clone() deep-copies model_options
         return self
@@ -38,8 +38,8 @@ class UncondContextPatch:
         per = context.shape[0] // chunks
         length, dim = context.shape[1], context.shape[2]
         if emb.shape[-1] != dim or length % emb.shape[1] != 0:
-            raise ValueError(
-                f"{self.node}: the inversion's unconditional embedding ({tuple(emb.shape[1:])}) does not fit "
+            raise P2PError(
+                f"the inversion's unconditional embedding ({tuple(emb.shape[1:])}) does not fit "
                 f"this model's text context ({length} tokens x {dim}). Invert with the same model and CLIP."
             )
         emb = emb.to(device=context.device, dtype=context.dtype)

@@ -9,6 +9,7 @@ from typing import Callable
 
 import torch
 
+from ..errors import P2PError, warn
 from .methods import strategy
 from .result import _COUNT_KEY, SCHEDULER, Inversion
 
@@ -16,14 +17,13 @@ from .result import _COUNT_KEY, SCHEDULER, Inversion
 class _InversionRun:
     """Runs inside CFGGuider.sample as its Sampler: the guider prepared model, conds and options."""
 
-    def __init__(self, method, guidance, inner_iterations, early_stop, progress, check_interrupt, node):
+    def __init__(self, method, guidance, inner_iterations, early_stop, progress, check_interrupt):
         self.method = method  # an InversionMethod
         self.guidance = float(guidance)
         self.inner_iterations = int(inner_iterations)
         self.early_stop = early_stop
         self.progress = progress
         self.check_interrupt = check_interrupt
-        self.node = node
         self.uncond_embedding = None  # what the attn2 patch puts into the unconditional rows
         self.evals = [0]
         self.backwards = 0
@@ -101,8 +101,8 @@ class _InversionRun:
             eps = (x_in - self.denoise(x_in, s, "cond")) / s
             x = x + (s - s_low) * eps
             if not torch.isfinite(x).all():
-                raise FloatingPointError(
-                    f"{self.node}: DDIM inversion produced NaN/inf at step {n - k} of {n}. The model may not "
+                raise P2PError(
+                    f"DDIM inversion produced NaN/inf at step {n - k} of {n}. The model may not "
                     "support this precision: run it in fp32 (e.g. --force-fp32) or check the latent."
                 )
             traj.append(x)
@@ -132,9 +132,9 @@ def inversion_sigmas(model_patcher, steps: int) -> torch.Tensor:
     return comfy.samplers.calculate_sigmas(model_patcher.get_model_object("model_sampling"), SCHEDULER, steps).float()
 
 
-def _clone_conditioning(cond, node: str, what: str):
+def _clone_conditioning(cond, what: str):
     if not isinstance(cond, list) or not cond:
-        raise ValueError(f"{node}: the {what} conditioning is empty. Connect a CLIPTextEncode output.")
+        raise P2PError(f"the {what} conditioning is empty.", fix="encode_text")
     out = []
     for entry in cond:
         tensor, extra = entry[0], dict(entry[1])
@@ -145,13 +145,13 @@ def _clone_conditioning(cond, node: str, what: str):
     return out
 
 
-def _first_rows(cond, node: str):
+def _first_rows(cond):
     """A Prompt Pair's conditioning (a row per batch item) -> its source row (row 0)."""
     out = []
     for tensor, extra in cond:
         if tensor is not None and tensor.shape[0] > 1:
-            logging.info("%s: the positive conditioning has %d rows; inverting with row 0 (the source).", node,
-                         tensor.shape[0])
+            logging.info("Prompt-to-Prompt: the positive conditioning has %d rows; inverting with row 0 (the "
+                         "source).", tensor.shape[0])
             tensor = tensor[:1]
             extra = {k: (v[:1] if k == "pooled_output" and isinstance(v, torch.Tensor) else v) for k, v in extra.items()}
         out.append([tensor, extra])
@@ -170,7 +170,6 @@ def invert(
     early_stop: bool = True,
     progress: Callable[[int, int], None] | None = None,
     check_interrupt: Callable[[], None] | None = None,
-    node: str = "P2P Invert",
 ) -> Inversion:
     """Invert `latent` (a LATENT dict or its samples, batch 1) under the source prompt `positive`.
 
@@ -179,29 +178,26 @@ def invert(
     import comfy.patcher_extension
     import comfy.samplers
 
-    impl = strategy(method, node)
+    impl = strategy(method)
     samples = latent["samples"] if isinstance(latent, dict) else latent
     if not isinstance(samples, torch.Tensor) or samples.ndim < 4:
-        raise ValueError(f"{node}: the latent input is not a LATENT (connect VAEEncode's output).")
+        raise P2PError("the latent input is not a LATENT.", fix="encode_image")
     if getattr(samples, "is_nested", False) or samples.shape[0] != 1:
-        raise ValueError(
-            f"{node}: the latent has batch {samples.shape[0]}; invert one image at a time (VAEEncode of a "
-            "single image, or pick one with 'Latent From Batch')."
-        )
+        raise P2PError(f"the latent has batch {samples.shape[0]}; invert one image at a time.", fix="one_image")
     if steps < 1:
-        raise ValueError(f"{node}: steps must be at least 1.")
-    impl.check(float(guidance), int(inner_iterations), node)
+        raise P2PError("steps must be at least 1.")
+    impl.check(float(guidance), int(inner_iterations))
     if isinstance(latent, dict) and latent.get("noise_mask") is not None:
-        logging.warning("%s: the latent's noise mask is ignored by the inversion.", node)
+        warn("the latent's noise mask is ignored by the inversion.")
 
     started = time.perf_counter()
-    run = _InversionRun(impl, guidance, inner_iterations, early_stop, progress, check_interrupt, node)
+    run = _InversionRun(impl, guidance, inner_iterations, early_stop, progress, check_interrupt)
     sigmas = inversion_sigmas(model_patcher, steps)
     if len(sigmas) < 2:
-        raise ValueError(f"{node}: the ddim_uniform schedule of {steps} steps is empty for this model.")
+        raise P2PError(f"the ddim_uniform schedule of {steps} steps is empty for this model.")
     with torch.inference_mode(False):
-        pos = _first_rows(_clone_conditioning(positive, node, "positive (source prompt)"), node)
-        neg = _clone_conditioning(negative, node, "negative")
+        pos = _first_rows(_clone_conditioning(positive, "positive (source prompt)"))
+        neg = _clone_conditioning(negative, "negative")
         x_latent = samples.detach().clone().float()
         sigmas_run = sigmas.clone()
 
@@ -213,7 +209,7 @@ def invert(
             return executor(x, *args, **kwargs)
 
         patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, _COUNT_KEY, count_evals)
-        impl.prepare(run, patched, neg, node)
+        impl.prepare(run, patched, neg)
 
         guider = comfy.samplers.CFGGuider(patched)
         guider.set_conds(pos, neg)
@@ -223,7 +219,7 @@ def invert(
         )
         out = out.detach().float().cpu().clone()
     if not torch.isfinite(out).all():
-        raise FloatingPointError(f"{node}: the inverted latent contains NaN/inf.")
+        raise P2PError("the inverted latent contains NaN/inf.")
 
     return Inversion(
         method=method,
