@@ -10,7 +10,8 @@ import torch
 
 from .edits import PromptSet
 from .errors import P2PError, warn
-from .prompts import tokenize_prompts
+from .prompts import tokenize_streams
+from .text_streams import context_prompt
 from .vocabulary import known_vocabulary, unknown_words
 
 COND_UID_KEY = "p2p_prompts_uid"  # on the Prompt Pair's conditioning: P2P Apply checks the sampler gets it
@@ -24,12 +25,14 @@ def encode_prompt_set(clip, source: str, edits: list[str]):
         raise P2PError("the source prompt is empty. Write the prompt of the image to edit.")
     if not edits:
         raise P2PError("no edit prompt. Write one edited prompt per line in 'edits'.")
-    token_dicts, tokenized = tokenize_prompts(clip, [source, *edits])
+    token_dicts, streams = tokenize_streams(clip, [source, *edits])
     conds, pooled = [], []
     for tokens in token_dicts:
         out = clip.encode_from_tokens(tokens, return_pooled=True, return_dict=True)
         conds.append(out.pop("cond"))
         pooled.append(out.get("pooled_output"))
+    has_t5 = getattr(clip.cond_stage_model, "t5xxl", None) is not None
+    tokenized = [context_prompt(s, c.shape[1], has_t5) for s, c in zip(streams, conds)]
     _refuse_no_op_edits(clip, tokenized, conds, pooled)
     prompts = PromptSet(prompts=tuple(tokenized))
     extra = {COND_UID_KEY: prompts.uid}

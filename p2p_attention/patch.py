@@ -1,9 +1,10 @@
 """Install an edit on a ModelPatcher clone through ComfyUI's patch API only.
 
-Every BasicTransformerBlock gets an attn1 and an attn2 replace patch (wrapping any replace
-patch another pack registered before us), an OUTER_SAMPLE wrapper validates the batch before
-sampling starts (so bad input fails with a clear message instead of deep in torch), and an
-inversion and a local blend add their sampler hooks.
+On a UNet every BasicTransformerBlock gets an attn1 and an attn2 replace patch (wrapping any
+replace patch another pack registered before us); on an MM-DiT an attention override does the
+same job (dit_install.py). An OUTER_SAMPLE wrapper validates the batch before sampling starts (so
+bad input fails with a clear message instead of deep in torch), and an inversion and a local
+blend add their sampler hooks.
 """
 
 from __future__ import annotations
@@ -11,6 +12,9 @@ from __future__ import annotations
 from .batch import check_items
 from .blend import make_post_cfg
 from .conditioning import COND_UID_KEY
+from .dit_blocks import attention_blocks, dit_family, parse_self_blocks, patch_size
+from .dit_install import install_dit_edit
+from .dit_runtime import DiTRuntime
 from .edits import EditPlan, compile_plan, unchanged_edits
 from .errors import Explain, P2PError, as_is, warn
 from .inversion import install_inversion
@@ -66,42 +70,34 @@ def apply_edit(
     map_downsample: int = DEFAULT_MAP_DOWNSAMPLE,
     inversion=None,
     explain: Explain = as_is,
+    self_blocks: str = "auto",
 ):
     """A patched clone of `model_patcher` (the input is never mutated) and its runtime.
-    self_min_downsample 0 (auto): 2 with an inversion (real image), else 4, as the official notebooks.
+    UNet models: self_min_downsample 0 (auto) is 2 with an inversion (real image), else 4, as the
+    official notebooks; map_downsample sets the store's resolution. MM-DiT models (Flux.1, SD3):
+    self_blocks chooses the blocks with self injection (dit_blocks.parse_self_blocks).
     `explain` turns an error raised while the patched model samples into what the user reads."""
     import comfy.patcher_extension
 
-    diffusion_model = model_patcher.get_model_object("diffusion_model")
-    keys = transformer_block_keys(diffusion_model)
-    if not keys:
-        raise P2PError(
-            "this MODEL has no UNet cross-attention blocks (DiT models such as Flux, SD3 or "
-            "Wan are not supported). Use an SD1.x, SD2.x or SDXL checkpoint."
-        )
-    if self_min_downsample == SELF_MIN_DOWNSAMPLE_AUTO:
-        real = inversion is not None
-        self_min_downsample = REAL_IMAGE_SELF_MIN_DOWNSAMPLE if real else DEFAULT_SELF_MIN_DOWNSAMPLE
-    factors = block_downsample(diffusion_model)
-    factor = choose_factor(set(factors.values()), map_downsample)
-    store = AttentionStore({k for k, f in factors.items() if f == factor}, factor, plan.prompts)
-    runtime = P2PRuntime(
-        plan=plan, compiled=compile_plan(plan), reference=reference,
-        self_min_downsample=self_min_downsample, store=store,
-    )
-    same = unchanged_edits(plan, runtime.compiled)
+    family = dit_family(model_patcher)
+    compiled = compile_plan(plan)
+    same = unchanged_edits(plan, compiled)
     if same and inversion is None:  # with an inversion, an identical edit is a reconstruction check
         warn("edit prompt(s) %s equal the source and no word is reweighted: they will give the source image "
              "back.", same)
     patched = model_patcher.clone()
-    existing = patched.model_options.get("transformer_options", {}).get("patches_replace", {})
-    for kind, setter in (("attn1", patched.set_model_attn1_replace), ("attn2", patched.set_model_attn2_replace)):
-        registered = existing.get(kind, {})
-        for name, number, index in keys:
-            prior = registered.get((name, number, index), registered.get((name, number)))
-            if isinstance(prior, P2PAttentionPatch):  # P2P applied twice: the newer edit replaces the older
-                prior = prior.prior
-            setter(P2PAttentionPatch(runtime, kind, prior), name, number, index)
+    if family is None:
+        runtime = _install_unet(patched, plan, compiled, reference, self_min_downsample, map_downsample,
+                                inversion is not None)
+    else:
+        if inversion is not None:
+            raise P2PError("inversion (P2P Invert) works on SD1.x, SD2.x and SDXL models; this MODEL is "
+                           f"{family}.")
+        blocks = attention_blocks(model_patcher, family)
+        store = AttentionStore(set(), patch_size(model_patcher), plan.prompts)
+        runtime = DiTRuntime(plan=plan, compiled=compiled, self_blocks=parse_self_blocks(self_blocks, blocks, family),
+                             reference=reference, store=store)
+        install_dit_edit(patched, runtime, family, blocks)
     patched.add_wrapper_with_key(
         comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, WRAPPER_KEY, make_outer_sample_wrapper(runtime, explain)
     )
@@ -110,5 +106,27 @@ def apply_edit(
         # must copy the corrected source outside its mask.
         install_inversion(patched, inversion, n_items=1 + runtime.compiled.n_edits, explain=explain)
     if plan.blend is not None:
-        patched.set_model_sampler_post_cfg_function(make_post_cfg(plan.blend, store, plan.prompts))
+        patched.set_model_sampler_post_cfg_function(make_post_cfg(plan.blend, runtime.store, plan.prompts))
     return patched, runtime
+
+
+def _install_unet(patched, plan, compiled, reference, self_min_downsample, map_downsample, real_image):
+    """attn1/attn2 replace patches on every transformer block (wrapping another pack's)."""
+    diffusion_model = patched.get_model_object("diffusion_model")
+    keys = transformer_block_keys(diffusion_model)
+    if self_min_downsample == SELF_MIN_DOWNSAMPLE_AUTO:
+        self_min_downsample = REAL_IMAGE_SELF_MIN_DOWNSAMPLE if real_image else DEFAULT_SELF_MIN_DOWNSAMPLE
+    factors = block_downsample(diffusion_model)
+    factor = choose_factor(set(factors.values()), map_downsample)
+    store = AttentionStore({k for k, f in factors.items() if f == factor}, factor, plan.prompts)
+    runtime = P2PRuntime(plan=plan, compiled=compiled, reference=reference, self_min_downsample=self_min_downsample,
+                         store=store)
+    existing = patched.model_options.get("transformer_options", {}).get("patches_replace", {})
+    for kind, setter in (("attn1", patched.set_model_attn1_replace), ("attn2", patched.set_model_attn2_replace)):
+        registered = existing.get(kind, {})
+        for name, number, index in keys:
+            prior = registered.get((name, number, index), registered.get((name, number)))
+            if isinstance(prior, P2PAttentionPatch):  # P2P applied twice: the newer edit replaces the older
+                prior = prior.prior
+            setter(P2PAttentionPatch(runtime, kind, prior), name, number, index)
+    return runtime

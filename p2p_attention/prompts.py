@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from .errors import P2PError
 
 START, END, PAD = "start", "end", "pad"
+T5_KEY = "t5xxl"  # the T5 stream of clip.tokenize (Flux.1, SD3): one chunk, its own word positions
 
 _EDGE_PUNCT = re.compile(r"^[\W_]+|[\W_]+$")
 _ALNUM = re.compile(r"[^\W_]")
@@ -39,7 +40,8 @@ class TokenizedPrompt:
     # Additions (defaults keep the documented constructor working):
     special: tuple[str, ...] = ()  # per position: "" for word tokens, else "start" / "end" / "pad"
     token_text: tuple[str, ...] = ()  # per position: readable token ("cat", ",", "<|endoftext|>", "<pad>")
-    chunk_len: int = 77
+    chunk_len: int = 77  # 0 for a prompt over several streams
+    parts: tuple = ()  # the streams' own TokenizedPrompts (text_streams.concat_streams), else ()
 
     @property
     def length(self) -> int:
@@ -99,8 +101,8 @@ def _sub_tokenizer(clip, key: str):
         if sub is not None and hasattr(sub, "tokenizer") and hasattr(sub, "tokens_start"):
             return sub
     raise P2PError(
-        f"Prompt-to-Prompt supports CLIP text encoders (SD1.x, SDXL); this CLIP's tokenizer "
-        f"({type(tok).__name__}, key {key!r}) is not one of them."
+        f"Prompt-to-Prompt supports CLIP and T5 text encoders (SD1.x, SDXL, Flux.1, SD3); this CLIP's "
+        f"tokenizer ({type(tok).__name__}, key {key!r}) is not one of them."
     )
 
 
@@ -209,37 +211,60 @@ def _is_chunk_list(value) -> bool:
     return isinstance(value, list) and len(value) > 0 and all(isinstance(c, list) for c in value)
 
 
+def _equal_length_tokens(clip, texts: list[str], raw: list[dict]) -> list[dict]:
+    """Re-tokenize so single-chunk streams (T5) have one length across prompts (a long prompt grows
+    past the minimum length); the encoded contexts then concatenate into one batch."""
+    longest = {}
+    for r in raw:
+        for k, v in r.items():
+            if isinstance(v, list) and len(v) == 1 and isinstance(v[0], list) and k == T5_KEY:
+                longest[k] = max(longest.get(k, 0), len(v[0]))
+    if not longest or all(len(r[k][0]) == n for r in raw for k, n in longest.items()):
+        return raw
+    options = {f"{k}_min_length": n for k, n in longest.items()}
+    return [clip.tokenize(t, return_word_ids=True, tokenizer_options=options) for t in texts]
+
+
 def tokenize_prompts(clip, texts: list[str]) -> tuple[list[dict], list[TokenizedPrompt]]:
+    """tokenize_streams, with the TokenizedPrompts of the first stream (a CLIP-only text encoder)."""
+    token_dicts, streams = tokenize_streams(clip, texts)
+    return token_dicts, [next(iter(s.values())) for s in streams]
+
+
+def tokenize_streams(clip, texts: list[str]) -> tuple[list[dict], list[dict[str, TokenizedPrompt]]]:
     """Tokenize each text with ComfyUI's tokenizer (clip.tokenize) and pad every prompt to the same
-    number of chunks with the tokenizer's own chunk of "" (per key), so the encoded conditionings
-    concatenate into one batch. Returns the per-prompt token dicts (for
-    clip.encode_from_tokens(tokens, return_pooled=True)) and the TokenizedPrompts (positions of the
-    first tokenizer key; every key must agree on where the word tokens are)."""
+    number of chunks with the tokenizer's own chunk of "" (per key), and T5 streams to one length, so
+    the encoded conditionings concatenate into one batch. Returns the per-prompt token dicts (for
+    clip.encode_from_tokens(tokens, return_pooled=True)) and, per prompt, a TokenizedPrompt per
+    stream: the CLIP keys agree on where the word tokens are (one is kept), T5 has its own."""
     raw = [clip.tokenize(t, return_word_ids=True) for t in texts]
     if not raw:
         return [], []
+    raw = _equal_length_tokens(clip, texts, raw)
     keys = [k for k, v in raw[0].items() if _is_chunk_list(v)]
     if not keys:
         raise P2PError("Prompt-to-Prompt: this CLIP's tokenizer output has no token chunks.")
-    n_chunks = max(len(r[k]) for r in raw for k in keys)
     empty = clip.tokenize("", return_word_ids=True)
-    for r in raw:
-        for k in keys:
+    for k in keys:
+        n_chunks = max(len(r[k]) for r in raw)
+        for r in raw:
             while len(r[k]) < n_chunks:
                 r[k].append(list(empty[k][0]))
 
-    first = keys[0]
-    sub = _sub_tokenizer(clip, first)
-    tokenized = []
+    clip_keys = [k for k in keys if k != T5_KEY]
+    streams = []
     for text, r in zip(texts, raw):
-        layout = [[e[2] != 0 for e in c] for c in r[first]]
-        for k in keys[1:]:
-            if [[e[2] != 0 for e in c] for c in r[k]] != layout:
-                raise P2PError(
-                    f"Prompt {text!r}: the text encoders {first!r} and {k!r} place the words at different "
-                    "token positions; Prompt-to-Prompt needs them aligned."
-                )
-        tokenized.append(_build(text, r[first], sub))
+        if clip_keys:
+            first = clip_keys[0]
+            layout = [[e[2] != 0 for e in c] for c in r[first]]
+            for k in clip_keys[1:]:
+                if [[e[2] != 0 for e in c] for c in r[k]] != layout:
+                    raise P2PError(
+                        f"Prompt {text!r}: the text encoders {first!r} and {k!r} place the words at different "
+                        "token positions; Prompt-to-Prompt needs them aligned."
+                    )
+        kept = clip_keys[:1] + [k for k in keys if k == T5_KEY]
+        streams.append({k: _build(text, r[k], _sub_tokenizer(clip, k)) for k in kept})
 
     token_dicts = []
     for r in raw:
@@ -250,7 +275,7 @@ def tokenize_prompts(clip, texts: list[str]) -> tuple[list[dict], list[Tokenized
             else:
                 d[k] = v
         token_dicts.append(d)
-    return token_dicts, tokenized
+    return token_dicts, streams
 
 
 # ----------------------------------------------------------------------------- mappers

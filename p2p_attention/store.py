@@ -45,13 +45,16 @@ class AttentionStore:
         h, w = math.ceil(H / self.factor), math.ceil(W / self.factor)
         if h * w != q.shape[1]:
             return
-        maps = attention_maps(q[idx], k[idx], extra["n_heads"], extra.get("attn_precision")).mean(1)
+        self.add(attention_maps(q[idx], k[idx], extra["n_heads"], extra.get("attn_precision")).mean(1), h, w, coeffs)
+
+    def add(self, maps: torch.Tensor, h: int, w: int, coeffs=None) -> None:
+        """Accumulate one layer's head-averaged maps [source + edits, h*w, Lk] as the edit used them."""
         if coeffs is not None:
             # Head mean first: the edit's coefficients are per token, the same for every head.
             mapped = maps[:1] @ coeffs.M.float()  # [N, Nq, Lk]
             maps = torch.cat([maps[:1], coeffs.a1.float()[:, None] * mapped + coeffs.a2.float()[:, None] * maps[1:]])
         reps = maps.shape[-1] // self.token_length  # context repeated to the cond/uncond LCM
-        maps = maps.reshape(len(idx), h, w, reps, self.token_length).sum(3)
+        maps = maps.reshape(maps.shape[0], h, w, reps, self.token_length).sum(3)
         if self.sum is None or self.sum.shape != maps.shape:
             self.sum = torch.zeros_like(maps)
         self.sum += maps

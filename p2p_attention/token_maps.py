@@ -14,6 +14,12 @@ from .errors import P2PError
 from .prompts import END, PAD, START, TokenizedPrompt
 
 
+def _per_stream(mapper, src: TokenizedPrompt, edit: TokenizedPrompt):
+    """A prompt over several streams (SD3: CLIP rows then T5 rows): each stream maps on its own."""
+    pairs = [mapper(a, b) for a, b in zip(src.parts, edit.parts)]
+    return torch.block_diag(*(m for m, _ in pairs)), torch.cat([a for _, a in pairs])
+
+
 def _check_pair(src: TokenizedPrompt, edit: TokenizedPrompt) -> None:
     if src.length != edit.length or src.chunk_len != edit.chunk_len:
         raise P2PError(
@@ -62,6 +68,8 @@ def swap_mapper(src: TokenizedPrompt, edit: TokenizedPrompt) -> tuple[torch.Tens
     behaviour: each source row sums to 1). Edit positions without any source (a word with no
     tokens in the source) get alpha 0."""
     _check_pair(src, edit)
+    if src.parts:
+        return _per_stream(swap_mapper, src, edit)
     if len(src.words) != len(edit.words):
         raise P2PError(
             f"Word swap needs the same number of words in both prompts: the source has {len(src.words)}, "
@@ -130,6 +138,8 @@ def refine_mapper(src: TokenizedPrompt, edit: TokenizedPrompt) -> tuple[torch.Te
     tokens get alpha 0 and an all-zero column; deleted source tokens an all-zero row. Specials are
     mapped as in swap_mapper."""
     _check_pair(src, edit)
+    if src.parts:
+        return _per_stream(refine_mapper, src, edit)
     n = src.length
     M = torch.zeros(n, n, dtype=torch.float32)
     alpha = torch.ones(n, dtype=torch.float32)

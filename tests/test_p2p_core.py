@@ -197,7 +197,7 @@ def test_bad_inputs_give_clear_errors(tiny_sd1):
 
     spec = ModelSpec.tiny("sd1")
     spec.unet.update(transformer_depth=[0, 0, 0], transformer_depth_output=[0] * 6, transformer_depth_middle=0)
-    with pytest.raises(P2PError, match="^this MODEL has no UNet cross-attention"):
+    with pytest.raises(P2PError, match=r"^this MODEL \(SD15\) is not supported: Prompt-to-Prompt runs on SD1.x"):
         apply_edit(build_unet(spec), refine)
 
 

@@ -1,0 +1,54 @@
+"""Installation of an edit on an MM-DiT ModelPatcher clone, through the patcher API only: a keyed
+APPLY_MODEL wrapper puts the joint-attention override into each model call's transformer_options
+(around any override already there), and on SD3, whose blocks do not name themselves, a "dit"
+block replace patch per joint block tags the call with its block (wrapping any patch there)."""
+
+from __future__ import annotations
+
+from .dit_blocks import SD3, patch_size, token_grid
+from .dit_runtime import GRID_KEY, IMG_KEY, TXT_KEY, DiTRuntime, JointAttentionOverride
+
+WRAPPER_KEY = "p2p_attention"
+OVERRIDE_KEY = "optimized_attention_override"
+
+
+def make_apply_model_wrapper(runtime: DiTRuntime, patch: int):
+    def apply_model(executor, x, t, c_concat=None, c_crossattn=None, control=None, transformer_options=None,
+                    **kwargs):
+        to = dict(transformer_options or {})
+        grid = token_grid(x.shape, patch)
+        to[TXT_KEY], to[IMG_KEY], to[GRID_KEY] = int(c_crossattn.shape[1]), grid[0] * grid[1], grid
+        to[OVERRIDE_KEY] = JointAttentionOverride(runtime, to.get(OVERRIDE_KEY))
+        return executor(x, t, c_concat, c_crossattn, control, to, **kwargs)
+
+    return apply_model
+
+
+class BlockTag:
+    """SD3 joint block replace patch: the block's calls carry block_type/block_index, as Flux's do."""
+
+    def __init__(self, index: int, prior=None):
+        self.index, self.prior = index, prior
+
+    def __call__(self, args, extra):
+        args = {**args, "transformer_options": {**args["transformer_options"], "block_type": "joint",
+                                                "block_index": self.index}}
+        return self.prior(args, extra) if self.prior is not None else extra["original_block"](args)
+
+    def __deepcopy__(self, memo):
+        return self
+
+
+def install_dit_edit(patched, runtime: DiTRuntime, family: str, blocks) -> None:
+    import comfy.patcher_extension
+
+    patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, WRAPPER_KEY,
+                                 make_apply_model_wrapper(runtime, patch_size(patched)))
+    if family != SD3:
+        return
+    registered = patched.model_options.get("transformer_options", {}).get("patches_replace", {}).get("dit", {})
+    for _, i in blocks:
+        prior = registered.get(("double_block", i))
+        if isinstance(prior, BlockTag):  # applied twice: the newer edit keeps the older's prior
+            prior = prior.prior
+        patched.set_model_patch_replace(BlockTag(i, prior), "dit", "double_block", i)

@@ -1,0 +1,113 @@
+"""Attention time on MM-DiT models: one optimized_attention_override serves every block of Flux.1
+and SD3/SD3.5, installed per model call by an APPLY_MODEL wrapper that also records the text and
+image token counts of the call and wraps any override already there (another pack's, or ComfyUI's
+attention backend selector), so every attention call still goes through it.
+
+Per joint call: source, unconditional and edit text rows attend as usual; the edit image rows run
+joint_attention (cross maps edited in every block, self maps in the chosen blocks). SD3.5's
+image-only second attention is a plain self attention: it gets self injection only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from . import joint_attention as ja
+from .batch import batch_layout
+from .edits import CompiledEdit, EditPlan
+from .steps import StepClock
+from .store import AttentionStore
+
+TXT_KEY, IMG_KEY, GRID_KEY = "p2p_txt_tokens", "p2p_img_tokens", "p2p_img_grid"
+_STORE_HEAD_CHUNK = 4  # heads per map product while storing (bounds the transient memory)
+
+
+def _heads(q, k, v, heads, skip_reshape):
+    """Any backend call's q/k/v -> [B, H, L, D] (Flux passes them so; SD3 as [B, L, H*D], v 4-D)."""
+    if skip_reshape:
+        return q, k, v
+    b = q.shape[0]
+    return tuple(t.reshape(b, t.shape[1], heads, -1).transpose(1, 2) for t in (q, k, v))
+
+
+@dataclass
+class DiTRuntime:
+    plan: EditPlan
+    compiled: CompiledEdit
+    self_blocks: set
+    reference: bool = False
+    store: AttentionStore | None = None
+    clock: StepClock = field(default_factory=StepClock)
+
+    def attend(self, backend, args, kwargs):
+        to = kwargs.get("transformer_options") or {}
+        n_txt, n_img = to.get(TXT_KEY), to.get(IMG_KEY)
+        q, k, v = args[:3]
+        heads = args[3] if len(args) > 3 else kwargs["heads"]
+        skip = kwargs.get("skip_reshape", False)
+        length = q.shape[2] if skip else q.shape[1]
+        joint = n_txt is not None and length == n_txt + n_img
+        image_only = n_img is not None and length == n_img and not joint
+        if not (joint or image_only) or kwargs.get("mask") is not None:
+            return backend(*args, **kwargs)  # another attention (e.g. Kontext references): untouched
+        layout = batch_layout(q.shape[0], to["cond_or_uncond"], self.compiled.n_edits)
+        step, n_steps = self.clock(to)
+        block = (to.get("block_type"), to.get("block_index"))
+        inject = block in self.self_blocks and self.compiled.self_active(step, n_steps)
+        qh, kh, vh = _heads(q, k, v, heads, skip)
+        coeffs = None
+        if joint:
+            coeffs = self.compiled.cross_coefficients(step, n_steps, n_txt, q.device, q.dtype)
+            if self.store is not None and layout.groups:
+                self._record(qh, kh, n_txt, layout, coeffs, to[GRID_KEY])
+        if (coeffs is None and not inject) or not layout.groups:
+            return backend(*args, **kwargs)
+
+        def sdpa(q_, k_, v_):
+            # _inside_attn_wrapper: a wrapped backend must not hand the call back to an override.
+            out = backend(q_, k_, v_, heads, skip_reshape=True, transformer_options=to, _inside_attn_wrapper=True)
+            return out.reshape(q_.shape[0], q_.shape[2], heads, -1).transpose(1, 2)
+
+        edits = [e for _, es in layout.groups for e in es]
+        rest = [i for i in range(q.shape[0]) if i not in set(edits)]
+        out = qh.new_empty(qh.shape[0], heads, length, vh.shape[-1])
+        if rest:
+            out[rest] = sdpa(qh[rest], kh[rest], vh[rest])
+        for src, es in layout.groups:
+            out[es] = self._edit(sdpa, qh[src : src + 1], kh[src : src + 1], qh[es], kh[es], vh[es],
+                                 n_txt if joint else 0, coeffs, inject)
+        return out.transpose(1, 2).reshape(q.shape[0], length, -1)
+
+    def _edit(self, sdpa, q_s, k_s, q_e, k_e, v_e, n_txt, coeffs, inject):
+        if n_txt == 0:  # image-only attention: the source's self map on the edit's values
+            return (ja.joint_maps(q_s, k_s).expand(q_e.shape[0], -1, -1, -1) @ v_e.float()).to(v_e.dtype) \
+                if self.reference else sdpa(q_s.expand(q_e.shape[0], -1, -1, -1), k_s.expand_as(k_e), v_e)
+        text_rows = sdpa(q_e[:, :, :n_txt], k_e, v_e)
+        image = ja.edit_rows_reference if self.reference else (lambda *a: ja.edit_rows_fast(sdpa, *a))
+        image_rows = image(q_s[:, :, n_txt:], k_s, q_e[:, :, n_txt:], k_e, v_e, n_txt, coeffs, inject)
+        return torch.cat([text_rows, image_rows.to(text_rows.dtype)], 2)
+
+    def _record(self, qh, kh, n_txt, layout, coeffs, grid):
+        """The cross maps (image rows over text keys, renormalised: P2P's maps) of the first cond
+        chunk, head-averaged, into the store."""
+        src, es = layout.groups[0]
+        idx = [src, *es]
+        q_img, k_txt = qh[idx][:, :, n_txt:], kh[idx][:, :, :n_txt]
+        total = None
+        for h0 in range(0, q_img.shape[1], _STORE_HEAD_CHUNK):
+            part = ja.joint_maps(q_img[:, h0 : h0 + _STORE_HEAD_CHUNK], k_txt[:, h0 : h0 + _STORE_HEAD_CHUNK]).sum(1)
+            total = part if total is None else total + part
+        self.store.add(total / q_img.shape[1], grid[0], grid[1], coeffs)
+
+
+class JointAttentionOverride:
+    """optimized_attention_override(fn, *args, **kwargs): ours around whatever was installed."""
+
+    def __init__(self, runtime: DiTRuntime, prior=None):
+        self.runtime, self.prior = runtime, prior
+
+    def __call__(self, fn, *args, **kwargs):
+        backend = fn if self.prior is None else (lambda *a, **k: self.prior(fn, *a, **k))
+        return self.runtime.attend(backend, args, kwargs)
