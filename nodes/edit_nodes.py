@@ -118,18 +118,18 @@ class P2PApply(io.ComfyNode):
                 "is the source image, items 1..N the edits."
             ),
             inputs=[
-                io.Model.Input("model", tooltip="An SD1.x, SD2.x or SDXL model."),
+                io.Model.Input("model", tooltip="An SD1.x, SD2.x, SDXL, Flux.1 or SD3/SD3.5 model."),
                 Edit.Input("edit", tooltip="From P2P Word Swap / Refine / Reweight (stacked or not)."),
                 io.Int.Input(
                     "self_attn_min_downsample", default=SELF_MIN_DOWNSAMPLE_AUTO, min=0, max=64, optional=True,
-                    tooltip="Self-attention is injected only at layers at least this many times smaller than "
+                    tooltip="UNet models: self-attention is injected only at layers at least this many times smaller than "
                     "the latent. 0 = auto, as the official notebooks: 4 for generated images (16x16 maps at "
                     "512 px for SD1.x, 32x32 at 1024 px for SDXL), 2 with an inversion (32x32 at 512 px). "
                     "Lower it to keep more of the source's layout.",
                 ),
                 io.Int.Input(
                     "map_downsample", default=DEFAULT_MAP_DOWNSAMPLE, min=1, max=64, optional=True,
-                    tooltip="Resolution of the attention store and local blend, as a factor of the latent "
+                    tooltip="UNet models: resolution of the attention store and local blend, as a factor of the latent "
                     "(4 = 16x16 maps at 512 px SD1.x, 32x32 at 1024 px SDXL); the nearest level the UNet has "
                     "is used.",
                 ),
@@ -138,6 +138,13 @@ class P2PApply(io.ComfyNode):
                     tooltip="From P2P Invert, to edit a real image. Sample with KSamplerAdvanced (add_noise "
                     "disabled) or SamplerCustom (add_noise off) with sampler ddim, scheduler ddim_uniform and "
                     "the inversion's steps, on P2P Invert's LATENT through P2P Latent Batch.",
+                ),
+                io.String.Input(
+                    "self_blocks", default="auto", optional=True,
+                    tooltip="Flux / SD3 only: the blocks whose self-attention (image to image) comes from the "
+                    "source during self_replace. auto = Flux's single blocks 20-37 (where RF-Solver-Edit and "
+                    "FireFlow inject the source), every joint block on SD3; or e.g. 'single 20-37, double 0-18', "
+                    "'all', 'none'.",
                 ),
                 io.Combo.Input(
                     "attention_path", options=["fast", "reference"], default="fast", optional=True,
@@ -154,11 +161,12 @@ class P2PApply(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, edit, self_attn_min_downsample=SELF_MIN_DOWNSAMPLE_AUTO,
-                map_downsample=DEFAULT_MAP_DOWNSAMPLE, attention_path="fast", inversion=None) -> io.NodeOutput:
+                map_downsample=DEFAULT_MAP_DOWNSAMPLE, attention_path="fast", inversion=None,
+                self_blocks="auto") -> io.NodeOutput:
         with reported_by(cls):
             patched, runtime = apply_edit(
                 model, edit, reference=attention_path == "reference", self_min_downsample=self_attn_min_downsample,
-                map_downsample=map_downsample, inversion=inversion, explain=explainer(cls),
+                map_downsample=map_downsample, inversion=inversion, explain=explainer(cls), self_blocks=self_blocks,
             )
         return io.NodeOutput(patched, runtime.store)
 
