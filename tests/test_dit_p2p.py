@@ -213,3 +213,76 @@ def test_sd3_context_maps_every_stream(t5):
     M, alpha = refine_mapper(src, edit)
     assert not M[:154, 154:].any() and not M[154:, :154].any()  # each stream maps on its own
     assert alpha[edit.positions_of("big")].eq(0).all() and alpha[circle].eq(1).all()
+
+
+def test_t5_words_align_with_the_tail_and_padding():
+    """Flux's context is T5 only: no start token, '</s>' then padding to at least 256 tokens."""
+    from p2p_attention.token_maps import swap_mapper
+
+    clip = _models("flux").clip
+    cond, ps = encode_prompt_set(clip, SRC, ["a magenta circle on the left"])
+    src, edit = ps.source, ps.edits[0]
+    assert src.length == edit.length == cond[0][0].shape[1] == 256
+    assert src.special[:8] == ("",) * 7 + ("end",) and set(src.special[8:]) == {"pad"}
+    magenta = edit.word_positions[1]
+    assert len(magenta) > 1 and len(src.word_positions[1]) == 1  # 'red' is one piece, 'magenta' three
+    M, alpha = swap_mapper(src, edit)
+    red = src.word_positions[1][0]
+    assert torch.allclose(M[red, list(magenta)], torch.full((len(magenta),), 1 / len(magenta)))
+    shift = len(magenta) - 1
+    for i in range(src.word_positions[2][0], 256 - shift):  # 'circle' ... '</s>' and the padding follow
+        j = i + shift
+        assert M[i, j] == 1 and M[:, j].sum() == 1, (i, j)
+    assert alpha.eq(1).all()
+    long = " ".join(["red circle"] * 150)  # past 256 T5 tokens
+    cond, ps = encode_prompt_set(clip, long, [SRC])
+    assert ps.source.length == ps.edits[0].length == cond[0][0].shape[1] > 256
+
+
+def test_flow_models_are_refused_by_inversion():
+    from p2p_attention.inversion import invert
+
+    model, clip, _ = _models("flux")
+    pos = encode(clip, SRC)
+    with pytest.raises(P2PError, match="^inversion works on SD1.x, SD2.x and SDXL models; this MODEL is flux"):
+        invert(model, pos, pos, {"samples": torch.zeros(1, 16, 8, 8)}, method="ddim", steps=2)
+
+
+def test_a_block_patch_registered_before_still_runs_on_sd3():
+    model, clip, _ = _models("sd3")
+    seen = []
+
+    def other(args, extra):
+        seen.append(args["transformer_options"].get("block_index"))
+        return extra["original_block"](args)
+
+    base = model.clone()
+    for i in range(2):
+        base.set_model_patch_replace(other, "dit", "double_block", i)
+    cond, prompts = encode_prompt_set(clip, SRC, ["a green circle on the left"])
+    patched, _ = apply_edit(base, _swap(prompts))
+    sample(patched, cond, encode(clip, ""), _latent(2), steps=1, cfg=4.0, scheduler="simple")
+    assert seen == [0, 1]  # ours tags the block, then hands it to the earlier patch
+
+
+def test_an_attention_backend_chosen_after_p2p_apply_keeps_the_edit():
+    """ComfyUI 0.33's ModelPatcher.set_model_optimized_attention writes the same override slot."""
+    model, clip, _ = _models("flux")
+    cond, prompts = encode_prompt_set(clip, SRC, ["a green circle on the left"])
+    patched, _ = apply_edit(model, _swap(prompts))
+    after = patched.clone()
+    if not hasattr(after, "set_model_optimized_attention"):
+        pytest.skip("this ComfyUI has no set_model_optimized_attention")
+    calls = []
+
+    def backend(*args, **kwargs):
+        from comfy.ldm.modules.attention import attention_pytorch
+
+        calls.append(1)
+        return attention_pytorch(*args, **kwargs)
+
+    after.set_model_optimized_attention(backend)
+    edited = sample(patched, cond, cond, _latent(2), steps=2, cfg=1.0, scheduler="simple")
+    chosen = sample(after, cond, cond, _latent(2), steps=2, cfg=1.0, scheduler="simple")
+    assert len(calls) > 2 * 4  # the chosen backend runs every call, the edit's sub-calls included
+    assert (chosen - edited).abs().max().item() <= fp_bound(edited, torch.float32, unet_evals(2))

@@ -9,6 +9,7 @@ from typing import Callable
 
 import torch
 
+from ..dit_blocks import dit_family
 from ..errors import P2PError, warn
 from .methods import strategy
 from .result import _COUNT_KEY, SCHEDULER, Inversion
@@ -178,6 +179,10 @@ def invert(
     import comfy.patcher_extension
     import comfy.samplers
 
+    family = dit_family(model_patcher)
+    if family is not None:  # their flow-matching sampling has no DDIM step to reverse
+        raise P2PError(f"inversion works on SD1.x, SD2.x and SDXL models; this MODEL is {family} (flow "
+                       "matching), which it does not support yet.")
     impl = strategy(method)
     samples = latent["samples"] if isinstance(latent, dict) else latent
     if not isinstance(samples, torch.Tensor) or samples.ndim < 4:
