@@ -2,7 +2,8 @@
 
 Job kinds:
   sample  - sampling of a [source + 1 edit] latent batch, mode plain | p2p | p2p_ref, or the
-            "self at every layer" variants p2p_selfall | p2p_selfall_ref
+            "self at every layer" variants p2p_selfall | p2p_selfall_ref (on an MM-DiT: self
+            injection at the default blocks, self_blocks "auto", or at every block, "all")
   plain1  - plain sampling of ONE image (the inversion baseline), ddim / ddim_uniform
   invert  - p2p_attention.inversion.invert(method=...)
 
@@ -25,7 +26,8 @@ import time
 import torch
 
 P2P_MODES = {
-    # mode: (reference, self_min_downsample); None = ComfyUI's plain sampling, no patch
+    # mode: (reference, self_min_downsample); None = ComfyUI's plain sampling, no patch. On an MM-DiT
+    # self_min_downsample None -> self_blocks "auto" (the default blocks), 1 -> "all".
     "plain": None,
     "p2p": (False, None),
     "p2p_ref": (True, None),
@@ -222,7 +224,8 @@ def run_job(job: dict) -> dict:
     import bench_models
 
     t0, cpu0 = time.perf_counter(), time.process_time()
-    built = bench_models.build(job["model"], seed=job.get("seed", 0))
+    built = bench_models.build(job["model"], seed=job.get("seed", 0), blocks=job.get("blocks"),
+                               dtype=job.get("dtype") or "float32")
     build_s = time.perf_counter() - t0
     model = built["model"]
     size = int(job["size"])
@@ -261,7 +264,7 @@ def _sample_job(job, built, mem):
     from p2p_attention.patch import DEFAULT_SELF_MIN_DOWNSAMPLE, apply_edit
 
     size = int(job["size"])
-    latent = latent_batch({"samples": torch.zeros(1, 4, size, size)}, 2)
+    latent = latent_batch({"samples": torch.zeros(1, built.get("latent_channels", 4), size, size)}, 2)
     model = built["model"]
     mode = job["mode"]
     setting = P2P_MODES[mode]
@@ -269,11 +272,20 @@ def _sample_job(job, built, mem):
              "cfg": job["cfg"], "stop_after": job.get("stop_after")}
     if setting is not None:
         reference, self_min = setting
-        self_min = self_min or DEFAULT_SELF_MIN_DOWNSAMPLE
         plan = make_plan(built["prompts"], None, "swap", CROSS_REPLACE, SELF_REPLACE)
-        model, runtime = apply_edit(model, plan, reference=reference, self_min_downsample=self_min)
         extra.update({"edit": "word swap", "cross_replace": CROSS_REPLACE, "self_replace": SELF_REPLACE,
-                      "self_min_downsample": self_min, "reference": reference, "store": runtime.store is not None})
+                      "reference": reference})
+        if built.get("latent_channels", 4) == 16:  # MM-DiT: self injection by block
+            self_blocks = "all" if self_min == 1 else "auto"
+            model, runtime = apply_edit(model, plan, reference=reference, self_blocks=self_blocks)
+            blocks = dit_blocks(model)
+            extra.update({"self_blocks": self_blocks, "self_blocks_used": describe_blocks(runtime.self_blocks, blocks),
+                          "variant": dit_variant(self_blocks, runtime.self_blocks, blocks)})
+        else:
+            self_min = self_min or DEFAULT_SELF_MIN_DOWNSAMPLE
+            model, runtime = apply_edit(model, plan, reference=reference, self_min_downsample=self_min)
+            extra["self_min_downsample"] = self_min
+        extra["store"] = runtime.store is not None
 
     def once():
         sample(model, built["positive"], built["negative"], latent, job["sampler"], job["scheduler"],
@@ -282,6 +294,36 @@ def _sample_job(job, built, mem):
     mem.start()
     timed = _timed(once, job["device"], job["warmup"], job["reps"])
     return {**extra, **_summary(timed), **mem.result()}
+
+
+def dit_blocks(model) -> list[tuple[str, int]]:
+    from p2p_attention.dit_blocks import attention_blocks, dit_family
+
+    return attention_blocks(model, dit_family(model))
+
+
+def describe_blocks(chosen, blocks) -> str:
+    """{("single", 2), ("single", 3)} -> 'single 2-3' (ranges per block type, in model order)."""
+    parts = []
+    for kind in dict.fromkeys(t for t, _ in blocks):
+        idx = sorted(i for t, i in chosen if t == kind)
+        runs, start = [], None
+        for j, i in enumerate(idx):
+            if start is None:
+                start = i
+            if j + 1 == len(idx) or idx[j + 1] != i + 1:
+                runs.append(f"{start}" if start == i else f"{start}-{i}")
+                start = None
+        if runs:
+            parts.append(f"{kind} " + ", ".join(runs))
+    return ", ".join(parts) or "none"
+
+
+def dit_variant(spec: str, chosen, blocks) -> str:
+    used = describe_blocks(chosen, blocks)
+    if spec == "all":
+        return f"self injection at every block ({used})"
+    return f"self injection at the default blocks ({used})" + (", = every block" if set(chosen) == set(blocks) else "")
 
 
 def _random_source_latent(size, seed):

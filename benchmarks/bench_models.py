@@ -15,6 +15,7 @@ CLIP-L / OpenCLIP-G forward pass is not part of sampling, so it is not benchmark
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 
 import torch
 
@@ -45,11 +46,31 @@ DEMO_EDIT = "a big red star on the left and a small blue square on the right"
 
 REAL_MODELS = ("sd15", "sdxl")
 TINY_MODELS = ("tiny-sd1", "tiny-sdxl", "demo")
-MODELS = TINY_MODELS + REAL_MODELS
+# MM-DiT: full-width Flux.1 and SD3.5 Large with fewer blocks (see DIT_BLOCKS), and the test models.
+DIT_REAL = ("flux", "sd35-large")
+DIT_TINY = ("tiny-flux", "tiny-sd3")
+DIT_MODELS = DIT_REAL + DIT_TINY
+MODELS = TINY_MODELS + REAL_MODELS + DIT_MODELS
+
+# Full depth does not fit: Flux.1 (19 double + 38 single blocks) is 11.9 G parameters, 44 GiB in
+# float32; SD3.5 Large (38 joint blocks) 8.1 G, 30 GiB; this machine has 24 GiB. Full WIDTH, fewer
+# blocks: the per-block work (what P2P adds to, in every block alike) is the real one.
+DIT_BLOCKS = {"flux": (2, 4), "sd35-large": (4,)}  # Flux: (double, single), 1:2 as in Flux.1; SD3.5: joint
+SD35_LARGE_DEPTH = 38  # MMDiT's hidden = 64 * depth, heads = depth: 2432 wide, 38 heads of 64
+DIT_CFG = {"flux": 1.0, "sd3": 4.5}  # Flux.1 dev is guidance-distilled (no uncond); SD3.5's default cfg
+FLUX_GUIDANCE = 3.5
 
 
 def arch_of(name: str) -> str:
+    if name in ("flux", "tiny-flux"):
+        return "flux"
+    if name in ("sd35-large", "tiny-sd3"):
+        return "sd3"
     return "sdxl" if name in ("sdxl", "tiny-sdxl") else "sd1"
+
+
+def latent_channels(name: str) -> int:
+    return 16 if name in DIT_MODELS else 4
 
 
 def real_spec(name: str):
@@ -127,14 +148,16 @@ def count_params(patcher) -> int:
     return sum(p.numel() for p in patcher.get_model_object("diffusion_model").parameters())
 
 
-def build(name: str, seed: int = 0):
+def build(name: str, seed: int = 0, blocks=None, dtype: str = "float32"):
     """-> dict(model=ModelPatcher, positive=[src, edit] CONDITIONING, prompts=PromptSet,
-    negative=CONDITIONING, clip=CLIP or None, info=dict)."""
+    negative=CONDITIONING, clip=CLIP or None, info=dict). blocks / dtype: MM-DiT models only."""
     from p2p_attention.conditioning import encode_prompt_set
     from p2p_attention.model_build import ModelSpec, build_clip, build_unet
 
     if name == "demo":
         return _build_demo()
+    if name in DIT_MODELS:
+        return _build_dit(name, seed, blocks, dtype)
     arch = arch_of(name)
     tiny = ModelSpec.tiny(arch)
     clip = build_clip(tiny, seed=seed + 1)
@@ -187,3 +210,130 @@ def _build_demo():
             "unet_params_M": round(count_params(model) / 1e6, 1), "context_dim": int(positive[0][0].shape[-1])}
     return {"model": model, "positive": positive, "prompts": prompts, "negative": negative, "clip": clip,
             "info": info, "trained": True}
+
+
+# ----------------------------------------------------------------------------------------------
+# MM-DiT (Flux.1, SD3.5)
+
+
+def flux_width_config(double: int, single: int) -> dict:
+    """The unet_config comfy.model_detection produces for a Flux.1 dev checkpoint (hidden 3072, 24
+    heads of 128, RoPE axes 16/56/56, T5 width 4096, CLIP-L pooled 768, guidance embedding), with
+    `double` double-stream and `single` single-stream blocks instead of 19 and 38."""
+    from comfy.ldm.flux.model import FluxParams
+
+    cfg = {"image_model": "flux", "in_channels": 16, "out_channels": 16, "vec_in_dim": 768,
+           "context_in_dim": 4096, "hidden_size": 3072, "mlp_ratio": 4.0, "num_heads": 24,
+           "depth": double, "depth_single_blocks": single, "axes_dim": [16, 56, 56], "theta": 10000,
+           "patch_size": 2, "qkv_bias": True, "guidance_embed": True}
+    if "txt_ids_dims" in {f.name for f in dataclasses.fields(FluxParams)}:
+        cfg["txt_ids_dims"] = []  # ComfyUI 0.33.0's detection adds it ([] for Flux.1)
+    return cfg
+
+
+def sd35_large_width_config(blocks: int) -> dict:
+    """The unet_config comfy.model_detection produces for SD3.5 Large (depth 38: hidden 2432, 38 heads
+    of 64, RMS q/k norm, no x_block self attention, pooled 2048, context 4096, 192x192 position table),
+    with MMDiT's num_blocks = `blocks` joint blocks (MMDiT ties the width to `depth`, not to the
+    number of blocks it builds)."""
+    hidden = 64 * SD35_LARGE_DEPTH
+    return {"in_channels": 16, "out_channels": 16, "patch_size": 2, "depth": SD35_LARGE_DEPTH, "num_blocks": blocks,
+            "input_size": None, "adm_in_channels": 2048,
+            "context_embedder_config": {"target": "torch.nn.Linear",
+                                        "params": {"in_features": 4096, "out_features": hidden}},
+            "num_patches": 192 * 192, "pos_embed_max_size": 192, "qk_norm": "rms",
+            "pos_embed_scaling_factor": None, "x_block_self_attn_layers": []}
+
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def _dit_model(config_cls, unet_config: dict, seed: int, dtype: torch.dtype):
+    """dit_build's construction (ComfyUI's config class and model_base, as a checkpoint load makes
+    them), filled by fast_init with dit_build's scales (gain 0.5, final layer damped 0.2)."""
+    import comfy.model_detection
+    import comfy.model_management as mm
+    import comfy.model_patcher
+
+    detected = comfy.model_detection.model_config_from_unet_config(dict(unet_config))
+    got = type(detected).__name__ if detected is not None else "none"
+    if got != config_cls.__name__:
+        raise RuntimeError(f"ComfyUI's model detection maps this config to {got}, not {config_cls.__name__}")
+    model_config = config_cls({**unet_config, "dtype": torch.float32})
+    model_config.set_inference_dtype(dtype, None)
+    model = model_config.get_model({}, "", device=torch.device("cpu"))
+    dm = model.diffusion_model
+    fast_init(dm, seed, gain=0.5)
+    with torch.no_grad():
+        for pname, p in dm.named_parameters():
+            if p.ndim == 1 and pname.endswith(".scale"):  # Flux's RMSNorm gains (0.3.75 names them scale)
+                p.fill_(1.0)
+        dm.final_layer.linear.weight.mul_(0.2)
+        if getattr(dm, "pos_embed", None) is not None:  # MMDiT: the checkpoints' sin-cos table
+            from comfy.ldm.modules.diffusionmodules.mmdit import get_2d_sincos_pos_embed
+
+            table = get_2d_sincos_pos_embed(dm.hidden_size, dm.pos_embed_max_size)
+            dm.pos_embed.copy_(torch.from_numpy(table).reshape(dm.pos_embed.shape))
+    dm.eval()
+    patcher = comfy.model_patcher.ModelPatcher(model, load_device=mm.get_torch_device(),
+                                               offload_device=mm.unet_offload_device())
+    return patcher, got
+
+
+def _build_dit(name: str, seed: int, blocks, dtype: str):
+    """Full-width random MM-DiT (or dit_build's tiny one) and its conditioning. The PromptSet (token
+    layout) comes from ComfyUI's real tokenizers in dit_build's tiny text encoders (Flux: T5 padded to
+    256 tokens; SD3: 77 CLIP + 77 T5 tokens); for the full-width models the encodings are replaced by
+    random tensors of the real width: context [B, tokens, 4096] and pooled [B, 768] (Flux, CLIP-L) /
+    [B, 2048] (SD3.5, CLIP-L + CLIP-G)."""
+    import comfy.supported_models as sm
+
+    from p2p_attention import dit_build
+    from p2p_attention.conditioning import encode_prompt_set
+
+    arch = arch_of(name)
+    torch_dtype = _DTYPES[dtype]
+    clip = dit_build.build_flux_clip(seed + 1) if arch == "flux" else dit_build.build_sd3_clip(seed + 1)
+    positive, prompts = encode_prompt_set(clip, SOURCE, [EDIT])
+    info = {"model": name, "arch": arch, "dtype": dtype}
+    if name in DIT_TINY:
+        if arch == "flux":
+            model = dit_build.build_flux_model(seed, dtype=torch_dtype)
+        else:
+            model = dit_build.build_sd3_model(seed, dtype=torch_dtype, x_block_self_attn=True)
+        info["detected_as"] = type(model.model.model_config).__name__
+        out = clip.encode_from_tokens(clip.tokenize(NEGATIVE), return_pooled=True, return_dict=True)
+        negative = [[out.pop("cond"), out]]
+        if arch == "flux":
+            positive[0][1]["guidance"] = FLUX_GUIDANCE
+        info["conditioning"] = "tiny text encoder (real tokenizers)"
+    else:
+        blocks = tuple(blocks or DIT_BLOCKS[name])
+        if arch == "flux":
+            cfg, pooled = flux_width_config(*blocks), 768
+            model, info["detected_as"] = _dit_model(sm.Flux, cfg, seed, torch_dtype)
+            info["blocks"] = f"{blocks[0]} double + {blocks[1]} single (of 19 + 38)"
+        else:
+            cfg, pooled = sd35_large_width_config(*blocks), 2048
+            model, info["detected_as"] = _dit_model(sm.SD3, cfg, seed, torch_dtype)
+            info["blocks"] = f"{blocks[0]} joint (of 38)"
+        info["unet_config"] = {k: v for k, v in cfg.items() if k != "context_embedder_config"}
+        gen = torch.Generator().manual_seed(seed + 7)
+        tokens, items = prompts.length, positive[0][0].shape[0]
+        extra = dict(positive[0][1])
+        extra["pooled_output"] = torch.randn(items, pooled, generator=gen)
+        neg_extra = {"pooled_output": torch.randn(1, pooled, generator=gen)}
+        if arch == "flux":
+            extra["guidance"] = neg_extra["guidance"] = FLUX_GUIDANCE  # what FluxGuidance sets
+        positive = [[torch.randn(items, tokens, 4096, generator=gen), extra]]
+        negative = [[torch.randn(1, tokens, 4096, generator=gen), neg_extra]]
+        info["conditioning"] = (f"random context [B, {tokens}, 4096], pooled [B, {pooled}]; PromptSet from the "
+                                "real tokenizers in dit_build's tiny text encoders")
+    dm = model.get_model_object("diffusion_model")
+    info["unet_params_M"] = round(count_params(model) / 1e6, 1)
+    info["hidden_size"] = int(dm.hidden_size)
+    info["heads"] = int(dm.num_heads)
+    info["context_dim"] = int(positive[0][0].shape[-1])
+    info["text_tokens"] = int(prompts.length)
+    return {"model": model, "positive": positive, "prompts": prompts, "negative": negative, "clip": clip,
+            "info": info, "cfg": DIT_CFG[arch], "latent_channels": 16}

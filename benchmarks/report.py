@@ -35,6 +35,26 @@ def _index(rows, kind):
     return out
 
 
+def _variant(r):
+    """The row's own description (MM-DiT rows name their self-injection blocks), else the UNet one."""
+    return r.get("variant") or SELF_VARIANT[r["mode"]]
+
+
+def _family(r):
+    return "dit" if r.get("latent_channels", 4) == 16 or r.get("arch") in ("flux", "sd3") else "unet"
+
+
+def _model_table(rows) -> list[dict]:
+    """One line per MM-DiT model: what was built (blocks, width, parameters, conditioning)."""
+    out = {}
+    for r in rows:
+        if r.get("ok") and r.get("hidden_size") and r["model"] not in out:
+            out[r["model"]] = {k: r.get(k) for k in ("model", "arch", "detected_as", "blocks", "hidden_size", "heads",
+                                                     "unet_params_M", "context_dim", "text_tokens", "dtype",
+                                                     "conditioning", "comfyui")}
+    return list(out.values())
+
+
 def _run_label(r):
     return f"first {r['stop_after']} of {r['steps']} steps" if r.get("stop_after") else f"{r['steps']} steps"
 
@@ -45,7 +65,8 @@ def _verdict(value, target, lower_is_better=True):
     met = value <= target if lower_is_better else value >= target
     if met:
         return {"met": True, "text": "met"}
-    return {"met": False, "text": f"MISSED by {100 * (value / target - 1):.0f}%"}
+    by = 100 * (value / target - 1)
+    return {"met": False, "text": f"MISSED by {by:.0f}%" if by >= 1 else f"MISSED by {by:.1f}%"}
 
 
 def build_results(rows: list[dict], args: dict, total_s: float, isolation: str) -> dict:
@@ -65,7 +86,7 @@ def build_results(rows: list[dict], args: dict, total_s: float, isolation: str) 
             m = _ratio(r["peak_mib"], plain["peak_mib"])
             act = _ratio(r["activation_mib"], plain["activation_mib"])
             p2p.append({
-                "model": model, "latent": size, "pixels": size * 8, "variant": SELF_VARIANT[mode], "mode": mode,
+                "model": model, "latent": size, "pixels": size * 8, "variant": _variant(r), "mode": mode,
                 "steps": r["steps"], "stop_after": r.get("stop_after"), "run": _run_label(r), "cfg": r["cfg"], "sampler": f"{r['sampler']}/{r['scheduler']}",
                 "batch": r["batch"], "reps": r["reps"],
                 "plain_s": plain["median_s"], "p2p_s": r["median_s"], "time_ratio": t,
@@ -81,7 +102,8 @@ def build_results(rows: list[dict], args: dict, total_s: float, isolation: str) 
         ref = samples.get((model, size, f"{mode}_ref", probe))
         if mode in SELF_VARIANT and ref:
             fvr.append({
-                "model": model, "latent": size, "pixels": size * 8, "variant": SELF_VARIANT[mode], "mode": mode,
+                "model": model, "latent": size, "pixels": size * 8, "variant": _variant(r), "mode": mode,
+                "family": _family(r),
                 "steps": r["steps"], "stop_after": r.get("stop_after"), "run": _run_label(r), "fast_s": r["median_s"], "reference_s": ref["median_s"],
                 "time_ratio": _ratio(r["median_s"], ref["median_s"]),
                 "cpu_time_ratio": _ratio(r.get("cpu_median_s"), ref.get("cpu_median_s")),
@@ -149,6 +171,7 @@ def build_results(rows: list[dict], args: dict, total_s: float, isolation: str) 
                                      for r in rows if not r.get("ok")],
         },
         "goals": goals,
+        "dit_models": _model_table(rows),
         "p2p_vs_plain": p2p,
         "fast_vs_reference": fvr,
         "inversion": inv,
@@ -168,9 +191,12 @@ def _goals(p2p, fvr, inv) -> list[dict]:
                 continue  # a memory probe's first step is P2P's most expensive one, not a run
             goals.append({"goal": what, "target": f"<= {GOALS[key]:.2f}", "model": r["model"], "latent": r["latent"],
                           "run": r["run"], "value": r[field], **_verdict(r[field], GOALS[key])})
-    if fvr:  # "at the largest latent measured": every model measured there
-        largest = max(r["latent"] for r in fvr)
-        for r in fvr:
+    # "at the largest latent measured": every model measured there, UNets and MM-DiTs apart (their
+    # latents are not the same images: a DiT's 2x2 patches hold 4x the pixels of a UNet token).
+    for family in ("unet", "dit"):
+        rows = [r for r in fvr if r.get("family", "unet") == family]
+        largest = max((r["latent"] for r in rows), default=None)
+        for r in rows:
             if r["latent"] == largest:
                 goals.append({"goal": f"fast / reference activation memory, largest latent ({r['variant']})",
                               "target": f"<= {GOALS['fast_vs_ref']:.2f}", "model": r["model"], "latent": largest,
@@ -212,6 +238,18 @@ def markdown(res: dict) -> str:
         "(weights, imports and conditioning excluded).",
         "",
     ]
+    if res.get("dit_models"):
+        lines += [
+            "## MM-DiT models (random weights)",
+            "",
+            "| model | detected as | blocks | hidden | heads | params (M) | context | text tokens | dtype |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for d in res["dit_models"]:
+            lines.append(f"| {d['model']} | {d['detected_as']} | {d.get('blocks') or 'tiny (dit_build)'} | "
+                         f"{d['hidden_size']} | {d['heads']} | {_f(d['unet_params_M'], 1)} | {d['context_dim']} | "
+                         f"{d['text_tokens']} | {d.get('dtype') or 'float32'} |")
+        lines.append("")
     if res["p2p_vs_plain"]:
         lines += [
             "## P2P (word swap + self injection, attention store on) vs plain sampling, batch [source + 1 edit]",

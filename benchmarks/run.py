@@ -3,6 +3,7 @@
     make bench                                   # CPU defaults (see README.md in this folder)
     make bench BENCH_ARGS="--quick"              # ~1 minute smoke run, tiny models only
     make bench BENCH_ARGS="--device cuda --sizes 64,128"   # 512 px / 1024 px on a GPU
+    make bench BENCH_ARGS="--dit"                # Flux.1- and SD3.5-Large-width MM-DiTs (~1 h of CPU)
 
 Every configuration runs in a fresh process (see worker.py); this script only schedules them,
 compares the rows and writes bench_out/results.json and bench_out/results.md.
@@ -31,6 +32,11 @@ import report  # noqa: E402
 RANDOM_TINY = ("tiny-sd1", "tiny-sdxl")  # ModelSpec.tiny, random weights
 TINY = (*RANDOM_TINY, "demo")  # + the pack's trained demo model (models/demo/)
 REAL = ("sd15", "sdxl")
+# MM-DiT: full-width Flux.1 / SD3.5 Large with fewer blocks (bench_models.DIT_BLOCKS), dit_build's tiny ones.
+DIT_REAL = ("flux", "sd35-large")
+DIT_TINY = ("tiny-flux", "tiny-sd3")
+DIT = DIT_REAL + DIT_TINY
+SD3_LIKE = ("sd35-large", "tiny-sd3")  # their default self blocks are every joint block: no "selfall" variant
 METHODS = ("ddim", "null_text", "negative_prompt", "direct")
 
 
@@ -69,7 +75,8 @@ def parse_args(argv=None):
                     help="latent sizes of first-step memory probes [cpu 64; cuda none; '' for none]")
     ap.add_argument("--probe-models", default=None, help="models of the memory probes [tiny-sd1,tiny-sdxl]")
     ap.add_argument("--probe-modes", default=None, help="modes of the memory probes [all five]")
-    ap.add_argument("--inversion-models", default=None, help="models for the inversion rows [demo (trained); cuda demo,sd15; --quick tiny-sd1]")
+    ap.add_argument("--inversion-models", default=None, help="models for the inversion rows [demo (trained); cuda demo,sd15; --quick tiny-sd1; "
+                         "--dit none; '' for none]")
     ap.add_argument("--inversion-size", type=int, default=None, help="latent size for inversion [tiny: cpu 8, cuda 32; real: cpu 16, cuda 64]")
     ap.add_argument("--inversion-steps", type=int, default=None,
                     help="inversion steps and the plain baseline's steps [demo and cuda 50; cpu: random tiny 10, "
@@ -78,6 +85,22 @@ def parse_args(argv=None):
     ap.add_argument("--inner-iterations", type=int, default=10, help="null-text inner iterations (official 10)")
     ap.add_argument("--inversion-reps", type=int, default=None, help="[tiny 3, real-size on CPU 1]")
     ap.add_argument("--null-text-reps", type=int, default=None, help="[1; cuda adds one warm-up run]")
+    ap.add_argument("--dit", action="store_true",
+                    help="the MM-DiT benchmark: Flux.1-width and SD3.5-Large-width models (instead of the UNet set)")
+    ap.add_argument("--dit-sizes", default=None, help="latent sizes of the full-width MM-DiT runs [64 (512 px)]")
+    ap.add_argument("--dit-steps", type=int, default=None, help="sampling steps of the MM-DiT runs [5]")
+    ap.add_argument("--dit-reps", type=int, default=None, help="timed repetitions of the MM-DiT runs [cpu 1, cuda 3]")
+    ap.add_argument("--dit-modes", default=None,
+                    help="modes of the MM-DiT runs [cpu plain,p2p,p2p_selfall; cuda all five] (SD3.5: no selfall: "
+                         "its default self blocks are every block)")
+    ap.add_argument("--dit-probe-sizes", default=None,
+                    help="latent sizes of the MM-DiT first-step memory probes [cpu 128 (1024 px); cuda none]")
+    ap.add_argument("--dit-probe-modes", default=None, help="modes of the MM-DiT memory probes [all five]")
+    ap.add_argument("--flux-blocks", default="2,4", help="Flux.1-width model: double,single blocks [2,4 of 19,38]")
+    ap.add_argument("--sd35-blocks", type=int, default=4, help="SD3.5-Large-width model: joint blocks [4 of 38]")
+    ap.add_argument("--dit-dtype", choices=("float32", "bfloat16", "float16"), default="float32",
+                    help="weights and compute dtype of the full-width MM-DiT models [float32]")
+    ap.add_argument("--sd3-cfg", type=float, default=4.5, help="cfg of the SD3 models [4.5] (Flux.1: 1, no uncond)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads [OMP_NUM_THREADS, else 1 on cpu]")
     ap.add_argument("--isolation", choices=("fork", "spawn"), default=None,
                     help="fresh process per configuration: forked from a pre-imported server (cpu default) "
@@ -93,7 +116,10 @@ def parse_args(argv=None):
 def plan_jobs(a) -> list[dict]:
     cuda = a.device == "cuda"
     q = a.quick
-    models = _strs(a.models) if a.models else (list(RANDOM_TINY) if q else list(TINY + REAL))
+    if a.models:
+        models = _strs(a.models)
+    else:
+        models = list(DIT_REAL) if a.dit else (list(RANDOM_TINY + DIT_TINY) if q else list(TINY + REAL))
     sizes = _ints(a.sizes) if a.sizes else ([64, 128] if cuda else [16])
     sdxl_sizes = _ints(a.sdxl_sizes) if a.sdxl_sizes else (sizes if cuda else [max(8, min(sizes) // 2)])
     tiny_sizes = _ints(a.tiny_sizes) if a.tiny_sizes else ([8] if q else ([32, 64] if cuda else [16]))
@@ -110,8 +136,32 @@ def plan_jobs(a) -> list[dict]:
     threads = a.threads or int(os.environ.get("OMP_NUM_THREADS") or 0) or (None if cuda else 1)
     common = {"device": a.device, "threads": threads, "cfg": a.cfg, "seed": 0}
 
+    dit_sizes = _ints(a.dit_sizes) if a.dit_sizes else ([64, 128] if cuda else [64])
+    dit_steps = a.dit_steps or (5 if not q else 3)
+    dit_reps = a.dit_reps or (1 if q else (3 if cuda else 1))
+    dit_modes = _strs(a.dit_modes) if a.dit_modes else (
+        ["plain", "p2p", "p2p_ref", *selfall] if cuda or q else ["plain", "p2p", "p2p_selfall"])
+
+    def dit_job(model, size, mode, **kw):
+        tiny = model in DIT_TINY
+        job = {**common, "kind": "sample", "model": model, "size": size, "mode": mode,
+               "steps": tiny_steps if tiny else dit_steps, "sampler": a.sampler, "scheduler": a.scheduler,
+               "reps": tiny_reps if tiny else dit_reps, "warmup": 1 if tiny else warmup,
+               "cfg": a.sd3_cfg if model in SD3_LIKE else 1.0}
+        if not tiny:
+            job["dtype"] = a.dit_dtype
+            job["blocks"] = [a.sd35_blocks] if model in SD3_LIKE else _ints(a.flux_blocks)
+        return {**job, **kw}
+
+    def dit_modes_of(model, modes):
+        return [m for m in modes if not (model in SD3_LIKE and m in selfall)]
+
     jobs = []
     for model in models:
+        if model in DIT:
+            for size in tiny_sizes if model in DIT_TINY else dit_sizes:
+                jobs += [dit_job(model, size, mode) for mode in dit_modes_of(model, dit_modes)]
+            continue
         tiny = model in TINY
         msizes = tiny_sizes if tiny else (sdxl_sizes if model == "sdxl" else sizes)
         modes = tiny_modes if tiny else real_modes
@@ -125,10 +175,17 @@ def plan_jobs(a) -> list[dict]:
 
     # Memory probes: the first step of a full schedule (every P2P window is active there, so it holds
     # P2P's peak) at a latent too large to sample to the end within the CPU budget.
-    probe_models = _strs(a.probe_models) if a.probe_models else list(RANDOM_TINY)
+    probe_models = _strs(a.probe_models) if a.probe_models else (list(DIT_REAL) if a.dit else list(RANDOM_TINY))
     probe_sizes = _ints(a.probe_sizes) if a.probe_sizes is not None else ([] if q or cuda else [64])
     probe_modes = _strs(a.probe_modes) if a.probe_modes else ["plain", "p2p", "p2p_ref", *selfall]
+    dit_probe_sizes = _ints(a.dit_probe_sizes) if a.dit_probe_sizes is not None else ([] if q or cuda else [128])
+    dit_probe_modes = _strs(a.dit_probe_modes) if a.dit_probe_modes else ["plain", "p2p", "p2p_ref", *selfall]
     for model in probe_models:
+        if model in DIT:
+            for size in dit_probe_sizes:
+                jobs += [dit_job(model, size, mode, stop_after=1, reps=1, warmup=0)
+                         for mode in dit_modes_of(model, dit_probe_modes)]
+            continue
         for size in probe_sizes:
             for mode in probe_modes:
                 tiny = model in TINY
@@ -136,8 +193,10 @@ def plan_jobs(a) -> list[dict]:
                              "steps": tiny_steps if tiny else steps, "stop_after": 1, "sampler": a.sampler,
                              "scheduler": a.scheduler, "reps": 1, "warmup": 0})
 
-    if a.inversion_models:
+    if a.inversion_models is not None:
         inv_models = _strs(a.inversion_models)
+    elif a.dit:  # inversion (P2P Invert) is UNet-only
+        inv_models = []
     else:
         inv_models = ["tiny-sd1"] if q else (["demo", "sd15"] if cuda else ["demo"])
     for model in inv_models:
@@ -283,6 +342,7 @@ def main(argv=None) -> int:
         env.setdefault("OMP_NUM_THREADS", str(a.threads or 1))
         env.setdefault("MKL_NUM_THREADS", env["OMP_NUM_THREADS"])
     env["PYTHONUNBUFFERED"] = "1"
+    env.setdefault("TOKENIZERS_PARALLELISM", "false")  # the fork server tokenizes before it forks
     jobs = plan_jobs(a)
     log_path = out_dir / "worker.log"
     log_path.write_text("")

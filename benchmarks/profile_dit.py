@@ -1,0 +1,127 @@
+"""Where P2P's extra time goes on a full-width MM-DiT: torch.profiler over the first sampling step(s)
+of plain sampling and of P2P (fast path, default self blocks), both in this process, operators
+compared side by side, plus P2P's own Python-level parts timed inside the attention override.
+
+    .venv/bin/python benchmarks/profile_dit.py --model flux --size 64 --steps 5 --stop-after 1
+
+Not part of `make bench` (one process, no isolation: a profile, not a measurement of record).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.append(str(HERE.parent))
+sys.path.insert(0, str(HERE))
+
+
+def _op_table(prof) -> dict:
+    out = {}
+    for e in prof.key_averages():
+        out[e.key] = (e.self_cpu_time_total / 1e6, e.count)
+    return out
+
+
+class PartTimer:
+    """Wall/CPU seconds of P2P's pieces: the whole override call, the backend SDPA calls inside it,
+    the store's recording and the fast path's edit rows."""
+
+    def __init__(self):
+        self.cpu = defaultdict(float)
+        self.calls = defaultdict(int)
+
+    def wrap(self, obj, name, label):
+        original = getattr(obj, name)
+
+        def timed(*args, **kwargs):
+            c = time.process_time()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                self.cpu[label] += time.process_time() - c
+                self.calls[label] += 1
+
+        setattr(obj, name, timed)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="flux", choices=("flux", "sd35-large", "tiny-flux", "tiny-sd3"))
+    ap.add_argument("--size", type=int, default=64, help="latent side [64 = 512 px]")
+    ap.add_argument("--steps", type=int, default=5, help="schedule steps (the P2P windows' base) [5]")
+    ap.add_argument("--stop-after", type=int, default=1, help="steps actually run [1: every window active]")
+    ap.add_argument("--self-blocks", default="auto")
+    ap.add_argument("--dtype", default="float32")
+    ap.add_argument("--top", type=int, default=14)
+    a = ap.parse_args(argv)
+
+    from p2p_attention.comfy_bootstrap import bootstrap
+
+    bootstrap(cpu=True)
+    import torch
+    import torch.profiler
+
+    torch.set_num_threads(1)
+    import bench_jobs
+    import bench_models
+
+    from p2p_attention import dit_runtime, joint_attention
+    from p2p_attention.conditioning import latent_batch
+    from p2p_attention.edits import make_plan
+    from p2p_attention.patch import apply_edit
+
+    built = bench_models.build(a.model, dtype=a.dtype)
+    latent = latent_batch({"samples": torch.zeros(1, 16, a.size, a.size)}, 2)
+    plan = make_plan(built["prompts"], None, "swap", bench_jobs.CROSS_REPLACE, bench_jobs.SELF_REPLACE)
+    patched, _ = apply_edit(built["model"], plan, self_blocks=a.self_blocks)
+    cfg = built["cfg"]
+
+    def run(model, lat=latent):
+        bench_jobs.sample(model, built["positive"], built["negative"], lat, "euler", "normal", a.steps, cfg,
+                          stop_after=a.stop_after)
+
+    small = latent_batch({"samples": torch.zeros(1, 16, 8, 8)}, 2)
+    for model in (built["model"], patched):  # warm-up (lazy imports, first-call costs) on a small latent
+        run(model, small)
+
+    timer = PartTimer()
+    timer.wrap(dit_runtime.DiTRuntime, "attend", "override (all of P2P's attention calls)")
+    timer.wrap(dit_runtime.DiTRuntime, "_record", "store: _record")
+    timer.wrap(dit_runtime.DiTRuntime, "_edit", "edit items: _edit")
+    timer.wrap(joint_attention, "edit_rows_fast", "edit image rows: edit_rows_fast")
+    timer.wrap(joint_attention, "_with_mass_channel", "mass channel: _with_mass_channel")
+
+    results = {}
+    for label, model in (("plain", built["model"]), ("p2p", patched)):
+        c, t = time.process_time(), time.perf_counter()
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+            run(model)
+        results[label] = {"cpu_s": time.process_time() - c, "wall_s": time.perf_counter() - t,
+                          "ops": _op_table(prof)}
+        print(f"{label}: {results[label]['cpu_s']:.2f} s CPU, {results[label]['wall_s']:.2f} s wall "
+              f"(profiler on)", flush=True)
+
+    plain, p2p = results["plain"]["ops"], results["p2p"]["ops"]
+    diff = sorted(((p2p.get(k, (0, 0))[0] - plain.get(k, (0, 0))[0], k) for k in set(plain) | set(p2p)), reverse=True)
+    total_extra = results["p2p"]["cpu_s"] - results["plain"]["cpu_s"]
+    print(f"\n{a.model} {a.size}x{a.size} latent, first {a.stop_after} of {a.steps} steps, {a.dtype}: "
+          f"plain {results['plain']['cpu_s']:.2f} s CPU, P2P {results['p2p']['cpu_s']:.2f} s "
+          f"(x{results['p2p']['cpu_s'] / results['plain']['cpu_s']:.3f}, +{total_extra:.2f} s)")
+    print("\n| operator | plain self CPU s (calls) | P2P self CPU s (calls) | extra s |\n|---|---|---|---|")
+    for d, k in diff[: a.top]:
+        pc, pn = plain.get(k, (0, 0))
+        qc, qn = p2p.get(k, (0, 0))
+        print(f"| {k} | {pc:.3f} ({pn}) | {qc:.3f} ({qn}) | {d:+.3f} |")
+    print("\n| P2P part (CPU s, profiler on, inclusive) | s | calls |\n|---|---|---|")
+    for label in timer.cpu:
+        print(f"| {label} | {timer.cpu[label]:.3f} | {timer.calls[label]} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
