@@ -19,9 +19,15 @@ is Euler, x' = x + (s' - s) * (x - D(x, s)) / s, which is deterministic DDIM (et
   previous embedding, always fp32. For N != 50 steps, i/100 becomes i/(2N) and the threshold's
   slope 2e-5 * 50/N (identical at 50). While sampling, the unconditional rows of the text
   context get the step's embedding and the sampler's negative is replaced by the one the
-  embeddings were optimised with (same pooled output on SDXL). The model is differentiated through ComfyUI's public patcher API only: a clone with
-  identity weight wrappers (inference-mode weights become copies autograd can use) and an
-  attn2 patch that puts the embedding into the unconditional rows of the text context.
+  embeddings were optimised with (same pooled output on SDXL).
+* Gradients (patches.WeightsAsReferences, around the one differentiated evaluation per iteration):
+  the weights enter autograd as themselves (inference-mode weights as normal tensors on the same
+  memory, no copy), and a weight cast the backward pass needs (fp16 weights in fp32 compute) is
+  kept as a reference and recast then, so the backward pass holds activations only, never a copy
+  of the weights. The gradient is bit-identical to the copy path it replaced (identity weight
+  wrappers, kept as NullTextInversion(gradient="copies")). Everything else goes through
+  ComfyUI's public patcher API: the fp32 compute dtype and an attn2 patch that puts the embedding
+  into the unconditional rows of the text context.
 * Negative-prompt inversion (Miyake et al.): DDIM inversion, then sample with the source
   prompt as the unconditional prompt of every batch item (it replaces the sampler's negative).
 * Direct inversion (Ju et al., "PnP Inversion"): DDIM inversion; while editing, the source item

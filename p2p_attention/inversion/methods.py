@@ -4,13 +4,14 @@ method they hold."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
 
 from ..errors import P2PError, warn
 from ..steps import StepClock
-from .patches import DeviceCache, DirectCorrection, UncondContextPatch, identity_weight
+from .patches import DeviceCache, DirectCorrection, UncondContextPatch, WeightsAsReferences, identity_weight
 from .result import _OFFICIAL_STEPS, NULL_TEXT_EPSILON, NULL_TEXT_EPSILON_SLOPE, NULL_TEXT_LR, Inversion
 
 
@@ -70,10 +71,20 @@ class DirectInversion(InversionMethod):
 
 
 class NullTextInversion(InversionMethod):
-    """Mokady et al.: per-step unconditional embeddings optimised onto the trajectory (fp32)."""
+    """Mokady et al.: per-step unconditional embeddings optimised onto the trajectory (fp32).
+
+    gradient: "references" (WeightsAsReferences: the backward pass keeps no copy of the weights)
+    or "copies" (identity weight wrappers: ComfyUI copies every weight on every evaluation and
+    autograd keeps the copies; the code path before, for comparison). Both give the same bits.
+    """
 
     name = "null_text"
     passes = 2
+
+    def __init__(self, gradient: str = "references"):
+        if gradient not in ("references", "copies"):
+            raise ValueError(f"gradient must be 'references' or 'copies', not {gradient!r}")
+        self.gradient = gradient
 
     def check(self, guidance, inner_iterations):
         if math.isclose(guidance, 1.0):
@@ -88,14 +99,19 @@ class NullTextInversion(InversionMethod):
                            fix="one_negative")
         run.init_embedding = negative[0][0][:1].float()
         patched.set_model_compute_dtype(torch.float32)  # null-text fails in fp16: always fp32
-        for name, module in patched.model.named_modules():
-            if not name.startswith("diffusion_model.") or not hasattr(module, "weight_function"):
-                continue
-            if getattr(module, "weight", None) is not None:
-                patched.add_weight_wrapper(f"{name}.weight", identity_weight)
-            if getattr(module, "bias", None) is not None:
-                patched.add_weight_wrapper(f"{name}.bias", identity_weight)
+        if self.gradient == "copies":
+            for name, module in patched.model.named_modules():
+                if not name.startswith("diffusion_model.") or not hasattr(module, "weight_function"):
+                    continue
+                if getattr(module, "weight", None) is not None:
+                    patched.add_weight_wrapper(f"{name}.weight", identity_weight)
+                if getattr(module, "bias", None) is not None:
+                    patched.add_weight_wrapper(f"{name}.bias", identity_weight)
         patched.set_model_attn2_patch(UncondContextPatch(lambda extra: run.uncond_embedding))
+
+    def differentiated(self):
+        """The context of the unconditional evaluation that gets a backward pass."""
+        return WeightsAsReferences() if self.gradient == "references" else contextlib.nullcontext()
 
     def optimise(self, run, sigmas):
         """Per step, Adam on the unconditional embedding until the guided step lands on the pivot."""
@@ -119,10 +135,12 @@ class NullTextInversion(InversionMethod):
                 used += 1
                 run.uncond_embedding = emb
                 with torch.enable_grad():
-                    uncond_pred = run.denoise(x, s, "uncond")
-                    guided = run.guided(x, s, cond_pred, uncond_pred)
-                    candidate = x + (s_next - s) * (x - guided) / s
-                    loss = torch.nn.functional.mse_loss(ms.calculate_input(s_next.reshape(1).to(x), candidate), target)
+                    with self.differentiated():
+                        uncond_pred = run.denoise(x, s, "uncond")
+                        guided = run.guided(x, s, cond_pred, uncond_pred)
+                        candidate = x + (s_next - s) * (x - guided) / s
+                        loss = torch.nn.functional.mse_loss(
+                            ms.calculate_input(s_next.reshape(1).to(x), candidate), target)
                     (grad,) = torch.autograd.grad(loss, [emb])
                 run.backwards += 1
                 loss_value = float(loss.detach())
