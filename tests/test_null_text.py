@@ -1,5 +1,6 @@
-"""Null-text inversion: the gradient path that keeps no copy of the weights (WeightsAsReferences)
-against the copy path it replaced (identity weight wrappers).
+"""Null-text inversion: the warm start (null_text_fast) against the official settings (null_text)
+and negative-prompt inversion, and the gradient path that keeps no copy of the weights
+(WeightsAsReferences) against the copy path it replaced (identity weight wrappers).
 
 Same conventions as tests/test_inversion.py: the tiny models are untrained, the "image" is a fixed
 random latent, PSNR is latent PSNR.
@@ -47,6 +48,113 @@ def _same(a, b):
     assert a.final_losses == b.final_losses
     assert a.inner_iterations_used == b.inner_iterations_used
     assert (a.unet_evals, a.unet_backwards) == (b.unet_evals, b.unet_backwards)
+
+
+# -- the warm start -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sd1_runs(tiny_sd1):
+    """tests/test_inversion.py's setting (20 steps, 8x8, cfg 7.5, negative ""), every method."""
+    model, clip, _ = tiny_sd1
+    pos, neg = encode(clip, SRC), encode(clip, "")
+    src = source_latent()
+    runs = {}
+    for method in ("negative_prompt", "null_text", "null_text_fast"):
+        inv = _invert(model, pos, neg, src, method, steps=20)
+        runs[method] = (inv, psnr(reconstruct(model, inv, pos, neg), src["samples"]))
+    print("\n" + "\n".join(f"  {m:16s} {p:6.2f} dB, {inv.unet_evals} UNet evals, {inv.unet_backwards} backward, "
+                           f"{inv.seconds:.1f} s" for m, (inv, p) in runs.items()))
+    return runs
+
+
+def test_warm_start_reconstructs_at_least_as_well_as_official_and_negative_prompt(sd1_runs):
+    fast = sd1_runs["null_text_fast"][1]
+    assert fast >= sd1_runs["null_text"][1], sd1_runs
+    assert fast >= sd1_runs["negative_prompt"][1], sd1_runs
+
+
+def test_warm_start_costs_a_fraction_of_official(sd1_runs):
+    fast, official = sd1_runs["null_text_fast"][0], sd1_runs["null_text"][0]
+    n = fast.n_steps
+    # Per step: 1 conditional pass, per iteration 1 pass with a backward pass, 1 pass with the final
+    # embedding; plus 1 per step of DDIM inversion (the same count as the official loop's).
+    for inv in (fast, official):
+        used = sum(inv.inner_iterations_used)
+        assert inv.unet_evals == 3 * n + used and inv.unet_backwards == used
+    # On this model the source embedding is under the official threshold from the start: the official
+    # loop's one update per step, then the early stop, at every step.
+    assert fast.inner_iterations_used == [1] * n
+    assert sum(official.inner_iterations_used) > 3 * n  # the start from "" needs several
+    assert fast.unet_evals < official.unet_evals / 2
+
+
+def test_warm_start_keeps_the_official_rule(sd1_runs):
+    """Same learning rate, threshold and check-after-update: only the start differs, so its first
+    step runs the official loop from the source embedding (lr 1e-2, Adam, one update at loss <
+    1e-5), and the final embedding is what one Adam step makes of the source embedding."""
+    inv = sd1_runs["null_text_fast"][0]
+    source = inv.negative_conditioning[0][0][:1].float()  # null_text_fast: the source is the unconditional
+    step = (inv.null_embeddings[0] - source).abs()
+    # Adam's first step moves every coordinate by lr * |m / (sqrt(v) + eps)| <= lr (= 1e-2 at step 0);
+    # float32 rounding of the update adds at most an ulp of the embedding's values.
+    bound = 1e-2 + 2 * torch.finfo(torch.float32).eps * float(source.abs().max())
+    assert 0 < float(step.max()) <= bound
+
+
+@pytest.mark.parametrize("arch", ["sd1", "sdxl"])
+def test_warm_start_without_iterations_is_negative_prompt_inversion(arch, tiny_sd1, tiny_sdxl):
+    """With 0 inner iterations null_text_fast keeps the source embedding (and, on SDXL, the source's
+    pooled output) as the unconditional one at every step: negative-prompt inversion, bit for bit."""
+    model, clip, _ = tiny_sd1 if arch == "sd1" else tiny_sdxl
+    pos, neg = encode(clip, SRC), encode(clip, "")
+    src = source_latent(seed=1)
+    fast = _invert(model, pos, neg, src, "null_text_fast", steps=6, inner_iterations=0)
+    negp = _invert(model, pos, neg, src, "negative_prompt", steps=6)
+    assert fast.unet_backwards == 0
+    assert torch.equal(reconstruct(model, fast, pos, neg), reconstruct(model, negp, pos, neg))
+
+
+def test_out_of_reach_stops_where_the_threshold_cannot_be_reached(tiny_sd1, monkeypatch):
+    """A threshold of 0 is never reached: the official loop spends the whole limit at every step;
+    null_text_fast stops a step as soon as the remaining updates could not reach it at the last
+    update's rate, keeps the best evaluated embedding, and is still at least negative-prompt's."""
+    model, clip, _ = tiny_sd1
+    pos, neg = encode(clip, SRC), encode(clip, "")
+    src = source_latent()
+    monkeypatch.setattr(methods, "NULL_TEXT_EPSILON", 0.0)
+    monkeypatch.setattr(methods, "NULL_TEXT_EPSILON_SLOPE", 0.0)
+    limit = 6
+    official = _invert(model, pos, neg, src, "null_text", steps=8, inner_iterations=limit)
+    fast = _invert(model, pos, neg, src, "null_text_fast", steps=8, inner_iterations=limit)
+    negp = _invert(model, pos, neg, src, "negative_prompt", steps=8)
+    print(f"\nthreshold 0: official {official.inner_iterations_used}, fast {fast.inner_iterations_used}")
+    assert official.inner_iterations_used == [limit] * 8
+    assert all(1 <= u < limit for u in fast.inner_iterations_used)
+    used = sum(fast.inner_iterations_used)
+    assert fast.unet_evals == 3 * 8 + used and fast.unet_backwards == used  # the stopping pass is the final one
+    p_fast = psnr(reconstruct(model, fast, pos, neg), src["samples"])
+    p_neg = psnr(reconstruct(model, negp, pos, neg), src["samples"])
+    assert p_fast >= p_neg, (p_fast, p_neg)
+
+
+def test_out_of_reach_rule():
+    rule = methods.WarmNullTextInversion().out_of_reach
+    assert rule(2.0, 2.0, 0.0, 9)  # no progress
+    assert rule(2.0, 2.5, 0.0, 9)  # worse
+    assert not rule(2.0, 1.0, 0.5, 1)  # 1 more update at this rate reaches 0.5 (0.5 left, gains 1.0)
+    assert rule(2.0, 1.9, 0.5, 9)  # 1.4 left at 0.1 per update: 14 > 9 updates
+    assert not methods.NullTextInversion().out_of_reach(2.0, 2.5, 0.0, 9)  # official: the limit ends a step
+
+
+def test_null_text_fast_refuses_a_combined_source(tiny_sd1):
+    from p2p_attention.errors import P2PError
+
+    model, clip, _ = tiny_sd1
+    pos = encode(clip, SRC) + encode(clip, "a chair")
+    with pytest.raises(P2PError, match=r"^null-text needs ONE source \(positive\) conditioning entry; got 2") as e:
+        _invert(model, pos, encode(clip, ""), source_latent(), "null_text_fast", steps=2)
+    assert e.value.fix == "encode_text"
 
 
 # -- the gradient path ----------------------------------------------------------------------------

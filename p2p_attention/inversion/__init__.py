@@ -14,12 +14,20 @@ is Euler, x' = x + (s' - s) * (x - D(x, s)) / s, which is deterministic DDIM (et
   eps(x_{t-1}, t) in DDPM space.
 * Null-text (Mokady et al.): for each sampling step, Adam optimises the unconditional text
   embedding so that the guided step lands on the inversion ("pivot") trajectory. Official
-  settings: lr 1e-2 * (1 - i/100), at most 10 inner iterations, Adam step then early stop when
-  that iteration's loss < 1e-5 + i * 2e-5 (MSE in DDPM space), each step starting from the
-  previous embedding, always fp32. For N != 50 steps, i/100 becomes i/(2N) and the threshold's
-  slope 2e-5 * 50/N (identical at 50). While sampling, the unconditional rows of the text
-  context get the step's embedding and the sampler's negative is replaced by the one the
-  embeddings were optimised with (same pooled output on SDXL).
+  settings (method "null_text"): lr 1e-2 * (1 - i/100), at most 10 inner iterations, Adam step
+  then early stop when that iteration's loss < 1e-5 + i * 2e-5 (MSE in DDPM space), step 0 from
+  the negative's embedding and each later step from the previous optimum, always fp32. For N != 50
+  steps, i/100 becomes i/(2N) and the threshold's slope 2e-5 * 50/N (identical at 50). While
+  sampling, the unconditional rows of the text context get the step's embedding and the sampler's
+  negative is replaced by the one the embeddings were optimised with (same pooled output on SDXL).
+* Warm-started null-text ("null_text_fast", the node's default): the same objective, optimiser,
+  threshold and limit, with the source conditioning as the unconditional one, so step 0 starts
+  from the source prompt's embedding (where negative-prompt inversion stays; with 0 iterations it
+  IS negative-prompt inversion) and later steps from the previous optimum. The optimum lies near
+  the source embedding: on the test and demo models every step is under the threshold after the
+  first update. Where the threshold is out of reach (a step the embedding cannot fit that closely),
+  a step ends when the last update did not help or the remaining updates could not reach the
+  threshold at its rate; it keeps the best embedding it evaluated.
 * Gradients (patches.WeightsAsReferences, around the one differentiated evaluation per iteration):
   the weights enter autograd as themselves (inference-mode weights as normal tensors on the same
   memory, no copy), and a weight cast the backward pass needs (fp16 weights in fp32 compute) is

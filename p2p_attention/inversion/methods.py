@@ -24,6 +24,10 @@ class InversionMethod:
     def check(self, guidance: float, inner_iterations: int) -> None:
         """Refuse or warn about settings, before any model call."""
 
+    def inversion_negative(self, positive, negative):
+        """The conditioning the inversion's guider uses as unconditional (the sampler's negative)."""
+        return negative
+
     def prepare(self, run, patched, negative) -> None:
         """Patch the inversion's model clone; read what the method needs from the negative."""
 
@@ -71,7 +75,9 @@ class DirectInversion(InversionMethod):
 
 
 class NullTextInversion(InversionMethod):
-    """Mokady et al.: per-step unconditional embeddings optimised onto the trajectory (fp32).
+    """Mokady et al.: per-step unconditional embeddings optimised onto the trajectory (fp32), with
+    the official settings: step 0 starts from the negative's embedding, every later step from the
+    previous step's optimum.
 
     gradient: "references" (WeightsAsReferences: the backward pass keeps no copy of the weights)
     or "copies" (identity weight wrappers: ComfyUI copies every weight on every evaluation and
@@ -80,6 +86,8 @@ class NullTextInversion(InversionMethod):
 
     name = "null_text"
     passes = 2
+    unconditional = "negative"  # what the optimised embeddings replace, in the error messages
+    unconditional_fix = "one_negative"
 
     def __init__(self, gradient: str = "references"):
         if gradient not in ("references", "copies"):
@@ -95,8 +103,8 @@ class NullTextInversion(InversionMethod):
 
     def prepare(self, run, patched, negative):
         if len(negative) != 1 or negative[0][0] is None:
-            raise P2PError(f"null-text needs ONE negative conditioning entry; got {len(negative)}.",
-                           fix="one_negative")
+            raise P2PError(f"null-text needs ONE {self.unconditional} conditioning entry; got {len(negative)}.",
+                           fix=self.unconditional_fix)
         run.init_embedding = negative[0][0][:1].float()
         patched.set_model_compute_dtype(torch.float32)  # null-text fails in fp16: always fp32
         if self.gradient == "copies":
@@ -113,8 +121,18 @@ class NullTextInversion(InversionMethod):
         """The context of the unconditional evaluation that gets a backward pass."""
         return WeightsAsReferences() if self.gradient == "references" else contextlib.nullcontext()
 
+    def out_of_reach(self, previous: float, loss: float, threshold: float, updates_left: int) -> bool:
+        """Before an update: give up on this step (official: never; the limit ends it)."""
+        return False
+
     def optimise(self, run, sigmas):
-        """Per step, Adam on the unconditional embedding until the guided step lands on the pivot."""
+        """Per step, Adam on the unconditional embedding until the guided step lands on the pivot.
+
+        Official loop: evaluate, update, then stop if the evaluated loss was under the threshold;
+        the step is then taken with the final (updated) embedding. `out_of_reach` may end a step
+        before an update; it then keeps the evaluated embedding with the lowest loss, whose step
+        is already computed.
+        """
         n = len(sigmas) - 1
         x = run.trajectory[0]
         emb = run.init_embedding.detach().to(device=x.device, dtype=torch.float32).clone()
@@ -130,9 +148,10 @@ class NullTextInversion(InversionMethod):
             with torch.no_grad():
                 cond_pred = run.denoise(x, s, "cond")
             used = 0
+            best = None  # (loss, embedding, x_next) of the best evaluated embedding
+            stopped = None  # set when out_of_reach ended the step: the kept (loss, embedding, x_next)
             for _ in range(run.inner_iterations):
                 run.interrupt()
-                used += 1
                 run.uncond_embedding = emb
                 with torch.enable_grad():
                     with self.differentiated():
@@ -141,9 +160,17 @@ class NullTextInversion(InversionMethod):
                         candidate = x + (s_next - s) * (x - guided) / s
                         loss = torch.nn.functional.mse_loss(
                             ms.calculate_input(s_next.reshape(1).to(x), candidate), target)
+                loss_value = float(loss.detach())
+                if best is not None and math.isfinite(loss_value) and self.out_of_reach(
+                        best[0], loss_value, threshold, run.inner_iterations - used):
+                    if loss_value < best[0]:
+                        best = (loss_value, emb.detach().clone(), candidate.detach())
+                    stopped = best
+                    break
+                used += 1
+                with torch.enable_grad():
                     (grad,) = torch.autograd.grad(loss, [emb])
                 run.backwards += 1
-                loss_value = float(loss.detach())
                 if not (math.isfinite(loss_value) and torch.isfinite(grad).all()):
                     run.nan_steps.append(i)
                     if not warned:
@@ -151,6 +178,8 @@ class NullTextInversion(InversionMethod):
                              "this step.", i)
                         warned = True
                     break
+                if best is None or loss_value < best[0]:
+                    best = (loss_value, emb.detach().clone(), candidate.detach())
                 good = emb.detach().clone()
                 emb.grad = grad
                 optimizer.step()
@@ -161,14 +190,18 @@ class NullTextInversion(InversionMethod):
                     break
                 if run.early_stop and loss_value < threshold:  # official: checked after the update
                     break
-            emb = emb.detach()
-            run.uncond_embedding = emb
-            with torch.no_grad():  # the step with the final embedding (official: one more guided pass)
-                guided = run.guided(x, s, cond_pred, run.denoise(x, s, "uncond"))
-                x_next = x + (s_next - s) * (x - guided) / s
-                loss_value = float(
-                    torch.nn.functional.mse_loss(ms.calculate_input(s_next.reshape(1).to(x), x_next), target)
-                )
+            if stopped is not None:
+                loss_value, emb, x_next = stopped
+                run.uncond_embedding = emb
+            else:
+                emb = emb.detach()
+                run.uncond_embedding = emb
+                with torch.no_grad():  # the step with the final embedding (official: one more guided pass)
+                    guided = run.guided(x, s, cond_pred, run.denoise(x, s, "uncond"))
+                    x_next = x + (s_next - s) * (x - guided) / s
+                    loss_value = float(
+                        torch.nn.functional.mse_loss(ms.calculate_input(s_next.reshape(1).to(x), x_next), target)
+                    )
             if not torch.isfinite(x_next).all():
                 raise P2PError(
                     f"null-text optimisation produced NaN/inf at step {i + 1} of {n} even with the "
@@ -220,8 +253,33 @@ def cpu_conditioning(cond):
     return out
 
 
-STRATEGIES = {m.name: m for m in (DDIMInversion(), NullTextInversion(), NegativePromptInversion(), DirectInversion())}
-METHODS = tuple(STRATEGIES)  # ("ddim", "null_text", "negative_prompt", "direct")
+class WarmNullTextInversion(NullTextInversion):
+    """Null-text inversion warm-started from the source prompt: the source conditioning is the
+    unconditional one, so step 0 starts from the source prompt's embedding (where negative-prompt
+    inversion stays) and every later step from the previous step's optimum. Official objective,
+    learning rate, stopping rule and iteration limit; the optimum lies near the source embedding,
+    so the loss is under the official threshold after the first iteration where the official
+    start from "" needs many."""
+
+    name = "null_text_fast"
+    unconditional = "source (positive)"
+    unconditional_fix = "encode_text"
+
+    def inversion_negative(self, positive, negative):
+        return [[tensor, dict(extra)] for tensor, extra in positive]
+
+    def out_of_reach(self, previous, loss, threshold, updates_left):
+        """Where the threshold is out of reach (a model or schedule whose steps the embedding cannot
+        fit that closely), the official loop spends the whole limit: stop when the last update did
+        not help, or when even at its rate the remaining updates could not bring the loss under
+        the threshold (a linear extrapolation; Adam's progress slows down, not up)."""
+        gained = previous - loss
+        return gained <= 0 or loss - threshold > gained * updates_left
+
+
+STRATEGIES = {m.name: m for m in (DDIMInversion(), WarmNullTextInversion(), NullTextInversion(),
+                                  NegativePromptInversion(), DirectInversion())}
+METHODS = tuple(STRATEGIES)  # ("ddim", "null_text_fast", "null_text", "negative_prompt", "direct")
 
 
 def strategy(method: str) -> InversionMethod:

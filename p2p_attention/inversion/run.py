@@ -202,7 +202,7 @@ def invert(
         raise P2PError(f"the ddim_uniform schedule of {steps} steps is empty for this model.")
     with torch.inference_mode(False):
         pos = _first_rows(_clone_conditioning(positive, "positive (source prompt)"))
-        neg = _clone_conditioning(negative, "negative")
+        neg = impl.inversion_negative(pos, _clone_conditioning(negative, "negative"))
         x_latent = samples.detach().clone().float()
         sigmas_run = sigmas.clone()
 
