@@ -1,25 +1,31 @@
 """The example workflows in workflows/: the API twins describe the same graphs as the UI files, run
-on the real ComfyUI server (tiny model in place of the checkpoint), are listed by ComfyUI's
-template browser; and every node of the pack documents itself (description, input tooltips).
+on the real ComfyUI server (tiny model in place of the checkpoint; the demo-model templates as they
+are), are listed by ComfyUI's template browser with their thumbnails; each demo template is its
+checkpoint twin's graph on the demo model, in the demo model's words; the notes render (no
+hard-wrapped paragraph) and the graphs open at a readable zoom; and every node of the pack documents
+itself (description, input tooltips).
 
 tests/test_browser.py loads the same files in the real frontend."""
 
 from __future__ import annotations
 
-import importlib.util
 import io
+import re
 import sys
 
 import pytest
 from harness import ComfyServer, load_pack_module
 from PIL import Image
 from workflow_util import (
+    CHECKPOINT_TEMPLATES,
+    DEMO_TEMPLATES,
     PACK_TEMPLATES_NAME,
     REPO,
     WORKFLOWS,
     check_history_images,
     input_images,
     load_api,
+    load_builder,
     load_ui,
     tiny_api,
     ui_to_api,
@@ -88,13 +94,7 @@ def test_ui_workflow_matches_the_frontend_node_layout(name, object_info):
 
 
 def test_workflow_files_are_what_the_builder_writes(object_info):
-    spec = importlib.util.spec_from_file_location("p2p_build_workflows", REPO / "workflows" / "build_workflows.py")
-    builder = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = builder  # dataclasses look their module up
-    try:
-        spec.loader.exec_module(builder)
-    finally:
-        del sys.modules[spec.name]
+    builder = load_builder()
     built = {wf.name for wf in builder.all_workflows()}
     assert built == set(WORKFLOWS)
     for wf in builder.all_workflows():
@@ -126,6 +126,113 @@ def test_template_browser_lists_every_workflow(server):
     for name in WORKFLOWS:  # the frontend fetches the file from here when a template is opened
         served = server.get_json(f"/api/workflow_templates/{PACK_TEMPLATES_NAME}/{name}.json")
         assert served == load_ui(name)
+
+
+def test_every_template_has_its_thumbnail(server):
+    """Both frontends show <name>.jpg from the template folder (api/workflow_templates/<pack>/<name>.jpg) in a
+    square card, and their placeholder when it is missing; scripts/demo.py (make demo) draws them."""
+    assert {p.stem for p in (REPO / "workflows").glob("*.jpg")} == set(WORKFLOWS), "run make demo"
+    for name in WORKFLOWS:
+        status, body = server._request("GET", f"/api/workflow_templates/{PACK_TEMPLATES_NAME}/{name}.jpg")
+        assert status == 200, f"{name}.jpg: HTTP {status}"
+        img = Image.open(io.BytesIO(body))
+        assert img.format == "JPEG" and img.size == (384, 384), (name, img.format, img.size)
+        assert body == (REPO / "workflows" / f"{name}.jpg").read_bytes()
+
+
+def test_template_names_sort_the_demo_ones_first_and_say_what_they_do():
+    """The template browser shows only the file name of a custom node pack's template (1.32.9 also as its
+    description, with spaces), sorted A-Z on request: the demo templates come first, in reading order."""
+    assert sorted(WORKFLOWS)[: len(DEMO_TEMPLATES)] == DEMO_TEMPLATES
+    for name in WORKFLOWS:
+        assert re.fullmatch(r"p2p_(demo_[1-9]|sd15|sdxl)_[a-z0-9_]+", name), name
+        assert len(name.split("_")) >= 4, f"{name}: say what it does"
+    readme = (REPO / "README.md").read_text()
+    assert all(f"`{name}`" in readme for name in WORKFLOWS), "README: list every template"
+
+
+def _twin_graph(api: dict) -> dict:
+    """The graph without its values: node ids, class types (a checkpoint loader counts as the demo model),
+    links."""
+    out = {}
+    for nid, node in api.items():
+        ct = "P2PDemoModel" if node["class_type"] == "CheckpointLoaderSimple" else node["class_type"]
+        links = {k: v for k, v in node["inputs"].items() if isinstance(v, list)}
+        out[nid] = (ct, links)
+    return out
+
+
+@pytest.mark.parametrize("name", sorted(CHECKPOINT_TEMPLATES))
+def test_demo_twin_is_the_checkpoint_graph_on_the_demo_model(name):
+    twin = {wf.name: wf.twin for wf in load_builder().all_workflows()}[name]
+    assert WORKFLOWS[twin] == "demo"
+    assert _twin_graph(load_api(twin)) == _twin_graph(load_api(name)), f"{twin} is not {name}'s graph"
+
+
+def _texts(api: dict) -> list[str]:
+    out = []
+    for node in api.values():
+        i = node["inputs"]
+        if node["class_type"] == "P2PPromptPair":
+            out += [i["source"], *i["edits"].splitlines()]
+        elif node["class_type"] == "CLIPTextEncode":
+            out.append(i["text"])
+        elif node["class_type"] in ("P2PLocalBlend", "P2PAttentionMaps"):
+            out += [w.strip() for w in i["words"].split(",")]
+        elif node["class_type"] == "P2PReweight":
+            out += [w.split(":")[0].strip() for w in i["weights"].replace("\n", ",").split(",") if w.strip()]
+    return out
+
+
+@pytest.mark.parametrize("name", DEMO_TEMPLATES)
+def test_demo_template_is_sized_and_worded_for_the_demo_model(name):
+    """P2P Demo Model as the loader, a 128 px EmptyLatentImage (its 16x16 latent: the node's description),
+    32 px images, and only words of the demo model's captions (training/shapes_dataset.py)."""
+    sys.path.append(str(REPO / "training"))
+    from shapes_dataset import vocabulary
+
+    api = load_api(name)
+    types = [n["class_type"] for n in api.values()]
+    assert "P2PDemoModel" in types and "CheckpointLoaderSimple" not in types
+    for node in api.values():
+        if node["class_type"] == "EmptyLatentImage":
+            assert (node["inputs"]["width"], node["inputs"]["height"]) == (128, 128)
+        if node["class_type"] == "ImageScale":
+            assert (node["inputs"]["width"], node["inputs"]["height"]) == (32, 32)
+    unknown = {w for text in _texts(api) for w in text.split() if w not in vocabulary()}
+    assert not unknown, f"{name}: words the demo model never saw: {unknown}"
+
+
+@pytest.mark.parametrize("name", sorted(WORKFLOWS))
+def test_notes_keep_each_paragraph_on_one_line(name):
+    """Both frontends' Markdown renderer (tiptap) joins a hard-wrapped paragraph's lines without a space
+    ("a *watercolor*painting"): a block of several lines must be a list, one item per line."""
+    for node in load_ui(name)["nodes"]:
+        if node["type"] not in ("MarkdownNote", "Note"):
+            continue
+        for block in node["widgets_values"][0].split("\n\n"):
+            lines = block.splitlines()
+            if len(lines) > 1:
+                bad = [ln for ln in lines if not re.match(r"\s*(\d+\.|[-*]) ", ln)]
+                assert not bad, f"{name}: hard-wrapped paragraph {lines}"
+
+
+def _fit_view_scale(ui: dict, width: int, height: int) -> float:
+    """The zoom both frontends open a template at (LGraphCanvas fitView: the nodes' bounds, title bars and
+    10 px padding included, fill 75% of the canvas)."""
+    x0 = min(n["pos"][0] for n in ui["nodes"]) - 10
+    y0 = min(n["pos"][1] - 30 for n in ui["nodes"]) - 10
+    x1 = max(n["pos"][0] + n["size"][0] for n in ui["nodes"]) + 10
+    y1 = max(n["pos"][1] + n["size"][1] for n in ui["nodes"]) + 10
+    return min(0.75 * width / max(x1 - x0, 300), 0.75 * height / max(y1 - y0, 300))
+
+
+@pytest.mark.parametrize("name", sorted(WORKFLOWS))
+def test_template_opens_at_a_readable_zoom(name):
+    """At least 0.8 on a full-HD browser window (a 1920x960 canvas); tests/test_browser.py measures it in
+    both frontends."""
+    assert _fit_view_scale(load_ui(name), 1920, 960) >= 0.8
+    assert not load_ui(name)["extra"].get("ds"), "a saved view: frontend 1.32 would restore it instead of fitting"
 
 
 def test_every_node_and_input_is_documented(object_info):
@@ -194,4 +301,5 @@ def test_inversion_workflows_sample_with_the_inversion_settings(name):
         source = api[inv["inputs"]["positive"][0]]
         assert source["class_type"] == "CLIPTextEncode"
         assert source["inputs"]["text"] == pair["inputs"]["source"], "P2P Invert's prompt is not the pair's source"
-        assert inv["inputs"]["method"] == "direct" and inv["inputs"]["steps"] == 50
+        # the official 50 steps on a checkpoint; make demo's 20 on the demo model
+        assert inv["inputs"]["method"] == "direct" and inv["inputs"]["steps"] == (20 if WORKFLOWS[name] == "demo" else 50)

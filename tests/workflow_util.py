@@ -18,16 +18,23 @@ WORKFLOW_DIR = REPO / "workflows"
 API_DIR = WORKFLOW_DIR / "api"
 PACK_TEMPLATES_NAME = "comfyui-prompt-to-prompt"  # the custom_nodes folder name the tests link the pack as
 
-# Every workflow in workflows/, with the tiny test model that stands in for its checkpoint.
-# A new workflow is one UI/API JSON pair plus one line here.
+# Every workflow in workflows/, with the tiny test model that stands in for its checkpoint ("demo": the
+# template runs as it is, on the pack's demo model). A new workflow is one UI/API JSON pair plus one line here.
 WORKFLOWS: dict[str, str] = {
-    "p2p_word_swap": "sd1",
-    "p2p_refine": "sd1",
-    "p2p_reweight_on_swap": "sd1",
-    "p2p_local_blend_attention_maps": "sd1",
-    "p2p_sdxl_word_swap": "sdxl",
-    "p2p_real_image_edit": "sd1",
+    "p2p_demo_1_word_swap_colours": "demo",
+    "p2p_demo_2_refine_add_words": "demo",
+    "p2p_demo_3_reweight_on_word_swap": "demo",
+    "p2p_demo_4_local_blend_and_maps": "demo",
+    "p2p_demo_5_real_image_edit": "demo",
+    "p2p_sd15_word_swap_cat_to_dog": "sd1",
+    "p2p_sd15_refine_add_words": "sd1",
+    "p2p_sd15_reweight_on_word_swap": "sd1",
+    "p2p_sd15_local_blend_and_maps": "sd1",
+    "p2p_sd15_real_image_edit": "sd1",
+    "p2p_sdxl_word_swap_cat_to_dog": "sdxl",
 }
+DEMO_TEMPLATES = [name for name, arch in WORKFLOWS.items() if arch == "demo"]
+CHECKPOINT_TEMPLATES = [name for name, arch in WORKFLOWS.items() if arch != "demo"]
 
 # Frontend-only nodes: drawn in the UI, absent from /object_info and from the API format.
 VIRTUAL_NODES = {"Note", "MarkdownNote"}
@@ -40,6 +47,21 @@ TINY_SIZE = 64
 TINY_STEPS = 4
 # Nodes whose width/height set the image size (latents, the real-image workflow's resize): TINY_SIZE in tests.
 SIZED_NODES = ("EmptyLatentImage", "EmptySD3LatentImage", "ImageScale")
+
+
+def load_builder():
+    """workflows/build_workflows.py as a module: the templates' descriptions (all_workflows, render)."""
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location("p2p_build_workflows", WORKFLOW_DIR / "build_workflows.py")
+    builder = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = builder  # dataclasses look their module up
+    try:
+        spec.loader.exec_module(builder)
+    finally:
+        del sys.modules[spec.name]
+    return builder
 
 
 def load_ui(name: str) -> dict:
@@ -200,8 +222,10 @@ def widget_value_errors(api: dict, object_info: dict) -> list[str]:
 def tiny_api(api: dict, arch: str) -> dict:
     """The API prompt with every checkpoint loader replaced (same node id, so the same links) by
     the test-only P2PTestTinyModel, latents and resized images of TINY_SIZE px, TINY_STEPS sampling
-    (and inversion) steps, one null-text inner iteration."""
+    (and inversion) steps, one null-text inner iteration. A demo template ("demo") runs as it is."""
     out = copy.deepcopy(api)
+    if arch == "demo":
+        return out
     for node in out.values():
         ct, inputs = node["class_type"], node["inputs"]
         if ct == "CheckpointLoaderSimple":

@@ -7,6 +7,11 @@
 * `workflows/api/<name>.json`: the API format of the same graph (what `POST /prompt` takes and
   the frontend's "Export (API)" writes), used by the server tests.
 
+Each template kind is written twice from one function: on the pack's demo model (`p2p_demo_*`, runs as
+it is: P2P Demo Model as the loader, its latent size, captions in its words) and on a checkpoint
+(`p2p_sd15_*`, `p2p_sdxl_*`), the same graph. The thumbnails `workflows/<name>.jpg` are drawn by
+`make demo` (scripts/demo.py) from runs of the demo templates, not here.
+
 Widget order follows ComfyUI frontend 1.32.x and 1.49.x (comfyui-frontend-package, see
 src/services/litegraphService.ts `#addInputs` and useIntWidget.ts): sockets first, then one widget
 per primitive/COMBO input in `/object_info`'s `input_order` (required, then optional); an INT with
@@ -124,255 +129,360 @@ class WNode:
         return Out(self, slot)
 
 
+# Layout: (x, width) of each column. A node's title bar (30 px) sits above `pos`, hence the gap.
+# Both frontends open a template (and a dropped file without `extra.ds`) with fitView: the graph's
+# bounds fill 75% of the canvas, so a graph of W x H px opens at scale min(0.75 cw / W, 0.75 ch / H).
+# The four-column templates (1430 x 760 px) open at >= 0.8 on a 1600x1000 canvas, the five-column
+# ones (1740 x 850 px) on a full-HD browser window (1920x960 canvas); tests/test_browser.py checks it.
+COLUMNS_4 = {0: (0, 360), 1: (390, 340), 2: (760, 320), 3: (1110, 300)}
+COLUMNS_5 = {0: (0, 340), 1: (370, 320), 2: (720, 320), 3: (1070, 300), 4: (1400, 320)}
+ROW_GAP = 50
+
+
 @dataclass
 class Workflow:
     name: str
-    arch: str  # "sd1" | "sdxl": which tiny test model replaces the checkpoint loader in tests
-    note: str
+    arch: str  # "sd1" | "sdxl": the tiny test model that replaces its checkpoint loader in tests; "demo": runs as is
+    title: str  # what it shows, in a few words (its thumbnail's heading)
+    labels: list[str]  # caption of each image of its main SaveImage, source first (thumbnail)
+    twin: str | None = None  # a checkpoint template's demo-model twin: the same graph, which draws its thumbnail
+    columns: dict[int, tuple[float, float]] = field(default_factory=lambda: dict(COLUMNS_4))
     nodes: list[WNode] = field(default_factory=list)
 
     _column_y: dict[int, float] = field(default_factory=dict)
 
     def add(self, type_: str, col: int, height: float, /, _title: str | None = None, **values) -> WNode:
-        """A node at the bottom of layout column `col` (0..4, left to right); `values` are its
-        inputs: widget values, or `other_node[output_index]` for links."""
-        x, width = COLUMNS[col]
-        y = self._column_y.get(col, 20)
+        """A node at the bottom of layout column `col` (left to right); `values` are its inputs:
+        widget values, or `other_node[output_index]` for links."""
+        x, width = self.columns[col]
+        y = self._column_y.get(col, 30)
         self._column_y[col] = y + height + ROW_GAP
         n = WNode(len(self.nodes) + 1, type_, (x, y), (width, height), values, _title)
         self.nodes.append(n)
         return n
 
+    def note(self, height: float, *paragraphs: str) -> WNode:
+        """The "Read me" MarkdownNote, top left. One line per paragraph (or list item): both
+        frontends' markdown renderer drops the line break of a hard-wrapped paragraph and glues
+        the words on either side together."""
+        return self.add("MarkdownNote", 0, height, _title="Read me", text="\n\n".join(paragraphs))
 
-# Layout: (x, width) of each column; a node's title bar (30 px) and its source badge sit above
-# `pos`, hence the gap.
-COLUMNS = {0: (20, 420), 1: (500, 440), 2: (1000, 340), 3: (1400, 320), 4: (1780, 560)}
-ROW_GAP = 70
 
+# --------------------------------------------------------------------------- the models
 
-# --------------------------------------------------------------------------- the workflows
 
 NEGATIVE = ""
 SAMPLER = dict(seed=8888, steps=50, cfg=7.5, sampler_name="ddim", scheduler="ddim_uniform", denoise=1.0)
-
-COMMON_NOTE = """
-**How it works.** *P2P Prompt Pair* encodes the source prompt and the edited prompt(s) into one
-conditioning; *P2P Latent Batch* makes one latent per prompt with the same noise; the edit nodes
-say which attention to share; *P2P Apply* patches the model. Any stock sampler then draws the
-source image (batch item 0) and every edit (items 1..N) in one run.
-
-**Tuning:** the prompts in *P2P Prompt Pair* (one edit per line), then the edit node's
-`cross_replace` (lower = freer edit, higher = closer to the source) and `self_replace`
-(higher keeps more of the layout). Keep the seed fixed while you tune.
-"""
+INVERSION = dict(method="direct", steps=50, guidance=7.5, inner_iterations=10)
 
 
-def _sd_base(wf: Workflow, ckpt: str, size: int, source: str, edits: str,
-             ) -> tuple[WNode, WNode, WNode, WNode, WNode]:
-    """Loader, prompt pair, negative prompt, latent batch: columns 0-1 of every workflow.
-    Returns (loader, pair, negative, latent batch, note)."""
-    note = wf.add("MarkdownNote", 0, 440, _title="Read me", text=wf.note.strip())
-    loader = wf.add("CheckpointLoaderSimple", 0, 98, ckpt_name=ckpt)
-    pair = wf.add("P2PPromptPair", 1, 250, clip=loader[1], source=source, edits=edits)
-    neg = wf.add("CLIPTextEncode", 1, 120, _title="Negative prompt (all items)",
-                 text=NEGATIVE, clip=loader[1])
-    empty = wf.add("EmptyLatentImage", 1, 106, width=size, height=size, batch_size=1)
-    batch = wf.add("P2PLatentBatch", 1, 46, latent=empty[0], prompts=pair[1])
-    return loader, pair, neg, batch, note
+@dataclass(frozen=True)
+class Model:
+    """What a template runs on: a checkpoint the user has, or the pack's embedded demo model."""
+
+    arch: str  # "sd1" | "sdxl" | "demo"
+    label: str  # in the note's title
+    ckpt: str | None  # CheckpointLoaderSimple's file; None: P2P Demo Model
+    latent_px: int  # EmptyLatentImage width and height
+    image_px: int  # the real-image template resizes the photo to this
+    vae_downscale: int
+    sampler: dict
+    inversion: dict  # P2P Invert's settings; the real-image sampler matches its steps and guidance
+    self_replace: str
+    apply: dict  # P2P Apply on a generated image
+    apply_inverted: dict  # P2P Apply with an inversion (self injection one level further, as the official notebook)
 
 
-def _sample_and_save(wf: Workflow, loader: WNode, pair: WNode, neg: WNode, batch: WNode, edit: WNode,
-                     prefix: str) -> tuple[WNode, WNode, WNode]:
-    apply = wf.add("P2PApply", 2, 130, model=loader[0], edit=edit[0],
-                   self_attn_min_downsample=4, map_downsample=4, attention_path="fast")
-    ks = wf.add("KSampler", 3, 262, model=apply[0], positive=pair[0], negative=neg[0],
-                latent_image=batch[0], **SAMPLER)
-    dec = wf.add("VAEDecode", 3, 46, samples=ks[0], vae=loader[2])
-    wf.add("SaveImage", 4, 420, _title="Source + edits", images=dec[0],
-                  filename_prefix=prefix)
-    return apply, ks, dec
+SD15 = Model("sd1", "SD1.5", SD15_CKPT, 512, 512, 8, SAMPLER, INVERSION, "0.4",
+             dict(self_attn_min_downsample=4, map_downsample=4), dict(self_attn_min_downsample=2, map_downsample=4))
+SDXL = Model("sdxl", "SDXL", SDXL_CKPT, 1024, 1024, 8, SAMPLER, INVERSION, "0.4",
+             dict(self_attn_min_downsample=4, map_downsample=4), dict(self_attn_min_downsample=2, map_downsample=4))
+# The demo model (nodes/demo_nodes.py): a 2x VAE, so 128 px latents are its 16x16 latent and 32 px images;
+# the settings of `make demo` (scripts/demo.py): 20 ddim steps at cfg 5, self injection and maps at 8x8.
+DEMO = Model("demo", "demo model", None, 128, 32, 2,
+             dict(seed=7, steps=20, cfg=5.0, sampler_name="ddim", scheduler="ddim_uniform", denoise=1.0),
+             dict(method="direct", steps=20, guidance=5.0, inner_iterations=10), "0.6",
+             dict(self_attn_min_downsample=1, map_downsample=2), dict(self_attn_min_downsample=1, map_downsample=2))
 
-
-def word_swap(name: str, arch: str, ckpt: str, size: int) -> Workflow:
-    model = "SDXL" if arch == "sdxl" else "SD1.5"
-    wf = Workflow(name, arch, f"""
-# Prompt-to-Prompt: word swap ({model})
-
-Replaces a word while keeping the composition: *a photo of a **cat** riding a bicycle* ->
-*a photo of a **dog** riding a bicycle*. The edit prompt must have as many words as the source
-(use the refine workflow to add or remove words).
-{COMMON_NOTE}
-Checkpoint: `{ckpt}` at {size}x{size}; any {model} checkpoint works.
-""")
-    loader, pair, neg, batch, _ = _sd_base(
-        wf, ckpt, size, "a photo of a cat riding a bicycle", "a photo of a dog riding a bicycle")
-    swap = wf.add("P2PWordSwap", 2, 106, prompts=pair[1], cross_replace="0.8",
-                  self_replace="0.4")
-    _sample_and_save(wf, loader, pair, neg, batch, swap, f"p2p/{name}")
-    return wf
-
-
-def refine() -> Workflow:
-    name = "p2p_refine"
-    wf = Workflow(name, "sd1", f"""
-# Prompt-to-Prompt: refine (SD1.5)
-
-Adds (or removes) words: *a painting of a squirrel eating a burger* -> *a **watercolor**
-painting of a squirrel eating a burger*. Words shared with the source keep the source's
-attention; new words attend freely. Several edit lines give several edits in one run.
-{COMMON_NOTE}
-Checkpoint: `{SD15_CKPT}` at 512x512.
-""")
-    loader, pair, neg, batch, _ = _sd_base(
-        wf, SD15_CKPT, 512, "a painting of a squirrel eating a burger",
-        "a watercolor painting of a squirrel eating a burger\na charcoal painting of a squirrel eating a burger")
-    ref = wf.add("P2PRefine", 2, 106, prompts=pair[1], cross_replace="0.8", self_replace="0.4")
-    _sample_and_save(wf, loader, pair, neg, batch, ref, f"p2p/{name}")
-    return wf
-
-
-def reweight_on_swap() -> Workflow:
-    name = "p2p_reweight_on_swap"
-    wf = Workflow(name, "sd1", f"""
-# Prompt-to-Prompt: reweight stacked on a word swap (SD1.5)
-
-*a photo of a cat sitting on a snowy mountain* -> *a photo of a dog sitting on a snowy
-mountain*, with *snowy* turned up. *P2P Reweight* takes the swap as its `edit` input: stacked
-controls combine, and the last node of the stack sets the replace windows.
-
-**Change first:** `weights` in *P2P Reweight* (`word: weight`, one pair per line; below 1 tones a
-word down, negative values remove it).
-{COMMON_NOTE}
-Checkpoint: `{SD15_CKPT}` at 512x512.
-""")
-    loader, pair, neg, batch, _ = _sd_base(
-        wf, SD15_CKPT, 512, "a photo of a cat sitting on a snowy mountain",
-        "a photo of a dog sitting on a snowy mountain")
-    swap = wf.add("P2PWordSwap", 2, 106, prompts=pair[1], cross_replace="0.8", self_replace="0.4")
-    rew = wf.add("P2PReweight", 2, 200, prompts=pair[1], weights="snowy: 2.5",
-                 cross_replace="0.8", self_replace="0.4", edit=swap[0])
-    _sample_and_save(wf, loader, pair, neg, batch, rew, f"p2p/{name}")
-    return wf
-
-
-def local_blend_maps() -> Workflow:
-    name = "p2p_local_blend_attention_maps"
-    wf = Workflow(name, "sd1", f"""
-# Prompt-to-Prompt: local blend + attention maps (SD1.5)
-
-*a photo of a cat sitting on a wooden chair* -> *a photo of a dog sitting on a wooden chair*,
-and nothing but the animal may change: *P2P Local Blend* keeps every pixel outside the
-attention region of `words` equal to the source.
-
-*P2P Attention Maps* shows, per token of prompt `prompt_index` (0 = source), where it attended
-during sampling (grid saved as `p2p/attention_maps`), and the mask of its `words` (preview).
-
-**Change first:** `words` and `threshold` of *P2P Local Blend* (lower threshold = larger edited
-region; `dilation` grows it). Check the region with the mask preview.
-{COMMON_NOTE}
-Checkpoint: `{SD15_CKPT}` at 512x512.
-""")
-    loader, pair, neg, batch, _ = _sd_base(
-        wf, SD15_CKPT, 512, "a photo of a cat sitting on a wooden chair",
-        "a photo of a dog sitting on a wooden chair")
-    swap = wf.add("P2PWordSwap", 2, 106, prompts=pair[1], cross_replace="0.8", self_replace="0.4")
-    blend = wf.add("P2PLocalBlend", 2, 210, prompts=pair[1], words="cat, dog", subtract="",
-                   threshold=0.3, subtract_threshold=0.3, start_blend=0.2, dilation=1, edit=swap[0])
-    apply, ks, dec = _sample_and_save(wf, loader, pair, neg, batch, blend, f"p2p/{name}")
-    maps = wf.add("P2PAttentionMaps", 3, 200, attention_store=apply[1], samples=ks[0],
-                  prompt_index=0, words="cat", threshold=0.0, image=dec[0], vae_downscale=8)
-    wf.add("SaveImage", 4, 420, _title="Attention maps (source tokens)", images=maps[0],
-           filename_prefix="p2p/attention_maps")
-    m2i = wf.add("MaskToImage", 3, 26, mask=maps[1])
-    wf.add("PreviewImage", 3, 300, _title="Mask of the chosen words", images=m2i[0])
-    return wf
-
-
+DEMO_A = "a big red circle on the left and a small blue square on the right"
+DEMO_WORDS = ("a, big, small, red, green, blue, yellow, purple, white, circle, square, triangle, star, "
+              "on the left, and, on the right, above")
+DEMO_PHOTO = "p2p_demo_photo.png"  # drawn by scripts/demo.py into the input folder (make demo, make demo-ui)
+DEMO_PHOTO_CAPTION = "a big yellow circle on the left and a big blue square on the right"
+DEMO_PHOTO_EDIT = "a big yellow circle on the left and a big red square on the right"
 REAL_IMAGE = "example.png"  # ships in every ComfyUI's input/ folder
 REAL_SOURCE = "a drawing of a girl in a pink dress on a green hill"
 REAL_EDITS = ("a drawing of a girl in a blue dress on a green hill\n"
               "a drawing of a girl in a red dress on a green hill")
-INVERSION = dict(method="direct", steps=50, guidance=7.5, inner_iterations=10)
+
+HOW_IT_WORKS = (
+    "**How it works.** *P2P Prompt Pair* encodes the source prompt and the edits (one per line); *P2P Latent "
+    "Batch* gives every prompt the same noise; the edit nodes say which attention the edits share with the "
+    "source; *P2P Apply* patches the model. The sampler then draws the source (item 0) and every edit in one batch."
+)
 
 
-def real_image_edit() -> Workflow:
-    name = "p2p_real_image_edit"
-    steps, guidance = INVERSION["steps"], INVERSION["guidance"]
-    wf = Workflow(name, "sd1", f"""
-# Prompt-to-Prompt: edit a real image (SD1.5)
+def _model_note(model: Model, twin_of: str) -> str:
+    if model.ckpt is None:
+        return (f"**Runs as is** on *P2P Demo Model*, the pack's tiny model trained on coloured shapes (32x32 "
+                f"images; a 128x128 EmptyLatentImage is its 16x16 latent): press **Run**. The words it knows: "
+                f"{DEMO_WORDS}. The same graph for a real checkpoint: `{twin_of}`.")
+    return (f"**Checkpoint:** `{model.ckpt}` at {model.latent_px}x{model.latent_px} (any {model.label} "
+            f"checkpoint). Without one, `{twin_of}` runs the same graph on the pack's demo model.")
 
-Edits an image you load instead of a generated one: *P2P Invert* finds the noise from which the
-sampler redraws your image under the source prompt, then the edit works as on a generated image.
-The saved batch is the **reconstruction** of your image (item 0, left) and the **edits** (items
-1..N) side by side: *a drawing of a girl in a **pink** dress* -> ***blue*** / ***red*** dress.
 
-**Change first:**
-1. the image in *Load Image* (*Upscale Image* scales and centre-crops it to 512x512);
-2. the **source prompt**, a short description of your image, in **both** places: *Source prompt for
-   P2P Invert* and `source` of *P2P Prompt Pair*. The texts must be identical: the image is
-   inverted under the one and redrawn with the other;
-3. the edit line(s): `edits` of *P2P Prompt Pair* (one edit per line; a word swap keeps the
-   number of words, use *P2P Refine* to add words) and `words` of *P2P Local Blend*, the region
-   that may change (bypass it with Ctrl+B to let the whole image change);
-4. `method` of *P2P Invert*:
-   * `direct` (default): the reconstruction is exact (item 0 follows the inversion); fast, one
-     pass of `steps` UNet calls. Edits stay close to your image.
-   * `null_text`: the official Null-text Inversion, optimises the unconditional embedding at every
-     step (up to `steps` x `inner_iterations` UNet passes with gradients): slowest, the best
-     fidelity on eps-prediction models such as SD1.5. The negative prompt is then the optimised one.
-   * `negative_prompt`: no optimisation, the source prompt becomes the negative prompt; fast.
-   * `ddim`: plain DDIM inversion, the baseline; drifts from your image at cfg {guidance:g}.
+def _loader(wf: Workflow, model: Model) -> WNode:
+    if model.ckpt is None:
+        return wf.add("P2PDemoModel", 0, 66)
+    return wf.add("CheckpointLoaderSimple", 0, 98, ckpt_name=model.ckpt)
 
-**The sampler must match the inversion** (P2P Apply refuses anything else): *KSampler
-(Advanced)* with `add_noise` disable, sampler `ddim`, scheduler `ddim_uniform`, `steps` equal to
-P2P Invert's `steps` ({steps}), `start_at_step` 0, `end_at_step` at least the steps,
-`return_with_leftover_noise` disable, and `cfg` equal to P2P Invert's `guidance` ({guidance:g}).
-Change steps or guidance in both nodes together. KSampler (plain) always adds noise: it cannot
-sample an inverted latent.
 
-**Tuning:** the edit node's `cross_replace` (lower = freer edit, higher = closer to the image) and
-`self_replace` (higher keeps more of the layout); `threshold` of *P2P Local Blend* (lower = larger
-edited region).
+def _front(wf: Workflow, model: Model, source: str, edits: str) -> tuple[WNode, WNode, WNode, WNode]:
+    """Loader, prompt pair, negative prompt, latent batch: columns 0-1 (the note is column 0's first node).
+    Returns (loader, pair, negative, latent batch)."""
+    loader = _loader(wf, model)
+    pair = wf.add("P2PPromptPair", 1, 200, clip=loader[1], source=source, edits=edits)
+    neg = wf.add("CLIPTextEncode", 1, 100, _title="Negative prompt (all items)", text=NEGATIVE, clip=loader[1])
+    empty = wf.add("EmptyLatentImage", 1, 106, width=model.latent_px, height=model.latent_px, batch_size=1)
+    batch = wf.add("P2PLatentBatch", 1, 46, latent=empty[0], prompts=pair[1])
+    return loader, pair, neg, batch
 
-Checkpoint: `{SD15_CKPT}` at 512x512.
-""")
-    wf.add("MarkdownNote", 0, 640, _title="Read me", text=wf.note.strip())
-    loader = wf.add("CheckpointLoaderSimple", 0, 98, ckpt_name=SD15_CKPT)
-    image = wf.add("LoadImage", 0, 340, image=REAL_IMAGE)
-    scaled = wf.add("ImageScale", 0, 130, image=image[0], upscale_method="lanczos", width=512, height=512,
-                    crop="center")
-    pair = wf.add("P2PPromptPair", 1, 250, clip=loader[1], source=REAL_SOURCE, edits=REAL_EDITS)
-    src = wf.add("CLIPTextEncode", 1, 120, _title="Source prompt for P2P Invert (= pair's source)",
-                 text=REAL_SOURCE, clip=loader[1])
-    neg = wf.add("CLIPTextEncode", 1, 120, _title="Negative prompt (all items)", text=NEGATIVE, clip=loader[1])
-    enc = wf.add("VAEEncode", 1, 46, pixels=scaled[0], vae=loader[2])
-    inv = wf.add("P2PInvert", 1, 230, model=loader[0], positive=src[0], negative=neg[0], latent=enc[0],
-                 **INVERSION)
-    batch = wf.add("P2PLatentBatch", 1, 46, latent=inv[0], prompts=pair[1])
-    swap = wf.add("P2PWordSwap", 2, 106, prompts=pair[1], cross_replace="0.8", self_replace="0.4")
-    blend = wf.add("P2PLocalBlend", 2, 210, prompts=pair[1], words="dress", subtract="",
-                   threshold=0.3, subtract_threshold=0.3, start_blend=0.2, dilation=1, edit=swap[0])
-    # Self injection down to 32x32 at 512 px, as the official real-image (null-text) notebook.
-    apply = wf.add("P2PApply", 2, 150, model=loader[0], edit=blend[0], inversion=inv[1],
-                   self_attn_min_downsample=2, map_downsample=4, attention_path="fast")
-    ks = wf.add("KSamplerAdvanced", 3, 334, model=apply[0], positive=pair[0], negative=neg[0],
+
+def _sample_and_save(wf: Workflow, model: Model, loader: WNode, pair: WNode, neg: WNode, batch: WNode,
+                     edit: WNode, save_col: int = 3, save_height: float = 300) -> tuple[WNode, WNode, WNode]:
+    apply = wf.add("P2PApply", 2, 146, model=loader[0], edit=edit[0], **model.apply, attention_path="fast")
+    ks = wf.add("KSampler", 3, 262, model=apply[0], positive=pair[0], negative=neg[0],
+                latent_image=batch[0], **model.sampler)
+    dec = wf.add("VAEDecode", 3, 46, samples=ks[0], vae=loader[2])
+    wf.add("SaveImage", save_col, save_height, _title="Source + edits", images=dec[0], filename_prefix=f"p2p/{wf.name}")
+    return apply, ks, dec
+
+
+# The file names are all the template browser shows of a custom node pack's template (its title; frontend 1.32
+# also writes the name with spaces as its description), so they say what the template does; the demo ones sort
+# first (numbered in reading order).
+NAMES = {
+    "word_swap": ("p2p_demo_1_word_swap_colours", "p2p_sd15_word_swap_cat_to_dog", "p2p_sdxl_word_swap_cat_to_dog"),
+    "refine": ("p2p_demo_2_refine_add_words", "p2p_sd15_refine_add_words", ""),
+    "reweight": ("p2p_demo_3_reweight_on_word_swap", "p2p_sd15_reweight_on_word_swap", ""),
+    "local_blend": ("p2p_demo_4_local_blend_and_maps", "p2p_sd15_local_blend_and_maps", ""),
+    "real_image": ("p2p_demo_5_real_image_edit", "p2p_sd15_real_image_edit", ""),
+}
+
+
+def _name_and_twin(kind: str, model: Model) -> tuple[str, str | None, str]:
+    """(file name, demo twin or None, the other one to mention in the note)."""
+    demo, sd15, sdxl = NAMES[kind]
+    if model.ckpt is None:
+        return demo, None, sd15
+    return (sdxl if model.arch == "sdxl" else sd15), demo, demo
+
+
+# --------------------------------------------------------------------------- the templates
+
+
+def word_swap(model: Model) -> Workflow:
+    name, twin, other = _name_and_twin("word_swap", model)
+    if model.ckpt is None:
+        source = DEMO_A
+        edits = ("a big green circle on the left and a small blue square on the right\n"
+                 "a big red circle on the left and a small yellow square on the right")
+        labels = ["source", "red -> green", "blue -> yellow"]
+        what = ("Recolours one shape per edit and keeps the rest: *a big **red** circle on the left and a small "
+                "blue square on the right* → a ***green*** circle (edit 1), a ***yellow*** square (edit 2).")
+    else:
+        source, edits = "a photo of a cat riding a bicycle", "a photo of a dog riding a bicycle"
+        labels = ["source", "cat -> dog"]
+        what = ("Replaces a word and keeps the composition: *a photo of a **cat** riding a bicycle* → *a photo of "
+                "a **dog** riding a bicycle*.")
+    wf = Workflow(name, model.arch, "word swap", labels, twin)
+    wf.note(
+        520,
+        f"# Word swap ({model.label})",
+        what,
+        "**Change first:** the prompts of *P2P Prompt Pair* (an edit has as many words as the source; the refine "
+        "template adds words), then `cross_replace` of *P2P Word Swap* (lower = freer edit) and `self_replace` "
+        "(higher = more of the layout kept). Keep the seed fixed while you tune.",
+        HOW_IT_WORKS,
+        _model_note(model, other),
+    )
+    loader, pair, neg, batch = _front(wf, model, source, edits)
+    swap = wf.add("P2PWordSwap", 2, 102, prompts=pair[1], cross_replace="0.8", self_replace=model.self_replace)
+    _sample_and_save(wf, model, loader, pair, neg, batch, swap)
+    return wf
+
+
+def refine(model: Model) -> Workflow:
+    name, twin, other = _name_and_twin("refine", model)
+    if model.ckpt is None:
+        source, edits = "a red circle above a blue square", "a big red circle above a small blue square"
+        labels = ["source", "+ big, + small"]
+        what = ("Adds words: *a red circle above a blue square* → *a **big** red circle above a **small** blue "
+                "square*. Words shared with the source keep its attention; the new ones attend freely.")
+    else:
+        source = "a painting of a squirrel eating a burger"
+        edits = ("a watercolor painting of a squirrel eating a burger\n"
+                 "a charcoal painting of a squirrel eating a burger")
+        labels = ["source", "+ watercolor", "+ charcoal"]
+        what = ("Adds (or removes) words: *a painting of a squirrel eating a burger* → *a **watercolor** painting "
+                "of a squirrel eating a burger*, and a **charcoal** one. Words shared with the source keep its "
+                "attention; the new ones attend freely.")
+    wf = Workflow(name, model.arch, "refine: add words", labels, twin)
+    wf.note(
+        520,
+        f"# Refine ({model.label})",
+        what,
+        "**Change first:** the edit lines of *P2P Prompt Pair* (one edit per line, several edits in one run), "
+        "then `cross_replace` of *P2P Refine* (lower = freer edit) and `self_replace` (higher = more of the "
+        "layout kept).",
+        HOW_IT_WORKS,
+        _model_note(model, other),
+    )
+    loader, pair, neg, batch = _front(wf, model, source, edits)
+    ref = wf.add("P2PRefine", 2, 102, prompts=pair[1], cross_replace="0.8", self_replace=model.self_replace)
+    _sample_and_save(wf, model, loader, pair, neg, batch, ref)
+    return wf
+
+
+def reweight_on_swap(model: Model) -> Workflow:
+    name, twin, other = _name_and_twin("reweight", model)
+    if model.ckpt is None:
+        source, edits = DEMO_A, "a big green circle on the left and a small blue square on the right"
+        weights = "small: 8"
+        labels = ["source", "red -> green, small x8"]
+        what = ("Recolours the circle (*P2P Word Swap*) and turns *small* up eight times (*P2P Reweight*, stacked "
+                "on the swap). On this tiny model a reweight barely shows (about 2 grey levels on average); on a "
+                "real checkpoint it turns a word visibly up or down.")
+    else:
+        source, edits = "a photo of a cat sitting on a snowy mountain", "a photo of a dog sitting on a snowy mountain"
+        weights = "snowy: 2.5"
+        labels = ["source", "cat -> dog, snowy x2.5"]
+        what = ("*a photo of a **cat** sitting on a snowy mountain* → *a photo of a **dog** sitting on a snowy "
+                "mountain*, with *snowy* turned up (*P2P Reweight*, stacked on the swap).")
+    wf = Workflow(name, model.arch, "reweight on a word swap", labels, twin)
+    wf.note(
+        520,
+        f"# Reweight stacked on a word swap ({model.label})",
+        what,
+        "**Change first:** `weights` of *P2P Reweight* (`word: weight`, comma separated; below 1 tones a word "
+        "down, a negative weight removes it). Stacked controls combine; the last node of the stack sets the "
+        "replace windows.",
+        HOW_IT_WORKS,
+        _model_note(model, other),
+    )
+    loader, pair, neg, batch = _front(wf, model, source, edits)
+    swap = wf.add("P2PWordSwap", 2, 102, prompts=pair[1], cross_replace="0.8", self_replace=model.self_replace)
+    rew = wf.add("P2PReweight", 2, 160, prompts=pair[1], weights=weights, cross_replace="0.8",
+                 self_replace=model.self_replace, edit=swap[0])
+    _sample_and_save(wf, model, loader, pair, neg, batch, rew)
+    return wf
+
+
+def local_blend_maps(model: Model) -> Workflow:
+    name, twin, other = _name_and_twin("local_blend", model)
+    if model.ckpt is None:
+        source, edits = DEMO_A, "a big green circle on the left and a small blue square on the right"
+        blend_words, map_words, map_threshold = "circle", "circle", 0.3
+        labels = ["source", "red -> green in 'circle'"]
+        what = ("*a big **red** circle ...* → a ***green*** circle, and nothing but the circle may change: *P2P "
+                "Local Blend* keeps the source outside the attention region of its `words`.")
+    else:
+        source, edits = "a photo of a cat sitting on a wooden chair", "a photo of a dog sitting on a wooden chair"
+        blend_words, map_words, map_threshold = "cat, dog", "cat", 0.0
+        labels = ["source", "cat -> dog in 'cat, dog'"]
+        what = ("*a photo of a **cat** sitting on a wooden chair* → *... a **dog** ...*, and nothing but the animal "
+                "may change: *P2P Local Blend* keeps the source outside the attention region of its `words`.")
+    wf = Workflow(name, model.arch, "local blend + attention maps", labels, twin, columns=dict(COLUMNS_5))
+    wf.note(
+        560,
+        f"# Local blend + attention maps ({model.label})",
+        what,
+        "*P2P Attention Maps* shows where each token of prompt `prompt_index` (0 = the source) attended while "
+        "sampling (grid saved as `p2p/attention_maps`), and the mask of its `words` (preview).",
+        "**Change first:** `words` and `threshold` of *P2P Local Blend* (lower threshold = larger edited region; "
+        "`dilation` grows it); check the region on the mask preview.",
+        HOW_IT_WORKS,
+        _model_note(model, other),
+    )
+    loader, pair, neg, batch = _front(wf, model, source, edits)
+    swap = wf.add("P2PWordSwap", 2, 102, prompts=pair[1], cross_replace="0.8", self_replace=model.self_replace)
+    blend = wf.add("P2PLocalBlend", 2, 200, prompts=pair[1], words=blend_words, subtract="", threshold=0.3,
+                   subtract_threshold=0.3, start_blend=0.2, dilation=1, edit=swap[0])
+    apply, ks, dec = _sample_and_save(wf, model, loader, pair, neg, batch, blend, save_col=4, save_height=280)
+    maps = wf.add("P2PAttentionMaps", 3, 170, attention_store=apply[1], samples=ks[0], prompt_index=0,
+                  words=map_words, threshold=map_threshold, image=dec[0], vae_downscale=model.vae_downscale)
+    wf.add("SaveImage", 4, 180, _title="Attention maps (source tokens)", images=maps[0],
+           filename_prefix="p2p/attention_maps")
+    m2i = wf.add("MaskToImage", 3, 26, mask=maps[1])
+    wf.add("PreviewImage", 4, 180, _title="Mask of the chosen words", images=m2i[0])
+    return wf
+
+
+def real_image_edit(model: Model) -> Workflow:
+    name, twin, other = _name_and_twin("real_image", model)
+    inversion = model.inversion
+    steps, guidance, px = inversion["steps"], inversion["guidance"], model.image_px
+    if model.ckpt is None:
+        image, source, edits, words = DEMO_PHOTO, DEMO_PHOTO_CAPTION, DEMO_PHOTO_EDIT, "square"
+        labels = ["reconstruction", "blue -> red square"]
+        what = (f"Edits an image you load: `{DEMO_PHOTO}`, shapes drawn by the demo's dataset renderer (not by the "
+                f"model; `make demo-ui` puts it in the input folder, else load any image). *P2P Invert* finds the "
+                f"noise from which the sampler redraws it under the source prompt; then the edit (*a big **blue** "
+                f"square* → ***red***, only inside *square*) works as on a generated image. Saved: the "
+                f"reconstruction (item 0) and the edit.")
+    else:
+        image, source, edits, words = REAL_IMAGE, REAL_SOURCE, REAL_EDITS, "dress"
+        labels = ["reconstruction", "pink -> blue dress", "pink -> red dress"]
+        what = ("Edits an image you load (ComfyUI's `example.png` at first): *P2P Invert* finds the noise from "
+                "which the sampler redraws it under the source prompt; then the edit (*a girl in a **pink** "
+                "dress* → ***blue*** / ***red***, only inside *dress*) works as on a generated image. Saved: the "
+                "reconstruction (item 0) and the edits.")
+    wf = Workflow(name, model.arch, "edit a real image", labels, twin, columns=dict(COLUMNS_5))
+    wf.note(
+        600,
+        f"# Edit a real image ({model.label})",
+        what,
+        "**Change first:**",
+        f"1. the image in *Load Image* (*Upscale Image* makes it {px}x{px});\n"
+        "2. the **source prompt**, a short description of the image, in **both** *Source prompt for P2P Invert* "
+        "and `source` of *P2P Prompt Pair* (identical texts);\n"
+        "3. `edits` of *P2P Prompt Pair* (same word count: a word swap) and `words` of *P2P Local Blend*, the "
+        "region that may change (bypass it with Ctrl+B to free the whole image);\n"
+        "4. `method` of *P2P Invert*: `direct` (exact reconstruction, fast), `null_text` (the official null-text "
+        "inversion, slowest), `negative_prompt`, `ddim` (the baseline, drifts).",
+        f"**The sampler must match the inversion** (P2P Apply says what differs): *KSampler (Advanced)* with "
+        f"`add_noise` disable, `ddim` / `ddim_uniform`, the inversion's `steps` ({steps}) and `cfg` = its "
+        f"`guidance` ({guidance:g}): change both nodes together.",
+        _model_note(model, other),
+    )
+    loader = _loader(wf, model)
+    pair = wf.add("P2PPromptPair", 1, 200, clip=loader[1], source=source, edits=edits)
+    src = wf.add("CLIPTextEncode", 1, 100, _title="Source prompt for P2P Invert (= pair's source)",
+                 text=source, clip=loader[1])
+    neg = wf.add("CLIPTextEncode", 1, 100, _title="Negative prompt (all items)", text=NEGATIVE, clip=loader[1])
+    img = wf.add("LoadImage", 2, 260, image=image)
+    scaled = wf.add("ImageScale", 2, 130, image=img[0], upscale_method="lanczos", width=px, height=px, crop="center")
+    enc = wf.add("VAEEncode", 2, 46, pixels=scaled[0], vae=loader[2])
+    inv = wf.add("P2PInvert", 2, 190, model=loader[0], positive=src[0], negative=neg[0], latent=enc[0], **inversion)
+    batch = wf.add("P2PLatentBatch", 3, 46, latent=inv[0], prompts=pair[1])
+    swap = wf.add("P2PWordSwap", 3, 102, prompts=pair[1], cross_replace="0.8", self_replace=model.self_replace)
+    blend = wf.add("P2PLocalBlend", 3, 200, prompts=pair[1], words=words, subtract="", threshold=0.3,
+                   subtract_threshold=0.3, start_blend=0.2, dilation=1, edit=swap[0])
+    apply = wf.add("P2PApply", 3, 150, model=loader[0], edit=blend[0], inversion=inv[1], **model.apply_inverted,
+                   attention_path="fast")
+    ks = wf.add("KSamplerAdvanced", 4, 334, model=apply[0], positive=pair[0], negative=neg[0],
                 latent_image=batch[0], add_noise="disable", noise_seed=0, steps=steps, cfg=guidance,
                 sampler_name="ddim", scheduler="ddim_uniform", start_at_step=0, end_at_step=10000,
                 return_with_leftover_noise="disable")
-    dec = wf.add("VAEDecode", 3, 46, samples=ks[0], vae=loader[2])
-    wf.add("SaveImage", 4, 420, _title="Reconstruction + edits", images=dec[0], filename_prefix=f"p2p/{name}")
+    dec = wf.add("VAEDecode", 4, 46, samples=ks[0], vae=loader[2])
+    wf.add("SaveImage", 4, 300, _title="Reconstruction + edits", images=dec[0], filename_prefix=f"p2p/{name}")
     return wf
 
 
 def all_workflows() -> list[Workflow]:
-    return [
-        word_swap("p2p_word_swap", "sd1", SD15_CKPT, 512),
-        refine(),
-        reweight_on_swap(),
-        local_blend_maps(),
-        word_swap("p2p_sdxl_word_swap", "sdxl", SDXL_CKPT, 1024),
-        real_image_edit(),
-    ]
+    """The demo-model templates first (they run as they are), then the checkpoint ones."""
+    kinds = (word_swap, refine, reweight_on_swap, local_blend_maps, real_image_edit)
+    return [*(k(DEMO) for k in kinds), *(k(SD15) for k in kinds), word_swap(SDXL)]
 
 
 # --------------------------------------------------------------------------- rendering
