@@ -1,13 +1,20 @@
 """`make demo`: real Prompt-to-Prompt edits on the pack's embedded demo model, through a real ComfyUI.
 
 Starts ComfyUI's server (main.py, CPU, headless) with the pack, queues the demo workflows with
-POST /prompt, and writes every source/edit PNG plus one contact sheet to demo_out/.
+POST /prompt, and writes every source/edit PNG plus one contact sheet to demo_out/. It then runs
+the demo-model templates (workflows/api/p2p_demo_*.json) as they are and draws every template's
+thumbnail from those runs (a checkpoint template's from its demo-model twin): demo_out/thumbnails/,
+and workflows/<name>.jpg, where ComfyUI's template browser reads them, unless --out is given.
 `--ui` instead starts ComfyUI with the pack on http://127.0.0.1:8188 for a person to use.
+
+Only the pack is linked into ComfyUI's custom nodes here (never the test-only tests/tiny_pack).
 """
 
 from __future__ import annotations
 
 import argparse
+import io
+import json
 import os
 import shutil
 import subprocess
@@ -20,18 +27,47 @@ sys.path.append(str(REPO))
 sys.path.append(str(REPO / "tests"))  # the HTTP workflow runner lives with the test helpers
 sys.path.append(str(REPO / "training"))  # the shapes renderer draws the demo's "photo"
 
-from harness import ComfyServer, Graph, make_custom_nodes_dir  # noqa: E402
+from harness import ComfyServer, Graph  # noqa: E402
+from workflow_util import load_builder  # noqa: E402
 
+WORKFLOWS = REPO / "workflows"
+PACK_NAME = "comfyui-prompt-to-prompt"  # the pack's folder name in custom_nodes: its template browser entry
 SIZE = 128  # EmptyLatentImage assumes 8x: 128 px gives the demo model's 16x16 latent (32 px images)
 STEPS = 20
 SEED = 7
 NEG = ""
 A = "a big red circle on the left and a small blue square on the right"
 # Real-image editing: a scene drawn by the dataset's renderer (not by the model), inverted and edited.
-PHOTO = "p2p_demo_photo.png"
+PHOTO = "p2p_demo_photo.png"  # also the demo real-image template's Load Image file
 PHOTO_CAPTION = "a big yellow circle on the left and a big blue square on the right"
 PHOTO_EDIT = "a big yellow circle on the left and a big red square on the right"
 PHOTO_SEED = 20261127
+
+
+def pack_custom_nodes(work: Path) -> Path:
+    """A custom_nodes folder with this pack alone, under the folder name users clone it as."""
+    d = work / "custom_nodes"
+    d.mkdir(parents=True, exist_ok=True)
+    for old in d.iterdir():  # a previous run's links (e.g. of the test-only tiny pack) go
+        if old.is_symlink() and old.name != PACK_NAME:
+            old.unlink()
+    link = d / PACK_NAME
+    if not (link.is_symlink() and link.resolve() == REPO.resolve()):
+        if link.is_symlink():
+            link.unlink()
+        link.symlink_to(REPO.resolve(), target_is_directory=True)
+    return d
+
+
+def prepare_input(input_dir: Path) -> None:
+    """What the templates' Load Image nodes open: the demo photo and ComfyUI's own example.png."""
+    from p2p_attention.comfy_bootstrap import comfyui_root
+
+    input_dir.mkdir(parents=True, exist_ok=True)
+    draw_photo(input_dir / PHOTO)
+    example = Path(comfyui_root()) / "input" / "example.png"
+    if example.is_file() and not (input_dir / example.name).exists():
+        shutil.copyfile(example, input_dir / example.name)
 
 
 def draw_photo(path: Path) -> None:
@@ -149,6 +185,116 @@ def real_image_demo():
             ["photo", "naive", "p2p", "mask"])
 
 
+THUMB = 384  # px, square: both frontends show a custom node template's <name>.jpg in a square card
+
+
+def _font(size: int):
+    from PIL import ImageFont
+
+    return ImageFont.load_default(size=size)
+
+
+def _wrapped(draw, text: str, font, width: int) -> list[str]:
+    lines, line = [], ""
+    for word in text.split():
+        trial = f"{line} {word}".strip()
+        if line and draw.textlength(trial, font=font) > width:
+            lines.append(line)
+            line = word
+        else:
+            line = trial
+    return [*lines, line] if line else lines
+
+
+def changed_pixels(source, edit):
+    """|edit - source| summed over the channels, as a grey image (black: unchanged, white: >= 255)."""
+    import numpy as np
+    from PIL import Image
+
+    a = np.asarray(source.convert("RGB"), np.int16)
+    b = np.asarray(edit.convert("RGB"), np.int16)
+    return Image.fromarray(np.clip(np.abs(b - a).sum(-1), 0, 255).astype(np.uint8)).convert("RGB")
+
+
+def thumbnail(title: str, model_line: str, note: str, tiles: list[tuple[str, object]]):
+    """A template's card: its name in words and the model top left, then up to three images of its run,
+    each with its caption, on a 2x2 grid."""
+    from PIL import Image, ImageDraw
+
+    margin, gap = 12, 12
+    cell = (THUMB - 2 * margin - gap) // 2
+    card = Image.new("RGB", (THUMB, THUMB), (30, 30, 34))
+    draw = ImageDraw.Draw(card)
+    y = margin + 4
+    for text, size, fill in ((title, 26, (255, 255, 255)), (model_line, 17, (200, 200, 210)), (note, 15, (160, 160, 170))):
+        font = _font(size)
+        for line in _wrapped(draw, text, font, cell):
+            draw.text((margin, y), line, fill=fill, font=font)
+            y += size + 4
+        y += 6
+    for k, (label, img) in enumerate(tiles[:3]):
+        cx, cy = margin + ((k + 1) % 2) * (cell + gap), margin + ((k + 1) // 2) * (cell + gap)
+        card.paste(img.convert("RGB").resize((cell, cell), Image.NEAREST), (cx, cy))
+        font = _font(15)
+        strip = Image.new("RGB", (cell, 24), (0, 0, 0))
+        card.paste(Image.blend(card.crop((cx, cy + cell - 24, cx + cell, cy + cell)), strip, 0.6),
+                   (cx, cy + cell - 24))
+        draw.text((cx + 5, cy + cell - 21), label, fill=(255, 255, 255), font=font)
+    return card
+
+
+def template_tiles(wf, api: dict, outputs: dict, fetch) -> list[tuple[str, object]]:
+    """(caption, image) of a template run: its main SaveImage's batch (source first), then the mask preview
+    if it has one, else where the first edit changed the source."""
+    from PIL import Image
+
+    def images(node_id):
+        return [Image.open(io.BytesIO(fetch(im["filename"], im.get("subfolder", ""), im.get("type", "output"))))
+                for im in outputs[node_id]["images"]]
+
+    main = next(nid for nid, n in api.items() if n["class_type"] == "SaveImage"
+                and n["inputs"].get("filename_prefix") == f"p2p/{wf.name}")
+    tiles = list(zip(wf.labels, images(main)))
+    masks = [nid for nid, n in api.items() if n["class_type"] == "PreviewImage"]
+    if masks:
+        words = next(n["inputs"]["words"] for n in api.values() if n["class_type"] == "P2PAttentionMaps")
+        tiles.append((f"mask of '{words}'", images(masks[0])[0]))
+    else:
+        tiles.append(("changed pixels", changed_pixels(tiles[0][1], tiles[1][1])))
+    return tiles
+
+
+def template_card(wf, twin_tiles: list[tuple[str, object]]):
+    model = {"demo": "demo model", "sd1": "SD1.5 checkpoint", "sdxl": "SDXL checkpoint"}[wf.arch]
+    note = "runs as it is" if wf.arch == "demo" else "preview drawn by its demo-model twin"
+    return thumbnail(wf.title, model, note, twin_tiles)
+
+
+def run_templates(srv: ComfyServer, thumbs: list[Path]) -> list[Path]:
+    """Runs every demo-model template's API twin as it is and writes every template's <name>.jpg into each
+    folder of `thumbs` (a checkpoint template's from its demo twin's run)."""
+    builder = load_builder()
+    workflows = builder.all_workflows()
+    tiles, written = {}, []
+    for wf in workflows:
+        if wf.arch != "demo":
+            continue
+        api = json.loads((WORKFLOWS / "api" / f"{wf.name}.json").read_text())
+        t = time.time()
+        outputs = srv.wait(srv.queue(api), timeout=600)["outputs"]
+        tiles[wf.name] = template_tiles(wf, api, outputs, srv.fetch_image)
+        print(f"  template {wf.name}: {time.time() - t:.1f}s")
+    for folder in thumbs:
+        folder.mkdir(parents=True, exist_ok=True)
+    for wf in workflows:
+        card = template_card(wf, tiles[wf.twin or wf.name])
+        for folder in thumbs:
+            path = folder / f"{wf.name}.jpg"
+            card.save(path, "JPEG", quality=90)
+            written.append(path)
+    return written
+
+
 def contact_sheet(rows: list[tuple[str, list[tuple[str, Path]]]], path: Path, cell: int = 160) -> None:
     """One row per run; square images fill a cell, wide ones (the maps grid) keep their aspect."""
     from PIL import Image, ImageDraw, ImageFont
@@ -180,15 +326,15 @@ def _shown(path: Path) -> str:
     return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
 
 
-def run_demo(out: Path) -> None:
+def run_demo(out: Path, thumbnails_to: Path | None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     work = REPO / ".tmp" / "demo_server"
     shutil.rmtree(work, ignore_errors=True)
     rows, written = [], []
     t0 = time.time()
-    with ComfyServer(work) as srv:
+    with ComfyServer(work, custom_nodes_dir=pack_custom_nodes(work)) as srv:
         print(f"ComfyUI server up at {srv.url} (pid {srv.pid}) in {time.time() - t0:.0f}s")
-        draw_photo(srv.input_dir / PHOTO)
+        prepare_input(srv.input_dir)
         for name, source, edits, edit_labels, graph, saves in demo_graphs():
             t = time.time()
             prompt_id = srv.queue(graph)
@@ -205,13 +351,24 @@ def run_demo(out: Path) -> None:
                     files.append((captions[i] if save in ("naive", "p2p") else label, dst))
                 written += [f for _, f in files]
                 rows.append((f"{name}: {save}", files))
+        thumbs = run_templates(srv, [out / "thumbnails", *([thumbnails_to] if thumbnails_to else [])])
     sheet = out / "contact_sheet.png"
     contact_sheet(rows, sheet)
     print("\nWrote:")
-    for p in written:
+    for p in written + thumbs:
         print(f"  {_shown(p)}")
     print(f"  {_shown(sheet)}  <- open this first")
     print(f"Done in {time.time() - t0:.0f}s.")
+
+
+# The template browser, as both frontends (1.32.9 and 1.49.6) label it: the left sidebar's button, or the
+# ComfyUI logo menu (top left); the pack's templates are under Extensions. tests/test_browser.py clicks these.
+TEMPLATES_BUTTON = "Templates"
+MENU_ITEM = "Browse Templates"
+EXTENSIONS = "Extensions"
+UI_HINT = (f"Open the template browser ({TEMPLATES_BUTTON} in the left sidebar, or the ComfyUI logo menu > "
+           f"{MENU_ITEM}), then {EXTENSIONS} > {PACK_NAME}: the p2p_demo_* templates run as they are on the "
+           f"pack's demo model (press Run); the p2p_sd15_* / p2p_sdxl_* ones need that checkpoint.")
 
 
 def run_ui(port: int) -> None:
@@ -219,29 +376,30 @@ def run_ui(port: int) -> None:
 
     work = REPO / ".tmp" / "demo_ui"
     work.mkdir(parents=True, exist_ok=True)
-    nodes_dir = make_custom_nodes_dir(work)
+    nodes_dir = pack_custom_nodes(work)
+    prepare_input(work / "input")
     cfg = work / "extra_model_paths.yaml"
-    cfg.write_text(f'{{"p2p_demo": {{"custom_nodes": "{nodes_dir}"}}}}')
+    cfg.write_text(json.dumps({"p2p_demo": {"custom_nodes": str(nodes_dir)}}))  # JSON is YAML
     print(f"Starting ComfyUI with the pack on http://127.0.0.1:{port} (Ctrl-C to stop).")
-    print("Open the template browser (Workflow > Browse Templates > comfyui-prompt-to-prompt), or drop a "
-          "file from workflows/ onto the canvas; use the 'P2P Demo Model' node instead of a checkpoint loader.")
+    print(UI_HINT)
     env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
     subprocess.run([sys.executable, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port),
                     "--extra-model-paths-config", str(cfg), "--disable-api-nodes",
-                    "--use-pytorch-cross-attention", "--output-directory", str(REPO / "demo_out" / "ui")],
+                    "--use-pytorch-cross-attention", "--input-directory", str(work / "input"),
+                    "--output-directory", str(REPO / "demo_out" / "ui")],
                    cwd=comfyui_root(), env=env, check=False)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--out", type=Path, default=REPO / "demo_out")
+    ap.add_argument("--out", type=Path, help="output folder (default demo_out/; given: the thumbnails stay there)")
     ap.add_argument("--ui", action="store_true", help="start ComfyUI with the pack for a person to use")
     ap.add_argument("--port", type=int, default=8188)
     args = ap.parse_args()
     if args.ui:
         run_ui(args.port)
     else:
-        run_demo(args.out)
+        run_demo(args.out or REPO / "demo_out", None if args.out else WORKFLOWS)
 
 
 if __name__ == "__main__":
