@@ -58,3 +58,9 @@ bench: setup
 
 lint: setup
 	$(PY) -m ruff check .
+
+# The MM-DiT demo model (a tiny Flux.1-schnell architecture, models/demo/p2p_demo_flux_tiny.safetensors):
+# one command, fixed seeds, one CPU thread (training/train_dit_demo.py; TRAIN_DIT_ARGS for its options).
+.PHONY: train-demo-dit
+train-demo-dit: setup
+	OMP_NUM_THREADS=1 $(PY) training/train_dit_demo.py --fresh $(TRAIN_DIT_ARGS)
