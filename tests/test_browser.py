@@ -1,4 +1,6 @@
-"""Every workflow in workflows/, dropped on the real ComfyUI frontend in headless Chromium.
+"""Every workflow in workflows/, in the real ComfyUI frontend in headless Chromium: dropped on the
+canvas (the checkpoint templates, on the tiny test model) and opened from the template browser (all;
+the demo-model templates also run as they are).
 
 The real ComfyUI server (tests/harness.py's ComfyServer, with the pack and the test-only tiny
 model) serves its real frontend (comfyui-frontend-package 1.32.9 with the pinned 0.3.75, 1.49.6
@@ -15,22 +17,37 @@ with 0.33.0 under `make e2e-current`); Debian's `chromium`
 4. click Run; the prompt the frontend posts equals the tiny version of the API twin; wait for
    /history and check every image output (the P2P batch, attention-map grid, mask).
 
+A newcomer's path on what `make demo-ui` starts (the pack alone, scripts/demo.py's custom nodes and
+input folder), for each demo-model template: the template browser from the sidebar's Templates
+button, the pack's entry under Extensions, the template's thumbnail (a JPEG served beside the file),
+the template opened at a readable zoom with its note rendered word for word, Run, and the edit
+measurably different from the source in /history (figures printed). Every template, checkpoint ones
+included, opens from the template browser (through the logo menu's Browse Templates) with its
+thumbnail, zoom and note checked.
+
 On failure a screenshot, the browser console and the server log go to $P2P_E2E_ARTIFACTS
 (default .tmp/e2e-artifacts/). `make e2e` installs chromium (apt, as root) and playwright.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import re
 import shutil
+import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import pytest
 from harness import ComfyServer
+from PIL import Image
 from workflow_util import (
+    CHECKPOINT_TEMPLATES,
+    DEMO_TEMPLATES,
     PACK_TEMPLATES_NAME,
     REPO,
     SIZED_NODES,
@@ -40,9 +57,13 @@ from workflow_util import (
     check_history_images,
     input_images,
     load_api,
+    load_builder,
     load_ui,
     tiny_api,
 )
+
+sys.path.append(str(REPO / "scripts"))
+import demo  # noqa: E402  (scripts/demo.py: make demo, make demo-ui)
 
 CHROMIUM = os.environ.get("P2P_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -50,6 +71,9 @@ CHROMIUM_ARGS = [
     "--disable-sync", "--no-first-run",
 ]  # fmt: skip
 ARTIFACTS = Path(os.environ.get("P2P_E2E_ARTIFACTS", REPO / ".tmp" / "e2e-artifacts"))
+# A full-HD screen's browser window for the template browser; the drop tests keep their 1600x1000.
+TEMPLATE_VIEWPORT = {"width": 1920, "height": 960}
+MIN_TEMPLATE_SCALE = 0.8  # the canvas zoom a template opens at (fitView; workflows/build_workflows.py's layout)
 
 try:
     from playwright.sync_api import sync_playwright
@@ -189,6 +213,25 @@ def server(tmp_path_factory):
         yield srv
 
 
+def _settings(srv: ComfyServer, **settings) -> None:
+    path = srv.user_dir / "default" / "comfy.settings.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(settings))
+
+
+@pytest.fixture(scope="module")
+def demo_server(tmp_path_factory):
+    """What `make demo-ui` starts (scripts/demo.py): the pack alone in custom_nodes, the demo photo and
+    ComfyUI's example.png in the input folder; a first-time user's default settings, with the first-run
+    template browser dismissed."""
+    work = tmp_path_factory.mktemp("comfy_demo_ui")
+    srv = ComfyServer(work, custom_nodes_dir=demo.pack_custom_nodes(work))
+    demo.prepare_input(srv.input_dir)
+    _settings(srv, **{"Comfy.TutorialCompleted": True})
+    with srv:
+        yield srv
+
+
 @pytest.fixture(scope="module")
 def playwright():
     pw = sync_playwright().start()
@@ -199,16 +242,18 @@ def playwright():
 class Browser:
     """A fresh Chromium profile with the ComfyUI frontend open; records console and page errors."""
 
-    def __init__(self, playwright, server: ComfyServer, profile: Path):
+    def __init__(self, playwright, server: ComfyServer, profile: Path, viewport: dict | None = None):
         self.server = server
         self.console: list[str] = []
         self.context = playwright.chromium.launch_persistent_context(
             str(profile), executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS,
-            viewport={"width": 1600, "height": 1000},
+            viewport=viewport or {"width": 1600, "height": 1000},
         )  # fmt: skip
         self.page = self.context.pages[0] if self.context.pages else self.context.new_page()
         self.page.on("console", lambda m: self.console.append(f"[{m.type}] {m.text}"))
         self.page.on("pageerror", lambda e: self.console.append(f"[pageerror] {e}"))
+        self.responses: list[tuple[str, int, str]] = []  # (url, status, content-type) of every response
+        self.page.on("response", lambda r: self.responses.append((r.url, r.status, r.headers.get("content-type", ""))))
 
     def open(self) -> None:
         page = self.page
@@ -262,8 +307,8 @@ class Browser:
 
 
 @contextmanager
-def browser_session(playwright, server, tmp_path, name):
-    b = Browser(playwright, server, tmp_path / "chromium-profile")
+def browser_session(playwright, server, tmp_path, name, viewport=None):
+    b = Browser(playwright, server, tmp_path / "chromium-profile", viewport)
     try:
         yield b
     except BaseException as e:
@@ -276,7 +321,7 @@ def browser_session(playwright, server, tmp_path, name):
         b.close()
 
 
-@pytest.mark.parametrize("name", sorted(WORKFLOWS))
+@pytest.mark.parametrize("name", sorted(CHECKPOINT_TEMPLATES))
 def test_workflow_drops_and_runs_in_the_frontend(name, server, playwright, tmp_path):
     t0 = time.monotonic()
     ui_text = (REPO / "workflows" / f"{name}.json").read_text()
@@ -348,7 +393,7 @@ def test_workflow_drops_and_runs_in_the_frontend(name, server, playwright, tmp_p
 def test_missing_node_dialog_is_detected(server, playwright, tmp_path):
     """The check above can fail: a workflow with an unknown node type raises the frontend's
     missing-nodes dialog, and the watcher records it."""
-    ui = load_ui("p2p_word_swap")
+    ui = load_ui("p2p_sd15_word_swap_cat_to_dog")
     for node in ui["nodes"]:
         if node["type"] == "P2PWordSwap":
             node["type"] = "P2PNoSuchNode"
@@ -362,30 +407,243 @@ def test_missing_node_dialog_is_detected(server, playwright, tmp_path):
         assert any("P2PNoSuchNode" in d for d in dialogs), dialogs
 
 
-def test_template_browser_lists_and_opens_the_workflows(server, playwright, tmp_path):
-    """ComfyUI's template browser (Templates in the sidebar) shows the pack's workflows under its
-    folder name, and opening one loads it cleanly."""
-    with browser_session(playwright, server, tmp_path, "template_browser") as b:
+# --------------------------------------------------------------------------- the template browser
+
+_CARD_JS = """(card) => {
+  const img = card.querySelector('img');
+  return {src: img ? (img.currentSrc || img.src) : null, width: img ? img.naturalWidth : 0,
+          text: card.innerText};
+}"""
+
+# Each rendered block (heading, paragraph, list item's paragraph) of every Markdown note on the canvas.
+_NOTE_BLOCKS_JS = """() => [...document.querySelectorAll('.comfy-markdown')].map(
+  el => [...el.querySelectorAll('h1, h2, h3, h4, p')].map(b => b.textContent))"""
+
+
+def _plain(text: str) -> str:
+    """Markdown or rendered text without emphasis/code/heading marks, whitespace collapsed."""
+    return " ".join(re.sub(r"[*`#\xad]", "", text).split())
+
+
+def open_template_browser(b: Browser, via: str):
+    """The template browser as a user opens it (both frontends: demo.TEMPLATES_BUTTON in the left
+    sidebar, or the ComfyUI logo menu's demo.MENU_ITEM), then the pack's entry under Extensions; the
+    dialog, once every template card is there."""
+    page = b.page
+    if via == "sidebar":
+        button = page.locator(".templates-tab-button").first
+        assert _plain(button.inner_text()) == demo.TEMPLATES_BUTTON
+        button.click()
+    else:
+        page.locator(".comfy-menu-button-wrapper").first.click()
+        page.locator(".comfy-command-menu").get_by_text(demo.MENU_ITEM, exact=True).first.click()
+    dialog = page.locator(".p-dialog, [role=dialog]").filter(has_text="Templates").first
+    dialog.wait_for(timeout=60_000)
+    dialog.get_by_text(re.compile(f"^{demo.EXTENSIONS}$", re.IGNORECASE)).first.wait_for(timeout=30_000)
+    dialog.get_by_text(PACK_TEMPLATES_NAME, exact=True).first.click()
+    for name in WORKFLOWS:
+        dialog.locator(f'[data-testid="template-workflow-{name}"]').wait_for(state="attached", timeout=30_000)
+    return dialog
+
+
+def listed_templates(dialog) -> list[str]:
+    ids = dialog.locator("[data-testid^=template-workflow-]").evaluate_all("els => els.map(e => e.dataset.testid)")
+    return [i.removeprefix("template-workflow-") for i in ids]
+
+
+def check_thumbnail(b: Browser, dialog, name: str) -> dict:
+    """The card shows <name>.jpg from the pack's template folder: the frontend fetched it (HTTP 200, a JPEG;
+    on a 404 it shows its own placeholder, 224 px) and shows it (through a blob: URL of its media cache)."""
+    card = dialog.locator(f'[data-testid="template-workflow-{name}"]')
+    card.scroll_into_view_if_needed()
+    path = f"/api/workflow_templates/{PACK_TEMPLATES_NAME}/{name}.jpg"
+    b.page.wait_for_function(
+        "(card) => { const i = card.querySelector('img'); return i && i.complete && i.naturalWidth > 0; }",
+        arg=card.element_handle(), timeout=30_000,
+    )  # fmt: skip
+    fetched = [r for r in b.responses if r[0].endswith(path)]
+    assert fetched and fetched[-1][1:] == (200, "image/jpeg"), f"{path}: {fetched or 'never fetched'}"
+    shown = card.evaluate(_CARD_JS)
+    body = b.page.request.get(b.server.url + path).body()
+    assert body[:3] == b"\xff\xd8\xff", f"{path} is not a JPEG"
+    img = Image.open(io.BytesIO(body))
+    assert img.format == "JPEG" and img.size == (demo.THUMB, demo.THUMB) and shown["width"] == demo.THUMB, shown
+    assert name in shown["text"], shown["text"]  # the card's title: the file name
+    return {"bytes": len(body)}
+
+
+def open_template(b: Browser, dialog, name: str) -> dict:
+    """Click the template's card; once the graph is loaded: the zoom it opens at and its note as rendered."""
+    ui = load_ui(name)
+    dialog.locator(f'[data-testid="template-workflow-{name}"]').click()
+    b.page.wait_for_function(
+        "(nodes) => app.graph.nodes.length === nodes.length"
+        " && nodes.every(([id, type]) => app.graph.getNodeById(id)?.type === type)",
+        arg=[[n["id"], n["type"]] for n in ui["nodes"]], timeout=60_000,
+    )  # fmt: skip
+    b.page.wait_for_timeout(500)  # fitView runs on the next frame; dialogs and toasts of the load appear
+    scale = b.page.evaluate("() => app.canvas.ds.scale")
+    assert scale >= MIN_TEMPLATE_SCALE, f"{name} opens at zoom {scale:.2f} (< {MIN_TEMPLATE_SCALE})"
+    notes = [n["widgets_values"][0] for n in ui["nodes"] if n["type"] in ("MarkdownNote", "Note")]
+    rendered = b.page.evaluate(_NOTE_BLOCKS_JS)
+    assert len(rendered) == len(notes) == 1, rendered
+    source, blocks = _plain(notes[0]), [_plain(t) for t in rendered[0] if t.strip()]
+    # word for word: every rendered block is a run of the note's text (a hard-wrapped line would glue two
+    # words: "a *watercolor*\npainting" renders "a watercolorpainting"), and together they are all of it
+    glued = [t for t in blocks if t not in source]
+    assert not glued, f"{name}: the note renders text that is not in it (words glued?): {glued}"
+    assert sum(map(len, blocks)) >= 0.95 * len(source), (blocks, source)
+    return {"scale": round(scale, 3), "note_blocks": len(blocks)}
+
+
+@contextmanager
+def _restored(server):
+    try:
+        yield
+    finally:
+        _settings(server, **{"Comfy.TutorialCompleted": True})
+
+
+def test_every_template_is_listed_and_opens_readable(server, playwright, tmp_path):
+    """Every template (checkpoint ones too, this server has placeholder checkpoints) from the template
+    browser reached through the logo menu, sorted A-Z as a user may choose: the demo ones first, each with
+    its JPEG thumbnail; opened, it fills the view at a readable zoom and its note renders word for word."""
+    _settings(server, **{"Comfy.TutorialCompleted": True, "Comfy.Templates.SortBy": "alphabetical"})
+    demo.prepare_input(server.input_dir)  # the images the templates' Load Image nodes name (1.49 checks them)
+    figures = {}
+    with browser_session(playwright, server, tmp_path, "template_browser", TEMPLATE_VIEWPORT) as b, _restored(server):
+        b.open()
+        for name in sorted(WORKFLOWS):
+            dialog = open_template_browser(b, via="menu")
+            listed = listed_templates(dialog)
+            assert listed == sorted(WORKFLOWS), listed
+            assert listed[: len(DEMO_TEMPLATES)] == DEMO_TEMPLATES, "the demo-model templates come first"
+            figures[name] = check_thumbnail(b, dialog, name)
+            b.page.evaluate("() => { window.__p2p.dialogs = []; window.__p2p.toasts = []; }")
+            figures[name] |= open_template(b, dialog, name)
+            snap = b.page.evaluate(_SNAPSHOT_JS)
+            assert not snap["broken"], snap["broken"]
+            assert snap["api"] == load_api(name), f"{name}: the opened template's API export differs"
+            watched = b.watched()
+            assert not watched["toasts"] and not watched["errors"], (name, watched)
+            assert not watched["dialogs"], (name, watched["dialogs"])
+    for name, f in figures.items():
+        print(f"{name}: zoom {f['scale']}, thumbnail {f['bytes']} B JPEG, note {f['note_blocks']} blocks")
+    readme = (REPO / "README.md").read_text()
+    for label in (demo.TEMPLATES_BUTTON, demo.MENU_ITEM, demo.EXTENSIONS, PACK_TEMPLATES_NAME):
+        assert f"**{label}**" in readme, f"README: the template browser path lacks **{label}**"
+
+
+# Figures of a demo template's run, on the 0-255 scale (mean absolute difference over the pixels and
+# channels of 32x32 images), and the bounds they must meet. The bounds come from what the edit does: a big
+# object (radius 6.5 px, 13% of the image) recoloured changes its pixels by 100+ levels, a small one (6%) by
+# as much, so a colour edit moves the whole image's mean by 8+ (measured 14-17 on 0.3.75); the kept half of a
+# local blend stays within the demo decoder's reach (README: 4.3 on 0.3.75), far below the edited half.
+# The margins absorb float differences between ComfyUI versions.
+DEMO_BOUNDS: dict[str, dict[str, tuple[str, float]]] = {
+    "p2p_demo_1_word_swap_colours": {"edit1": (">", 8), "edit2": (">", 8)},  # 14.4, 16.9
+    "p2p_demo_2_refine_add_words": {"edit1": (">", 4)},  # 8.2: sizes change, colours stay
+    "p2p_demo_3_reweight_on_word_swap": {"edit1": (">", 8)},  # 15.5 (the swap; the reweight adds ~2)
+    "p2p_demo_4_local_blend_and_maps": {
+        "edit1": (">", 5),  # 9.0
+        "edited half (circle)": (">", 8),  # 13.8
+        "kept half (square)": ("<", 6),  # 4.3
+        "inside the mask": (">", 40),  # 73: the maps' mask of 'circle' (threshold 0.3)
+    },
+    "p2p_demo_5_real_image_edit": {
+        "edit1": (">", 8),  # 14.6
+        "edited half (square)": (">", 12),  # 21.9
+        "kept half (circle)": ("<", 10),  # 7.2
+        "reconstruction vs photo": ("<", 20),  # 13.8: the demo VAE's round trip of the photo
+    },
+}
+
+
+def demo_figures(name: str, api: dict, images: dict[str, list[np.ndarray]], photo: np.ndarray) -> dict[str, float]:
+    main = next(nid for nid, n in api.items() if n["class_type"] == "SaveImage"
+                and n["inputs"]["filename_prefix"] == f"p2p/{name}")
+    source, *edits = images[main]
+    diffs = [np.abs(e - source).mean(-1) for e in edits]
+    figures = {f"edit{k + 1}": float(d.mean()) for k, d in enumerate(diffs)}
+    half = source.shape[1] // 2
+    if "local_blend" in name:
+        left, right = diffs[0][:, :half], diffs[0][:, half:]
+        figures |= {"edited half (circle)": float(left.mean()), "kept half (square)": float(right.mean())}
+        mask = next(images[nid][0] for nid, n in api.items() if n["class_type"] == "PreviewImage")[..., 0] > 127
+        figures["inside the mask"] = float(diffs[0][mask].mean())
+        figures["mask share"] = float(mask.mean())
+    if "real_image" in name:
+        left, right = diffs[0][:, :half], diffs[0][:, half:]
+        figures |= {"edited half (square)": float(right.mean()), "kept half (circle)": float(left.mean()),
+                    "reconstruction vs photo": float(np.abs(source - photo).mean())}
+    return figures
+
+
+@pytest.mark.parametrize("name", DEMO_TEMPLATES)
+def test_demo_template_runs_as_is_from_the_template_browser(name, demo_server, playwright, tmp_path):
+    """A newcomer on `make demo-ui`: Templates (sidebar) -> Extensions -> the pack -> the demo template ->
+    Run. It runs as it is (no node to add, no link, no size to set), the edit measurably differs from the
+    source, and the template's thumbnail is what this run draws."""
+    t0 = time.monotonic()
+    api, wf = load_api(name), {w.name: w for w in load_builder().all_workflows()}
+    with browser_session(playwright, demo_server, tmp_path, name, TEMPLATE_VIEWPORT) as b:
         page = b.page
         b.open()
-        page.evaluate("() => app.extensionManager.command.execute('Comfy.BrowseTemplates')")
-        dialog = page.locator(".p-dialog, [role=dialog]").filter(has_text="Templates").first
-        dialog.wait_for(timeout=60_000)
-        # the pack's entry in the browser's navigation (1.49 lists custom nodes' templates only there)
-        dialog.get_by_text(PACK_TEMPLATES_NAME, exact=True).first.click()
-        for name in WORKFLOWS:
-            dialog.get_by_text(name, exact=True).first.wait_for(timeout=30_000)
-        assert dialog.get_by_text(PACK_TEMPLATES_NAME, exact=True).count() >= 1
-        page.evaluate("() => { window.__p2p.dialogs = []; window.__p2p.toasts = []; }")
-        ui = load_ui("p2p_word_swap")
-        dialog.get_by_text("p2p_word_swap", exact=True).first.click()
-        page.wait_for_function(
-            "(ids) => app.graph.nodes.length === ids.length && ids.every(id => app.graph.getNodeById(id))",
-            arg=[n["id"] for n in ui["nodes"]], timeout=60_000,
-        )  # fmt: skip
-        page.wait_for_timeout(500)
+        registered = page.evaluate("() => Object.keys(LiteGraph.registered_node_types)")
+        assert "P2PDemoModel" in registered and not [t for t in registered if "Tiny" in t], "test-only nodes loaded"
+        # P2P Demo Model's description, as the frontend has it, gives the sizes the template uses
+        description = page.evaluate("() => LiteGraph.registered_node_types.P2PDemoModel.nodeData?.description")
+        sizes = {(n["inputs"]["width"], n["inputs"]["height"]) for n in api.values()
+                 if n["class_type"] == "EmptyLatentImage"}
+        assert all(f"{w}x{h} EmptyLatentImage" in description for w, h in sizes), (sizes, description)
+        dialog = open_template_browser(b, via="sidebar")
+        listed = listed_templates(dialog)
+        # the frontend keeps the server's order (its folder listing) by default
+        assert listed == demo_server.get_json("/workflow_templates")[PACK_TEMPLATES_NAME], listed
+        thumb = check_thumbnail(b, dialog, name)
+        page.evaluate("() => { window.__p2p.dialogs = []; window.__p2p.toasts = []; }")  # the browser itself
+        view = open_template(b, dialog, name)
         snap = page.evaluate(_SNAPSHOT_JS)
-        assert not snap["broken"]
-        assert snap["api"] == load_api("p2p_word_swap")
+        assert not snap["broken"], snap["broken"]
+        assert snap["api"] == api, "the opened template's API export differs from workflows/api/" + f"{name}.json"
         watched = b.watched()
-        assert not watched["toasts"] and not watched["errors"], watched
+        assert not watched["dialogs"] and not watched["toasts"] and not watched["errors"], watched
+
+        run = page.locator("[data-testid=queue-button] button, button[data-testid=queue-button]").first
+        with page.expect_response(
+            lambda r: r.url.endswith("/api/prompt") and r.request.method == "POST", timeout=60_000
+        ) as response_info:
+            run.click()
+        body = response_info.value.json()
+        assert response_info.value.status == 200 and not body.get("node_errors"), body
+        assert response_info.value.request.post_data_json["prompt"] == api, "the frontend queued another graph"
+        entry = demo_server.wait(body["prompt_id"], timeout=300)
+        found = check_history_images(entry, api, demo_server.object_info())
+        page.wait_for_function(
+            "(ids) => ids.every(id => (app.nodeOutputs[id]?.images || []).length > 0)", arg=sorted(found),
+            timeout=30_000,
+        )  # fmt: skip
+        assert page.evaluate("() => app.lastExecutionError") is None
+        watched = b.watched()
+        assert not watched["dialogs"] and not watched["errors"], watched
+
+    fetch = demo_server.fetch_image
+    images = {nid: [np.asarray(Image.open(io.BytesIO(fetch(i["filename"], i.get("subfolder", ""), i.get("type", "output"))))
+                               .convert("RGB"), np.float64) for i in imgs] for nid, imgs in found.items()}
+    photo = np.asarray(Image.open(demo_server.input_dir / demo.PHOTO).convert("RGB"), np.float64)
+    figures = demo_figures(name, api, images, photo)
+    failed = {k: (v, bound) for k, (op, bound) in DEMO_BOUNDS[name].items()
+              for v in [figures[k]] if not (v > bound if op == ">" else v < bound)}
+    assert not failed, f"{name}: figures outside their bounds {failed}; all: {figures}"
+
+    # the thumbnails (this template's, and its checkpoint twins') are what this run draws (scripts/demo.py)
+    tiles = demo.template_tiles(wf[name], api, entry["outputs"], fetch)
+    for w in wf.values():
+        if name in (w.name, w.twin):
+            buf = io.BytesIO()
+            demo.template_card(w, tiles).save(buf, "JPEG", quality=90)
+            drawn = np.asarray(Image.open(buf), np.float64)
+            shipped = np.asarray(Image.open(REPO / "workflows" / f"{w.name}.jpg"), np.float64)
+            assert np.abs(drawn - shipped).mean() < 2.0, f"workflows/{w.name}.jpg is stale: run make demo"
+    shown = ", ".join(f"{k} {v:.2f}" for k, v in figures.items())
+    print(f"{name}: zoom {view['scale']}, thumbnail {thumb['bytes']} B; {shown}; {time.monotonic() - t0:.1f} s")
