@@ -91,7 +91,7 @@ def apply_edit(
                                 inversion is not None)
     else:
         if inversion is not None:
-            raise P2PError("inversion (P2P Invert) works on SD1.x, SD2.x and SDXL models; this MODEL is "
+            raise P2PError("inversion works on SD1.x, SD2.x and SDXL models; this MODEL is "
                            f"{family}.")
         blocks = attention_blocks(model_patcher, family)
         store = AttentionStore(set(), patch_size(model_patcher), plan.prompts)

@@ -35,8 +35,18 @@ def _messages(pack):
     return importlib.import_module(pack.__name__ + ".nodes.messages")
 
 
+def _fix_attributes() -> set[str]:
+    """Fix keys an engine class holds for its errors (`unconditional_fix = "one_negative"`)."""
+    out = set()
+    for path in ENGINE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant):
+                out |= {node.value.value for t in node.targets if getattr(t, "id", "").endswith("_fix")}
+    return out
+
+
 def test_every_fix_the_engine_names_has_words_and_every_hint_is_used(pack):
-    raised = {fix for _, fix, _ in _engine_messages() if fix}
+    raised = {fix for _, fix, _ in _engine_messages() if fix} | _fix_attributes()
     fixes = set(_messages(pack).FIXES)
     assert len(raised) >= 15
     assert raised - fixes == set(), "fix keys without words in nodes/messages.py"
