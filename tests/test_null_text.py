@@ -274,3 +274,22 @@ def test_a_cast_changed_in_place_is_kept_as_it_is():
     grads = [torch.autograd.grad(out.sum(), [x])[0] for out in (
         y, y2, torch.nn.functional.linear(x, w.float()), torch.nn.functional.linear(x, w.float() + 1.0))]
     assert torch.equal(grads[0], grads[2]) and torch.equal(grads[1], grads[3])
+
+
+def test_a_graph_without_a_backward_pass_frees_itself():
+    """null_text_fast's stopping evaluation gets no backward pass: its graph, with the activations it
+    saved, must go when its outputs go (not wait for the garbage collector: an output saved by its
+    own operation would otherwise be a reference cycle)."""
+    import gc
+    import weakref
+
+    x = torch.randn(3, requires_grad=True)
+    gc.disable()
+    try:
+        with WeightsAsReferences():
+            y = x.exp()  # exp saves its own output
+        ref = weakref.ref(y)
+        del y
+        assert ref() is None
+    finally:
+        gc.enable()

@@ -110,13 +110,25 @@ class _WeightsMode(TorchFunctionMode):
         self.owner = owner
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
+        if kwargs is None:
+            kwargs = {}
         if func in _PASS:
             return func(*args, **kwargs)
-        if any(_needs_swap(a) for a in args) or any(_needs_swap(v) for v in kwargs.values()):
-            swap = self.owner.swap
-            args = tuple(swap(a) for a in args)
-            kwargs = {k: swap(v) for k, v in kwargs.items()}
+        for a in args:  # a plain loop: this runs for every operation of the evaluation
+            t = type(a)
+            if t is _PARAMETER or t is list or t is tuple or (t is _TENSOR and a.is_inference()):
+                break
+        else:
+            if not kwargs or not any(map(_needs_swap, kwargs.values())):
+                out = func(*args, **kwargs)
+                if func is _COPY and len(args) > 1:
+                    self.owner.record(args[1], args[0])
+                elif func is _TO and type(out) in _PLAIN and out is not args[0]:
+                    self.owner.record(args[0], out)
+                return out
+        swap = self.owner.swap
+        args = tuple(swap(a) for a in args)
+        kwargs = {k: swap(v) for k, v in kwargs.items()}
         out = func(*args, **kwargs)
         if func is _TO:
             if type(out) in _PLAIN and args and out is not args[0]:
@@ -126,6 +138,8 @@ class _WeightsMode(TorchFunctionMode):
         return out
 
 
+_PARAMETER = torch.nn.Parameter
+_TENSOR = torch.Tensor
 _TO = torch.Tensor.to
 _COPY = torch.Tensor.copy_
 # Calls that read metadata only: nothing to swap or record.
@@ -252,7 +266,10 @@ class WeightsAsReferences:
             self.weight_bytes += size
         else:
             self.kept_bytes += size
-        return t
+        # Detached: an operation's saved output, kept with its grad_fn, would be a reference cycle
+        # (node -> packed tensor -> node) that only the garbage collector frees when no backward pass
+        # runs on the graph (an evaluation whose step stops before its update).
+        return t.detach() if t.grad_fn is not None else t
 
     @staticmethod
     def _unpack(p):
