@@ -106,7 +106,8 @@ class NullTextInversion(InversionMethod):
             raise P2PError(f"null-text needs ONE {self.unconditional} conditioning entry; got {len(negative)}.",
                            fix=self.unconditional_fix)
         run.init_embedding = negative[0][0][:1].float()
-        patched.set_model_compute_dtype(torch.float32)  # null-text fails in fp16: always fp32
+        if not _computes_in_float32(patched):  # null-text fails in fp16: always fp32
+            patched.set_model_compute_dtype(torch.float32)
         if self.gradient == "copies":
             for name, module in patched.model.named_modules():
                 if not name.startswith("diffusion_model.") or not hasattr(module, "weight_function"):
@@ -166,6 +167,7 @@ class NullTextInversion(InversionMethod):
                     if loss_value < best[0]:
                         best = (loss_value, emb.detach().clone(), candidate.detach())
                     stopped = best
+                    del loss, uncond_pred, guided, candidate  # no backward pass: free the graph now
                     break
                 used += 1
                 with torch.enable_grad():
@@ -243,6 +245,14 @@ class NullTextInversion(InversionMethod):
             warned.add("cfg")
             warn("null-text embeddings were optimised for cfg %g but the sampler uses cfg %g; the source will not "
                  "reconstruct exactly.", inversion.guidance, cfg)
+
+
+def _computes_in_float32(patched) -> bool:
+    """float32 weights and no other compute dtype: ComfyUI already computes in float32 (forcing it
+    anyway would route every layer through the weight-cast path, which costs time, not bits)."""
+    if getattr(patched.model, "manual_cast_dtype", None) not in (None, torch.float32):
+        return False
+    return all(p.dtype == torch.float32 for p in patched.get_model_object("diffusion_model").parameters())
 
 
 def cpu_conditioning(cond):
