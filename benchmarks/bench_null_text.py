@@ -21,7 +21,10 @@ Every configuration runs in a fresh process forked from one that imported ComfyU
 (CPU), or a new interpreter (CUDA), so that its peak memory is its own: CPU VmHWM (peak RSS)
 reset after the model is built (the method of bench_jobs.py); CUDA torch.cuda.max_memory_allocated.
 Times: CPU time (process_time, the comparable figure on a shared machine) and wall time,
-medians of the repetitions; the ratios divide the two medians of the same run.
+medians of the repetitions. Time ratios: in the method's own process, each of its runs is followed
+by a plain sampling (same model, prompt, steps, cfg), and the ratio divides the two medians: runs
+made side by side under the same load. Peak-memory ratios divide the method's process's peak
+(its first run) by the plain row's (its own process).
 
 PSNR: latent PSNR of the reconstruction (the inversion's latent sampled back with
 install_inversion, as P2P Apply does, noise disabled) against the inverted latent,
@@ -195,30 +198,47 @@ def run_job(job):
         methods.STRATEGIES[method] = cls(gradient=job["gradient"])
     results = []
 
+    def plain():
+        return _sample(model, pos, neg, torch.zeros_like(latent), "ddim", "ddim_uniform", steps, CFG)
+
     def once():
         if method == "plain":
-            results.append(_sample(model, pos, neg, torch.zeros_like(latent), "ddim", "ddim_uniform", steps, CFG))
+            results.append(plain())
         else:
             with torch.inference_mode():
                 results.append(invert(model, pos, neg, {"samples": latent}, method=method, steps=steps, guidance=CFG,
                                       inner_iterations=job["inner_iterations"]))
 
-    peak = Peak(device)
-    peak.start()
-    wall, cpu = [], []
-    for _ in range(int(job["reps"])):
+    def timed(fn):
         if device == "cuda":
             torch.cuda.synchronize()
         t, c = time.perf_counter(), time.process_time()
-        once()
+        fn()
         if device == "cuda":
             torch.cuda.synchronize()
-        wall.append(time.perf_counter() - t)
-        cpu.append(time.process_time() - c)
-    row = {**job, **peak.result(), "source": what, "wall_s": [round(t, 3) for t in wall],
+        return time.perf_counter() - t, time.process_time() - c
+
+    # The method's runs alternate with plain samplings in this same process (after the first run, which
+    # holds the peak): the time ratio compares runs made side by side, under the same load.
+    peak = Peak(device)
+    peak.start()
+    runs, baseline = [timed(once)], []
+    memory = peak.result()
+    for k in range(int(job["reps"])):
+        if method != "plain" and job.get("baseline"):
+            baseline.append(timed(plain))
+        if k + 1 < int(job["reps"]):
+            runs.append(timed(once))
+    wall, cpu = [r[0] for r in runs], [r[1] for r in runs]
+    row = {**job, **memory, "source": what, "wall_s": [round(t, 3) for t in wall],
            "cpu_s": [round(t, 3) for t in cpu], "wall_median_s": round(statistics.median(wall), 3),
            "cpu_median_s": round(statistics.median(cpu), 3), "torch": torch.__version__,
            "load_avg_1m": round(os.getloadavg()[0], 2)}
+    if baseline:
+        row["plain_wall_s"] = [round(t, 3) for t, _ in baseline]
+        row["plain_cpu_s"] = [round(c, 3) for _, c in baseline]
+        row["cpu_x"] = round(row["cpu_median_s"] / statistics.median(c for _, c in baseline), 3)
+        row["wall_x"] = round(row["wall_median_s"] / statistics.median(t for t, _ in baseline), 3)
     if method != "plain":
         inv = results[-1]
         used = inv.inner_iterations_used
@@ -245,7 +265,7 @@ def plan(a):
     def add(model, method, steps, reps, psnr=True, size=None, label=None, gradient=None):
         jobs.append({"model": model, "method": method, "steps": steps, "reps": reps, "psnr": psnr, "size": size,
                      "inner_iterations": inner, "device": a.device, "label": label or method,
-                     "gradient": gradient})
+                     "gradient": gradient, "baseline": method != "plain"})
 
     models = [m.strip() for m in a.models.split(",") if m.strip()]
     if a.quick:
@@ -302,8 +322,9 @@ def compare(rows):
         if r.get("ok") and r["label"] != "plain":
             for key, name in (("cpu_median_s", "cpu_x"), ("wall_median_s", "wall_x"), ("peak_mib", "peak_x"),
                               ("activation_mib", "act_x")):
-                value = ratio(r["model"], r["label"], key)
-                r[name] = None if value is None else round(value, 3)
+                if r.get(name) is None:  # time: the in-process plain runs when there are
+                    value = ratio(r["model"], r["label"], key)
+                    r[name] = None if value is None else round(value, 3)
     for model in ("demo", "sd15"):
         fast = by.get((model, "null_text_fast"))
         if fast and fast.get("cpu_x") is not None:
@@ -344,8 +365,8 @@ def render(rows, goals, info):
         lines.append(
             f"| {r['model']} | {METHOD_NAMES.get(r['label'], r['label'])} | {r['steps']} | {r['reps']} "
             f"| {_fmt(r.get('psnr_db'))} | {_fmt(r.get('unet_evals'))} | {_fmt(r.get('unet_backwards'))} "
-            f"| {_fmt(r.get('iterations_per_step'))} | {_fmt(r['cpu_median_s'])} | {_fmt(r.get('cpu_x'))} "
-            f"| {_fmt(r['wall_median_s'])} | {_fmt(r.get('wall_x'))} | {_fmt(r['peak_mib'], 0)} "
+            f"| {_fmt(r.get('iterations_per_step'))} | {_fmt(r['cpu_median_s'])} | {_fmt(r.get('cpu_x'), 3)} "
+            f"| {_fmt(r['wall_median_s'])} | {_fmt(r.get('wall_x'), 3)} | {_fmt(r['peak_mib'], 0)} "
             f"| {_fmt(r.get('peak_x'), 3)} | {_fmt(r['activation_mib'], 0)} |")
     lines += ["", "| goal | measured | verdict |", "|---|---|---|"]
     for g in goals:
