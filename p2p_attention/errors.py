@@ -26,9 +26,8 @@ def as_is(error: P2PError) -> Exception:
     return error
 
 
-_log = logging.getLogger("prompt_to_prompt")
-
-
 def warn(message: str, *args) -> None:
-    """A warning in ComfyUI's console: something will work, but not as the user probably wants."""
-    _log.warning("Prompt-to-Prompt: " + message, *args)
+    """A warning in ComfyUI's console: something will work, but not as the user probably wants.
+    On the root logger, as ComfyUI logs: a named logger is disabled by any later
+    logging.config.dictConfig (disable_existing_loggers), and its warnings would vanish."""
+    logging.warning("Prompt-to-Prompt: " + message, *args)
