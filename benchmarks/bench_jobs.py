@@ -148,15 +148,18 @@ class _StopSampling(Exception):
 
 
 def sample(model, positive, negative, latent, sampler, scheduler, steps, cfg, seed=0, disable_noise=False,
-           stop_after=None):
+           stop_after=None, on_step=None):
     """comfy.sample.sample; `stop_after` N ends the run after N steps of the `steps`-step schedule
-    (memory probes: the schedule, and so every P2P window, is the full run's)."""
+    (memory probes: the schedule, and so every P2P window, is the full run's); on_step(step) after
+    every step."""
     import comfy.sample
 
     callback = None
-    if stop_after:
+    if stop_after or on_step:
         def callback(step, *args):
-            if step + 1 >= stop_after:
+            if on_step:
+                on_step(step)
+            if stop_after and step + 1 >= stop_after:
                 raise _StopSampling
 
     samples = latent["samples"]

@@ -39,9 +39,12 @@ class PartTimer:
         original = getattr(obj, name)
 
         def timed(*args, **kwargs):
+            import torch.profiler
+
             c = time.process_time()
             try:
-                return original(*args, **kwargs)
+                with torch.profiler.record_function(label):  # names the part in the memory stacks
+                    return original(*args, **kwargs)
             finally:
                 self.cpu[label] += time.process_time() - c
                 self.calls[label] += 1
@@ -49,15 +52,40 @@ class PartTimer:
         setattr(obj, name, timed)
 
 
+def memory_peak(prof, trace_path: str) -> tuple[float, list[str]]:
+    """Peak of the CPU allocator's live bytes during the profile (tensors allocated after its start),
+    in MiB, and the operators / P2P parts running at that moment (outermost first)."""
+    import json
+
+    prof.export_chrome_trace(trace_path)
+    events = json.loads(Path(trace_path).read_text())["traceEvents"]
+    mem = [e for e in events if e.get("name") == "[memory]"]
+    if not mem:
+        return 0.0, []
+    top = max(mem, key=lambda e: e["args"]["Total Allocated"])
+    t = top["ts"]
+    spans = [e for e in events if e.get("ph") == "X" and e["ts"] <= t <= e["ts"] + e.get("dur", 0)
+             and e.get("tid") == top.get("tid")]
+    spans.sort(key=lambda e: (e["ts"], -e.get("dur", 0)))
+    return top["args"]["Total Allocated"] / 2**20, [e["name"] for e in spans]
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="flux", choices=("flux", "sd35-large", "tiny-flux", "tiny-sd3"))
     ap.add_argument("--size", type=int, default=64, help="latent side [64 = 512 px]")
     ap.add_argument("--steps", type=int, default=5, help="schedule steps (the P2P windows' base) [5]")
-    ap.add_argument("--stop-after", type=int, default=1, help="steps actually run [1: every window active]")
+    ap.add_argument("--stop-after", type=int, default=1,
+                    help="steps the --ab runs run [1: every window active]; >= --steps: the whole run")
     ap.add_argument("--self-blocks", default="auto")
     ap.add_argument("--dtype", default="float32")
     ap.add_argument("--top", type=int, default=14)
+    ap.add_argument("--profile-steps", type=int, default=1, help="steps of the profiled runs [1]")
+    ap.add_argument("--ab", type=int, default=0,
+                    help="first: N interleaved unprofiled runs of plain and P2P (CPU time, min and median)")
+    ap.add_argument("--no-profile", action="store_true", help="only the --ab runs")
+    ap.add_argument("--memory", action="store_true",
+                    help="also one memory-profiled run of each (peak live tensor bytes, and what runs at the peak)")
     a = ap.parse_args(argv)
 
     from p2p_attention.comfy_bootstrap import bootstrap
@@ -81,13 +109,38 @@ def main(argv=None) -> int:
     patched, _ = apply_edit(built["model"], plan, self_blocks=a.self_blocks)
     cfg = built["cfg"]
 
-    def run(model, lat=latent):
+    def run(model, lat=latent, on_step=None, stop_after=a.stop_after):
         bench_jobs.sample(model, built["positive"], built["negative"], lat, "euler", "normal", a.steps, cfg,
-                          stop_after=a.stop_after)
+                          stop_after=stop_after, on_step=on_step)
 
     small = latent_batch({"samples": torch.zeros(1, 16, 8, 8)}, 2)
     for model in (built["model"], patched):  # warm-up (lazy imports, first-call costs) on a small latent
         run(model, small)
+
+    if a.ab:
+        import statistics
+
+        cpu = {"plain": [], "p2p": []}
+        per_step = {"plain": [], "p2p": []}
+        for _ in range(a.ab):
+            for label, model in (("plain", built["model"]), ("p2p", patched)):
+                marks = [time.process_time()]
+                run(model, on_step=lambda step, m=marks: m.append(time.process_time()),
+                    stop_after=None if a.stop_after >= a.steps else a.stop_after)
+                cpu[label].append(marks[-1] - marks[0])
+                per_step[label].append([b - c for c, b in zip(marks, marks[1:])])
+        print(f"A/B, {a.ab} interleaved runs of {min(a.stop_after, a.steps)} of {a.steps} steps, CPU s: "
+              f"plain {[round(x, 2) for x in cpu['plain']]}, P2P {[round(x, 2) for x in cpu['p2p']]}")
+        n = len(per_step["plain"][0])
+        for i in range(n):
+            pl = statistics.median(r[i] for r in per_step["plain"])
+            pp = statistics.median(r[i] for r in per_step["p2p"])
+            print(f"  step {i}: plain {pl:.2f} s, P2P {pp:.2f} s, x{pp / pl:.3f} (medians)")
+        for what, f in (("min", min), ("median", statistics.median)):
+            print(f"  {what}: plain {f(cpu['plain']):.2f}, P2P {f(cpu['p2p']):.2f}, "
+                  f"x{f(cpu['p2p']) / f(cpu['plain']):.3f}", flush=True)
+        if a.no_profile:
+            return 0
 
     timer = PartTimer()
     timer.wrap(dit_runtime.DiTRuntime, "attend", "override (all of P2P's attention calls)")
@@ -100,16 +153,30 @@ def main(argv=None) -> int:
     for label, model in (("plain", built["model"]), ("p2p", patched)):
         c, t = time.process_time(), time.perf_counter()
         with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
-            run(model)
+            run(model, stop_after=a.profile_steps)
         results[label] = {"cpu_s": time.process_time() - c, "wall_s": time.perf_counter() - t,
                           "ops": _op_table(prof)}
         print(f"{label}: {results[label]['cpu_s']:.2f} s CPU, {results[label]['wall_s']:.2f} s wall "
               f"(profiler on)", flush=True)
 
+    if a.memory:
+        import tempfile
+
+        peaks = {}
+        for label, model in (("plain", built["model"]), ("p2p", patched)):
+            with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], profile_memory=True) as prof:
+                run(model, stop_after=a.profile_steps)
+            with tempfile.TemporaryDirectory() as tmp:
+                peaks[label] = memory_peak(prof, str(Path(tmp) / "trace.json"))
+        print("\n| run | peak live tensors MiB (allocator) | running at the peak |\n|---|---|---|")
+        for label, (mib, stack) in peaks.items():
+            print(f"| {label} | {mib:,.0f} | {' > '.join(stack[-8:])} |")
+        print(f"P2P / plain peak live tensors: x{peaks['p2p'][0] / max(peaks['plain'][0], 1e-9):.3f}")
+
     plain, p2p = results["plain"]["ops"], results["p2p"]["ops"]
     diff = sorted(((p2p.get(k, (0, 0))[0] - plain.get(k, (0, 0))[0], k) for k in set(plain) | set(p2p)), reverse=True)
     total_extra = results["p2p"]["cpu_s"] - results["plain"]["cpu_s"]
-    print(f"\n{a.model} {a.size}x{a.size} latent, first {a.stop_after} of {a.steps} steps, {a.dtype}: "
+    print(f"\n{a.model} {a.size}x{a.size} latent, first {a.profile_steps} of {a.steps} steps, {a.dtype}: "
           f"plain {results['plain']['cpu_s']:.2f} s CPU, P2P {results['p2p']['cpu_s']:.2f} s "
           f"(x{results['p2p']['cpu_s'] / results['plain']['cpu_s']:.3f}, +{total_extra:.2f} s)")
     print("\n| operator | plain self CPU s (calls) | P2P self CPU s (calls) | extra s |\n|---|---|---|---|")

@@ -164,6 +164,7 @@ def build_results(rows: list[dict], args: dict, total_s: float, isolation: str) 
             **_machine(first), "device": first.get("device"), "cpu_count": first.get("cpu_count"),
             "omp_num_threads": first.get("omp_num_threads"), "python": first.get("python"),
             "memory_method": first.get("memory_method"), "isolation": isolation, "total_s": round(total_s, 1),
+            "cond_batching": next((r["cond_batching"] for r in ok_rows if r.get("cond_batching")), None),
             "jobs_cpu_s": round(sum(r.get("job_cpu_s") or 0 for r in rows), 1),
             "jobs_wall_s": round(sum(r.get("job_wall_s") or 0 for r in rows), 1),
             "load_avg_1m": [r.get("load_avg_1m") for r in ok_rows],
@@ -235,7 +236,8 @@ def markdown(res: dict) -> str:
         f"the run: {_load_range(m.get('load_avg_1m'))}).",
         f"Each configuration in a fresh process ({m.get('isolation')}); times are medians of the repetitions; "
         f"memory: {m.get('memory_method')}. 'act.' = peak minus the memory just before the first run "
-        "(weights, imports and conditioning excluded).",
+        "(weights, imports and conditioning excluded)."
+        + (f" With cfg: {m['cond_batching']}." if m.get("cond_batching") else ""),
         "",
     ]
     if res.get("dit_models"):

@@ -108,15 +108,16 @@ def parse_args(argv=None):
     ap.add_argument("--job-timeout", type=float, default=1800)
     ap.add_argument("--out", default=str(REPO / "bench_out"))
     ap.add_argument("--list", action="store_true", help="print the planned configurations and exit")
-    ap.add_argument("--rerender", metavar="RESULTS_JSON",
-                    help="rebuild results.json/.md in --out from the rows of an earlier results.json (no runs)")
+    ap.add_argument("--rerender", metavar="RESULTS_JSON[,MORE]",
+                    help="rebuild results.json/.md in --out from the rows of earlier results.json files (no runs); "
+                         "with several, a later file's row replaces an earlier one of the same configuration")
     return ap.parse_args(argv)
 
 
 def plan_jobs(a) -> list[dict]:
     cuda = a.device == "cuda"
     q = a.quick
-    if a.models:
+    if a.models is not None:  # '' for none (e.g. memory probes only)
         models = _strs(a.models)
     else:
         models = list(DIT_REAL) if a.dit else (list(RANDOM_TINY + DIT_TINY) if q else list(TINY + REAL))
@@ -327,10 +328,21 @@ def main(argv=None) -> int:
     out_dir = Path(a.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     if a.rerender:
-        old = json.loads(Path(a.rerender).read_text())
-        meta = old["meta"]
-        results = report.build_results(old["rows"], meta["args"], meta["total_s"], meta["isolation"])
-        results["meta"]["date"] = meta["date"]
+        olds = [json.loads(Path(p).read_text()) for p in _strs(a.rerender)]
+        rows = {}
+        for old in olds:
+            for r in old["rows"]:
+                key = (r.get("model"), r.get("kind"), r.get("mode") or r.get("method"), r.get("size"),
+                       r.get("stop_after") or 0)
+                rows.pop(key, None)
+                rows[key] = r
+        meta = olds[-1]["meta"]
+        results = report.build_results(list(rows.values()), meta["args"], sum(o["meta"]["total_s"] for o in olds),
+                                       meta["isolation"])
+        results["meta"]["date"] = " / ".join(dict.fromkeys(o["meta"]["date"] for o in olds))
+        results["meta"]["git"] = " / ".join(dict.fromkeys(str(o["meta"].get("git")) for o in olds))
+        if len(olds) > 1:
+            results["meta"]["merged_from"] = _strs(a.rerender)
         (out_dir / "results.json").write_text(json.dumps(results, indent=1))
         md = report.markdown(results)
         (out_dir / "results.md").write_text(md)

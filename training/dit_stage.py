@@ -17,6 +17,7 @@ head-averaged image->text map (P2P's cross map: image rows over the text keys, r
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 
@@ -250,8 +251,27 @@ def _save_ema(dm, clip, params, ema, path: Path) -> None:
             p.copy_(lv)
 
 
+@contextlib.contextmanager
+def comfy_training_mode():
+    """ComfyUI's flag for training, set as its own train node sets it: from 0.33 its rope runs a fused
+    comfy_kitchen kernel that has no backward unless the flag is on (0.3.75 has no such kernel)."""
+    import comfy.model_management as mm
+
+    before = getattr(mm, "in_training", False)
+    mm.in_training = True
+    try:
+        yield
+    finally:
+        mm.in_training = before
+
+
 def train_dit(latents: torch.Tensor, captions, scenes, args, init=None) -> tuple[dict, dict]:
     """The EMA weights (DiT state dict, text encoder state dict) after --dit-steps steps."""
+    with comfy_training_mode():
+        return _train_dit(latents, captions, scenes, args, init)
+
+
+def _train_dit(latents: torch.Tensor, captions, scenes, args, init=None) -> tuple[dict, dict]:
     steps = args.dit_steps
     patcher, clip, dm, t5, params = _build(args, init)
     ids = [t5_tokens(clip, c) for c in captions]
