@@ -53,8 +53,10 @@ demo: setup
 demo-ui: setup
 	$(PY) scripts/demo.py --ui
 
+# NULL_TEXT_ARGS=--skip leaves out null-text's own run (bench_null_text.py: its goals, ~10 min of CPU)
 bench: setup
 	$(PY) benchmarks/run.py $(BENCH_ARGS)
+	$(if $(filter --skip,$(NULL_TEXT_ARGS)),,$(PY) benchmarks/bench_null_text.py $(NULL_TEXT_ARGS))
 
 lint: setup
 	$(PY) -m ruff check .
