@@ -264,10 +264,20 @@ def template_tiles(wf, api: dict, outputs: dict, fetch) -> list[tuple[str, objec
     return tiles
 
 
-def template_card(wf, twin_tiles: list[tuple[str, object]]):
-    model = {"demo": "demo model", "sd1": "SD1.5 checkpoint", "sdxl": "SDXL checkpoint"}[wf.arch]
-    note = "runs as it is" if wf.arch == "demo" else "preview drawn by its demo-model twin"
-    return thumbnail(wf.title, model, note, twin_tiles)
+CARD_MODELS = {"sd1": "SD1.5 checkpoint", "sdxl": "SDXL checkpoint", "flux": "Flux.1 dev checkpoint",
+               "sd35": "SD3.5 checkpoint"}
+
+
+def template_card(wf, twin_tiles: list[tuple[str, object]] | None):
+    """A demo template's card shows its run; a checkpoint template's its demo twin's, or (no demo model of its
+    family) says so, with no images."""
+    if wf.arch == "demo":
+        model = "Flux demo model" if "flux" in wf.name else "demo model"
+        return thumbnail(wf.title, model, "runs as it is", twin_tiles)
+    if twin_tiles is None:
+        note = f"needs the checkpoint: no demo model of this family. Edits: {', '.join(wf.labels[1:])}"
+        return thumbnail(wf.title, CARD_MODELS[wf.arch], note, [])
+    return thumbnail(wf.title, CARD_MODELS[wf.arch], "preview drawn by its demo-model twin", twin_tiles)
 
 
 def run_templates(srv: ComfyServer, thumbs: list[Path]) -> list[Path]:
@@ -287,7 +297,7 @@ def run_templates(srv: ComfyServer, thumbs: list[Path]) -> list[Path]:
     for folder in thumbs:
         folder.mkdir(parents=True, exist_ok=True)
     for wf in workflows:
-        card = template_card(wf, tiles[wf.twin or wf.name])
+        card = template_card(wf, tiles.get(wf.twin or wf.name))
         for folder in thumbs:
             path = folder / f"{wf.name}.jpg"
             card.save(path, "JPEG", quality=90)

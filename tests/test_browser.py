@@ -51,6 +51,7 @@ from workflow_util import (
     PACK_TEMPLATES_NAME,
     REPO,
     SIZED_NODES,
+    TINY_LOADERS,
     TINY_SIZE,
     TINY_STEPS,
     WORKFLOWS,
@@ -137,7 +138,7 @@ _SNAPSHOT_JS = """async () => {
 # Through the page, as a user would in the editor: replace each checkpoint loader by the tiny test
 # model (same id and place, outputs reconnected), shrink latents/resizes and every `steps` widget
 # (P2P Invert's and the sampler's alike, so they still match).
-_TINY_JS = """({arch, size, steps, sized}) => {
+_TINY_JS = """({arch, loader, key, size, steps, sized}) => {
   const g = app.graph;
   const link = id => (g.links instanceof Map ? g.links.get(id) : g.links[id]);
   const swapped = [];
@@ -147,12 +148,12 @@ _TINY_JS = """({arch, size, steps, sized}) => {
     const {id} = old;
     const pos = [old.pos[0], old.pos[1]];
     g.remove(old);
-    const tiny = LiteGraph.createNode('P2PTestTinyModel');
+    const tiny = LiteGraph.createNode(loader);
     tiny.id = id;
     tiny.pos = pos;
     g.add(tiny);
     const widget = name => tiny.widgets.find(w => w.name === name);
-    widget('arch').value = arch;
+    widget(key).value = arch;
     widget('seed').value = 0;
     if (widget('control_after_generate')) widget('control_after_generate').value = 'fixed';
     targets.forEach((ts, slot) => ts.forEach(([t, tslot]) => tiny.connect(slot, g.getNodeById(t), tslot)));
@@ -355,7 +356,9 @@ def test_workflow_drops_and_runs_in_the_frontend(name, server, playwright, tmp_p
 
         # 3: tiny model through the page
         swapped = page.evaluate(
-            _TINY_JS, {"arch": WORKFLOWS[name], "size": TINY_SIZE, "steps": TINY_STEPS, "sized": list(SIZED_NODES)}
+            _TINY_JS, {"arch": WORKFLOWS[name], "loader": TINY_LOADERS.get(WORKFLOWS[name], ("", ""))[0],
+                       "key": TINY_LOADERS.get(WORKFLOWS[name], ("", ""))[1], "size": TINY_SIZE, "steps": TINY_STEPS,
+                       "sized": list(SIZED_NODES)}
         )
         loaders = sorted(int(i) for i, n in api.items() if n["class_type"] == "CheckpointLoaderSimple")
         assert sorted(int(i) for i in swapped) == loaders, f"swapped {swapped}, loaders {loaders}"  # 1.49: ids may be strings
@@ -549,6 +552,13 @@ DEMO_BOUNDS: dict[str, dict[str, tuple[str, float]]] = {
         "edited half (circle)": (">", 8),  # 13.8
         "kept half (square)": ("<", 6),  # 4.3
         "inside the mask": (">", 40),  # 73: the maps' mask of 'circle' (threshold 0.3)
+    },
+    # the Flux demo: its 4x VAE decodes one latent cell to 4x4 px, so the kept half's reach is wider
+    "p2p_demo_6_flux_word_swap_local_blend": {
+        "edit1": (">", 5),  # 12.9
+        "edited half (circle)": (">", 8),  # 20.9
+        "kept half (square)": ("<", 8),  # 4.8
+        "inside the mask": (">", 40),  # 83: the maps' mask of 'circle' (threshold 0.3)
     },
     "p2p_demo_5_real_image_edit": {
         "edit1": (">", 8),  # 14.6

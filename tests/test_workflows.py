@@ -89,7 +89,7 @@ def test_ui_workflow_matches_the_frontend_node_layout(name, object_info):
             want = []
         assert [o["type"] for o in node["outputs"]] == want, f"node {node['id']} outputs"
         if node["type"] == "CheckpointLoaderSimple":
-            want = "sd_xl_base_1.0.safetensors" if WORKFLOWS[name] == "sdxl" else "v1-5-pruned-emaonly.safetensors"
+            want = CHECKPOINTS[WORKFLOWS[name]]
             assert node["widgets_values"] == [want]
 
 
@@ -145,26 +145,38 @@ def test_template_names_sort_the_demo_ones_first_and_say_what_they_do():
     description, with spaces), sorted A-Z on request: the demo templates come first, in reading order."""
     assert sorted(WORKFLOWS)[: len(DEMO_TEMPLATES)] == DEMO_TEMPLATES
     for name in WORKFLOWS:
-        assert re.fullmatch(r"p2p_(demo_[1-9]|sd15|sdxl)_[a-z0-9_]+", name), name
+        assert re.fullmatch(r"p2p_(demo_[1-9]|sd15|sdxl|flux|sd35)_[a-z0-9_]+", name), name
         assert len(name.split("_")) >= 4, f"{name}: say what it does"
     readme = (REPO / "README.md").read_text()
     assert all(f"`{name}`" in readme for name in WORKFLOWS), "README: list every template"
 
 
 def _twin_graph(api: dict) -> dict:
-    """The graph without its values: node ids, class types (a checkpoint loader counts as the demo model),
+    """The graph without its values: node ids, class types (a checkpoint loader counts as a demo model),
     links."""
     out = {}
     for nid, node in api.items():
-        ct = "P2PDemoModel" if node["class_type"] == "CheckpointLoaderSimple" else node["class_type"]
+        ct = node["class_type"]
+        ct = "loader" if ct in ("CheckpointLoaderSimple", "P2PDemoModel", "P2PDemoFluxModel") else ct
         links = {k: v for k, v in node["inputs"].items() if isinstance(v, list)}
         out[nid] = (ct, links)
     return out
 
 
+# The checkpoint each template names (ComfyUI's examples' file names).
+CHECKPOINTS = {"sd1": "v1-5-pruned-emaonly.safetensors", "sdxl": "sd_xl_base_1.0.safetensors",
+               "flux": "flux1-dev-fp8.safetensors", "sd35": "sd3.5_large_fp8_scaled.safetensors"}
+
+# The checkpoint templates no demo model can run: the pack has no SD3 demo model.
+NO_DEMO_TWIN = {"p2p_sd35_refine_add_words"}
+
+
 @pytest.mark.parametrize("name", sorted(CHECKPOINT_TEMPLATES))
 def test_demo_twin_is_the_checkpoint_graph_on_the_demo_model(name):
     twin = {wf.name: wf.twin for wf in load_builder().all_workflows()}[name]
+    if name in NO_DEMO_TWIN:
+        assert twin is None
+        return
     assert WORKFLOWS[twin] == "demo"
     assert _twin_graph(load_api(twin)) == _twin_graph(load_api(name)), f"{twin} is not {name}'s graph"
 
@@ -186,17 +198,22 @@ def _texts(api: dict) -> list[str]:
 
 @pytest.mark.parametrize("name", DEMO_TEMPLATES)
 def test_demo_template_is_sized_and_worded_for_the_demo_model(name):
-    """P2P Demo Model as the loader, a 128 px EmptyLatentImage (its 16x16 latent: the node's description),
-    32 px images, and only words of the demo model's captions (training/shapes_dataset.py)."""
+    """P2P Demo Model as the loader with a 128 px EmptyLatentImage (its 16x16 latent: the node's description),
+    or P2P Demo Flux Model with a 64 px EmptySD3LatentImage (its 8x8 latent); 32 px images; only words of
+    the demo models' captions (training/shapes_dataset.py)."""
     sys.path.append(str(REPO / "training"))
     from shapes_dataset import vocabulary
 
     api = load_api(name)
     types = [n["class_type"] for n in api.values()]
-    assert "P2PDemoModel" in types and "CheckpointLoaderSimple" not in types
+    assert "CheckpointLoaderSimple" not in types
+    loaders = {"P2PDemoModel": ("EmptyLatentImage", 128), "P2PDemoFluxModel": ("EmptySD3LatentImage", 64)}
+    (loader,) = [t for t in types if t in loaders]
+    latent_node, px = loaders[loader]
     for node in api.values():
-        if node["class_type"] == "EmptyLatentImage":
-            assert (node["inputs"]["width"], node["inputs"]["height"]) == (128, 128)
+        if node["class_type"] in ("EmptyLatentImage", "EmptySD3LatentImage"):
+            assert node["class_type"] == latent_node
+            assert (node["inputs"]["width"], node["inputs"]["height"]) == (px, px)
         if node["class_type"] == "ImageScale":
             assert (node["inputs"]["width"], node["inputs"]["height"]) == (32, 32)
     unknown = {w for text in _texts(api) for w in text.split() if w not in vocabulary()}

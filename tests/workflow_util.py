@@ -26,13 +26,19 @@ WORKFLOWS: dict[str, str] = {
     "p2p_demo_3_reweight_on_word_swap": "demo",
     "p2p_demo_4_local_blend_and_maps": "demo",
     "p2p_demo_5_real_image_edit": "demo",
+    "p2p_demo_6_flux_word_swap_local_blend": "demo",
     "p2p_sd15_word_swap_cat_to_dog": "sd1",
     "p2p_sd15_refine_add_words": "sd1",
     "p2p_sd15_reweight_on_word_swap": "sd1",
     "p2p_sd15_local_blend_and_maps": "sd1",
     "p2p_sd15_real_image_edit": "sd1",
     "p2p_sdxl_word_swap_cat_to_dog": "sdxl",
+    "p2p_flux_word_swap_local_blend": "flux",
+    "p2p_sd35_refine_add_words": "sd35",
 }
+# The test-only node standing in for a checkpoint of each arch, and its input naming the model.
+TINY_LOADERS = {"sd1": ("P2PTestTinyModel", "arch"), "sdxl": ("P2PTestTinyModel", "arch"),
+                "flux": ("P2PTestTinyDiTModel", "family"), "sd35": ("P2PTestTinyDiTModel", "family")}
 DEMO_TEMPLATES = [name for name, arch in WORKFLOWS.items() if arch == "demo"]
 CHECKPOINT_TEMPLATES = [name for name, arch in WORKFLOWS.items() if arch != "demo"]
 
@@ -43,6 +49,8 @@ UPLOAD_FLAGS = ("image_upload", "video_upload", "animated_image_upload")
 # Inputs whose options are files (models, input images): the test server's folders do not hold the
 # names a user's workflow refers to, so any name is accepted.
 FILE_INPUTS = {("CheckpointLoaderSimple", "ckpt_name"), ("LoadImage", "image")}
+TINY_TITLES = {"P2PTestTinyModel": "P2P Test Tiny Model (tests only)",
+               "P2PTestTinyDiTModel": "P2P Test Tiny DiT Model (tests only)"}
 TINY_SIZE = 64
 TINY_STEPS = 4
 # Nodes whose width/height set the image size (latents, the real-image workflow's resize): TINY_SIZE in tests.
@@ -229,8 +237,8 @@ def tiny_api(api: dict, arch: str) -> dict:
     for node in out.values():
         ct, inputs = node["class_type"], node["inputs"]
         if ct == "CheckpointLoaderSimple":
-            node.update(class_type="P2PTestTinyModel", inputs={"arch": arch, "seed": 0},
-                        _meta={"title": "P2P Test Tiny Model (tests only)"})
+            tiny, key = TINY_LOADERS[arch]
+            node.update(class_type=tiny, inputs={key: arch, "seed": 0}, _meta={"title": TINY_TITLES[tiny]})
         if ct in SIZED_NODES:
             inputs.update(width=TINY_SIZE, height=TINY_SIZE)
         # every `steps` (P2P Invert's and the sampler's) shrinks to the same value: P2P Apply refuses

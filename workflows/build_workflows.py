@@ -41,6 +41,10 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 SD15_CKPT = "v1-5-pruned-emaonly.safetensors"
 SDXL_CKPT = "sd_xl_base_1.0.safetensors"
+# The single-file checkpoints of ComfyUI's own examples (comfyanonymous.github.io/ComfyUI_examples: flux,
+# sd3): model, text encoders and VAE in one file, for CheckpointLoaderSimple.
+FLUX_CKPT = "flux1-dev-fp8.safetensors"
+SD35_CKPT = "sd3.5_large_fp8_scaled.safetensors"
 PRIMITIVE_WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 UPLOAD_FLAGS = ("image_upload", "video_upload", "animated_image_upload")
 VIRTUAL_NODES = {"Note", "MarkdownNote"}  # frontend-only: no /object_info entry, not in the API format
@@ -142,7 +146,8 @@ ROW_GAP = 50
 @dataclass
 class Workflow:
     name: str
-    arch: str  # "sd1" | "sdxl": the tiny test model that replaces its checkpoint loader in tests; "demo": runs as is
+    arch: str  # "sd1" | "sdxl" | "flux" | "sd35": the tiny test model that replaces its checkpoint loader in
+    # tests; "demo": runs as is
     title: str  # what it shows, in a few words (its thumbnail's heading)
     labels: list[str]  # caption of each image of its main SaveImage, source first (thumbnail)
     twin: str | None = None  # a checkpoint template's demo-model twin: the same graph, which draws its thumbnail
@@ -180,7 +185,8 @@ INVERSION = dict(method="direct", steps=50, guidance=7.5, inner_iterations=10)
 class Model:
     """What a template runs on: a checkpoint the user has, or the pack's embedded demo model."""
 
-    arch: str  # "sd1" | "sdxl" | "demo"
+    key: str  # "demo" | "demo_flux" | "sd15" | "sdxl" | "flux" | "sd35": its column of NAMES
+    arch: str  # Workflow.arch: "demo" for the demo models, else the tiny test model standing in for it
     label: str  # in the note's title
     ckpt: str | None  # CheckpointLoaderSimple's file; None: P2P Demo Model
     latent_px: int  # EmptyLatentImage width and height
@@ -191,18 +197,39 @@ class Model:
     self_replace: str
     apply: dict  # P2P Apply on a generated image
     apply_inverted: dict  # P2P Apply with an inversion (self injection one level further, as the official notebook)
+    demo_loader: str = "P2PDemoModel"  # the loader node when ckpt is None
+    latent_node: str = "EmptyLatentImage"  # MM-DiT: EmptySD3LatentImage (16 channels), as ComfyUI's examples
+    flux_guidance: float | None = None  # Flux.1 dev: FluxGuidance on the positive (cfg 1: no uncond pass)
 
 
-SD15 = Model("sd1", "SD1.5", SD15_CKPT, 512, 512, 8, SAMPLER, INVERSION, "0.4",
+SD15 = Model("sd15", "sd1", "SD1.5", SD15_CKPT, 512, 512, 8, SAMPLER, INVERSION, "0.4",
              dict(self_attn_min_downsample=4, map_downsample=4), dict(self_attn_min_downsample=2, map_downsample=4))
-SDXL = Model("sdxl", "SDXL", SDXL_CKPT, 1024, 1024, 8, SAMPLER, INVERSION, "0.4",
+SDXL = Model("sdxl", "sdxl", "SDXL", SDXL_CKPT, 1024, 1024, 8, SAMPLER, INVERSION, "0.4",
              dict(self_attn_min_downsample=4, map_downsample=4), dict(self_attn_min_downsample=2, map_downsample=4))
 # The demo model (nodes/demo_nodes.py): a 2x VAE, so 128 px latents are its 16x16 latent and 32 px images;
 # the settings of `make demo` (scripts/demo.py): 20 ddim steps at cfg 5, self injection and maps at 8x8.
-DEMO = Model("demo", "demo model", None, 128, 32, 2,
+DEMO = Model("demo", "demo", "demo model", None, 128, 32, 2,
              dict(seed=7, steps=20, cfg=5.0, sampler_name="ddim", scheduler="ddim_uniform", denoise=1.0),
              dict(method="direct", steps=20, guidance=5.0, inner_iterations=10), "0.6",
              dict(self_attn_min_downsample=1, map_downsample=2), dict(self_attn_min_downsample=1, map_downsample=2))
+
+# MM-DiT (P2P Apply's self_blocks "auto": Flux's later single blocks, every SD3 joint block; the UNet-only
+# downsample inputs stay at their defaults). Flux.1 dev as ComfyUI's example: 20 euler / simple steps, cfg 1,
+# FluxGuidance 3.5; SD3.5 Large: 28 euler / sgm_uniform steps, cfg 4.5 (its checkpoint sets shift 3).
+DIT_APPLY = dict(self_attn_min_downsample=0, map_downsample=4, self_blocks="auto")
+FLUX = Model("flux", "flux", "Flux.1 dev", FLUX_CKPT, 1024, 1024, 8,
+             dict(seed=8888, steps=20, cfg=1.0, sampler_name="euler", scheduler="simple", denoise=1.0),
+             INVERSION, "0.4", DIT_APPLY, DIT_APPLY, latent_node="EmptySD3LatentImage", flux_guidance=3.5)
+SD35 = Model("sd35", "sd35", "SD3.5 Large", SD35_CKPT, 1024, 1024, 8,
+             dict(seed=8888, steps=28, cfg=4.5, sampler_name="euler", scheduler="sgm_uniform", denoise=1.0),
+             INVERSION, "0.4", DIT_APPLY, DIT_APPLY, latent_node="EmptySD3LatentImage")
+# The MM-DiT demo (P2P Demo Flux Model, a tiny Flux.1-schnell): a 4x VAE, so 64 px latents are its 8x8
+# latent and 32 px images; training/dit_eval.py's settings (20 euler / simple steps, cfg 4, self injection in
+# every block). It has no guidance embedding: its FluxGuidance node (the checkpoint twin's graph) is inert.
+DEMO_FLUX = Model("demo_flux", "demo", "Flux demo model", None, 64, 32, 4,
+                  dict(seed=7, steps=20, cfg=4.0, sampler_name="euler", scheduler="simple", denoise=1.0),
+                  INVERSION, "0.6", dict(DIT_APPLY, self_blocks="all"), dict(DIT_APPLY, self_blocks="all"),
+                  demo_loader="P2PDemoFluxModel", latent_node="EmptySD3LatentImage", flux_guidance=3.5)
 
 DEMO_A = "a big red circle on the left and a small blue square on the right"
 DEMO_WORDS = ("a, big, small, red, green, blue, yellow, purple, white, circle, square, triangle, star, "
@@ -222,18 +249,49 @@ HOW_IT_WORKS = (
 )
 
 
-def _model_note(model: Model, twin_of: str) -> str:
+def _dit_notes(model: Model) -> list[str]:
+    """What an MM-DiT template's user needs to know beyond the UNet ones."""
+    if model.key in ("flux", "demo_flux"):
+        notes = ["**On Flux.** Text and image tokens attend jointly: the edit takes the image→text part of the "
+                 "source's joint attention (its cross maps) and, during `self_replace`, its image→image part in "
+                 "the blocks of P2P Apply's `self_blocks` (`auto`: Flux's later single-stream blocks; `all` on the "
+                 "demo). Flux.1 dev is guidance-distilled: cfg 1 with *FluxGuidance*, no negative pass; the local "
+                 "blend works at cfg 1 as well."]
+        if model.ckpt is None:
+            notes.append("The demo model has no guidance embedding and samples at cfg 4: its *FluxGuidance* node is "
+                         "inert, kept so that the graph is the Flux.1 dev template's.")
+        return notes
+    if model.key == "sd35":
+        return ["**On SD3.5.** Its CLIP-L, CLIP-G and T5 token streams are each aligned word by word with the "
+                "source; text and image attend jointly, and `self_blocks` `auto` injects the source's image→image "
+                "attention in every joint block during `self_replace`. cfg 4.5 with a negative prompt, as "
+                "ComfyUI's example."]
+    return []
+
+
+def _model_note(model: Model, twin_of: str | None) -> str:
+    if model.ckpt is None and model.demo_loader == "P2PDemoFluxModel":
+        return (f"**Runs as is** on *P2P Demo Flux Model*, the pack's tiny Flux (the Flux.1 classes at a tiny size) "
+                f"trained on the same coloured shapes (32x32 images; a 64x64 EmptySD3LatentImage is its 8x8 "
+                f"latent): press **Run**. Its edits are weaker than the SD1 demo's. The words it knows: "
+                f"{DEMO_WORDS}. The same graph for Flux.1 dev: `{twin_of}`.")
     if model.ckpt is None:
         return (f"**Runs as is** on *P2P Demo Model*, the pack's tiny model trained on coloured shapes (32x32 "
                 f"images; a 128x128 EmptyLatentImage is its 16x16 latent): press **Run**. The words it knows: "
                 f"{DEMO_WORDS}. The same graph for a real checkpoint: `{twin_of}`.")
-    return (f"**Checkpoint:** `{model.ckpt}` at {model.latent_px}x{model.latent_px} (any {model.label} "
-            f"checkpoint). Without one, `{twin_of}` runs the same graph on the pack's demo model.")
+    where = (f"**Checkpoint:** `{model.ckpt}` at {model.latent_px}x{model.latent_px} (any {model.label} "
+             f"checkpoint")
+    if model.key == "flux":
+        where += ("; or a Flux.1 model of your own through UNETLoader, DualCLIPLoader (t5xxl + clip_l, type flux) "
+                  "and VAELoader")
+    if twin_of is None:
+        return where + "). The pack's demo models have no SD3 twin: this one needs the checkpoint."
+    return where + f"). Without one, `{twin_of}` runs the same graph on the pack's demo model."
 
 
 def _loader(wf: Workflow, model: Model) -> WNode:
     if model.ckpt is None:
-        return wf.add("P2PDemoModel", 0, 66)
+        return wf.add(model.demo_loader, 0, 66)
     return wf.add("CheckpointLoaderSimple", 0, 98, ckpt_name=model.ckpt)
 
 
@@ -243,7 +301,7 @@ def _front(wf: Workflow, model: Model, source: str, edits: str) -> tuple[WNode, 
     loader = _loader(wf, model)
     pair = wf.add("P2PPromptPair", 1, 200, clip=loader[1], source=source, edits=edits)
     neg = wf.add("CLIPTextEncode", 1, 100, _title="Negative prompt (all items)", text=NEGATIVE, clip=loader[1])
-    empty = wf.add("EmptyLatentImage", 1, 106, width=model.latent_px, height=model.latent_px, batch_size=1)
+    empty = wf.add(model.latent_node, 1, 106, width=model.latent_px, height=model.latent_px, batch_size=1)
     batch = wf.add("P2PLatentBatch", 1, 46, latent=empty[0], prompts=pair[1])
     return loader, pair, neg, batch
 
@@ -251,7 +309,10 @@ def _front(wf: Workflow, model: Model, source: str, edits: str) -> tuple[WNode, 
 def _sample_and_save(wf: Workflow, model: Model, loader: WNode, pair: WNode, neg: WNode, batch: WNode,
                      edit: WNode, save_col: int = 3, save_height: float = 300) -> tuple[WNode, WNode, WNode]:
     apply = wf.add("P2PApply", 2, 146, model=loader[0], edit=edit[0], **model.apply, attention_path="fast")
-    ks = wf.add("KSampler", 3, 262, model=apply[0], positive=pair[0], negative=neg[0],
+    positive = pair[0]
+    if model.flux_guidance is not None:
+        positive = wf.add("FluxGuidance", 2, 58, conditioning=pair[0], guidance=model.flux_guidance)[0]
+    ks = wf.add("KSampler", 3, 262, model=apply[0], positive=positive, negative=neg[0],
                 latent_image=batch[0], **model.sampler)
     dec = wf.add("VAEDecode", 3, 46, samples=ks[0], vae=loader[2])
     wf.add("SaveImage", save_col, save_height, _title="Source + edits", images=dec[0], filename_prefix=f"p2p/{wf.name}")
@@ -261,21 +322,25 @@ def _sample_and_save(wf: Workflow, model: Model, loader: WNode, pair: WNode, neg
 # The file names are all the template browser shows of a custom node pack's template (its title; frontend 1.32
 # also writes the name with spaces as its description), so they say what the template does; the demo ones sort
 # first (numbered in reading order).
-NAMES = {
-    "word_swap": ("p2p_demo_1_word_swap_colours", "p2p_sd15_word_swap_cat_to_dog", "p2p_sdxl_word_swap_cat_to_dog"),
-    "refine": ("p2p_demo_2_refine_add_words", "p2p_sd15_refine_add_words", ""),
-    "reweight": ("p2p_demo_3_reweight_on_word_swap", "p2p_sd15_reweight_on_word_swap", ""),
-    "local_blend": ("p2p_demo_4_local_blend_and_maps", "p2p_sd15_local_blend_and_maps", ""),
-    "real_image": ("p2p_demo_5_real_image_edit", "p2p_sd15_real_image_edit", ""),
+NAMES = {  # kind -> {Model.key: file name}
+    "word_swap": {"demo": "p2p_demo_1_word_swap_colours", "sd15": "p2p_sd15_word_swap_cat_to_dog",
+                  "sdxl": "p2p_sdxl_word_swap_cat_to_dog"},
+    "refine": {"demo": "p2p_demo_2_refine_add_words", "sd15": "p2p_sd15_refine_add_words",
+               "sd35": "p2p_sd35_refine_add_words"},
+    "reweight": {"demo": "p2p_demo_3_reweight_on_word_swap", "sd15": "p2p_sd15_reweight_on_word_swap"},
+    "local_blend": {"demo": "p2p_demo_4_local_blend_and_maps", "sd15": "p2p_sd15_local_blend_and_maps",
+                    "demo_flux": "p2p_demo_6_flux_word_swap_local_blend", "flux": "p2p_flux_word_swap_local_blend"},
+    "real_image": {"demo": "p2p_demo_5_real_image_edit", "sd15": "p2p_sd15_real_image_edit"},
 }
+TWINS = {"sd15": "demo", "sdxl": "demo", "flux": "demo_flux", "demo": "sd15", "demo_flux": "flux"}
 
 
-def _name_and_twin(kind: str, model: Model) -> tuple[str, str | None, str]:
-    """(file name, demo twin or None, the other one to mention in the note)."""
-    demo, sd15, sdxl = NAMES[kind]
-    if model.ckpt is None:
-        return demo, None, sd15
-    return (sdxl if model.arch == "sdxl" else sd15), demo, demo
+def _name_and_twin(kind: str, model: Model) -> tuple[str, str | None, str | None]:
+    """(file name, demo twin or None, the other one to mention in the note: a demo template's checkpoint twin,
+    a checkpoint template's demo twin)."""
+    names = NAMES[kind]
+    other = names.get(TWINS.get(model.key, ""))
+    return names[model.key], (other if model.ckpt is not None else None), other
 
 
 # --------------------------------------------------------------------------- the templates
@@ -336,6 +401,7 @@ def refine(model: Model) -> Workflow:
         "then `cross_replace` of *P2P Refine* (lower = freer edit) and `self_replace` (higher = more of the "
         "layout kept).",
         HOW_IT_WORKS,
+        *_dit_notes(model),
         _model_note(model, other),
     )
     loader, pair, neg, batch = _front(wf, model, source, edits)
@@ -381,10 +447,12 @@ def reweight_on_swap(model: Model) -> Workflow:
 def local_blend_maps(model: Model) -> Workflow:
     name, twin, other = _name_and_twin("local_blend", model)
     if model.ckpt is None:
-        source, edits = DEMO_A, "a big green circle on the left and a small blue square on the right"
+        # the Flux demo recolours red to purple on every seed tried (12 of 12), to green on 4 of 24
+        new = "purple" if model.key == "demo_flux" else "green"
+        source, edits = DEMO_A, f"a big {new} circle on the left and a small blue square on the right"
         blend_words, map_words, map_threshold = "circle", "circle", 0.3
-        labels = ["source", "red -> green in 'circle'"]
-        what = ("*a big **red** circle ...* → a ***green*** circle, and nothing but the circle may change: *P2P "
+        labels = ["source", f"red -> {new} in 'circle'"]
+        what = (f"*a big **red** circle ...* → a ***{new}*** circle, and nothing but the circle may change: *P2P "
                 "Local Blend* keeps the source outside the attention region of its `words`.")
     else:
         source, edits = "a photo of a cat sitting on a wooden chair", "a photo of a dog sitting on a wooden chair"
@@ -392,16 +460,19 @@ def local_blend_maps(model: Model) -> Workflow:
         labels = ["source", "cat -> dog in 'cat, dog'"]
         what = ("*a photo of a **cat** sitting on a wooden chair* → *... a **dog** ...*, and nothing but the animal "
                 "may change: *P2P Local Blend* keeps the source outside the attention region of its `words`.")
-    wf = Workflow(name, model.arch, "local blend + attention maps", labels, twin, columns=dict(COLUMNS_5))
+    flux = model.key in ("flux", "demo_flux")
+    title = "word swap + local blend" if flux else "local blend + attention maps"
+    wf = Workflow(name, model.arch, title, labels, twin, columns=dict(COLUMNS_5))
     wf.note(
         560,
-        f"# Local blend + attention maps ({model.label})",
+        f"# {'Word swap + local blend + attention maps' if flux else 'Local blend + attention maps'} ({model.label})",
         what,
         "*P2P Attention Maps* shows where each token of prompt `prompt_index` (0 = the source) attended while "
         "sampling (grid saved as `p2p/attention_maps`), and the mask of its `words` (preview).",
         "**Change first:** `words` and `threshold` of *P2P Local Blend* (lower threshold = larger edited region; "
         "`dilation` grows it); check the region on the mask preview.",
         HOW_IT_WORKS,
+        *_dit_notes(model),
         _model_note(model, other),
     )
     loader, pair, neg, batch = _front(wf, model, source, edits)
@@ -482,7 +553,8 @@ def real_image_edit(model: Model) -> Workflow:
 def all_workflows() -> list[Workflow]:
     """The demo-model templates first (they run as they are), then the checkpoint ones."""
     kinds = (word_swap, refine, reweight_on_swap, local_blend_maps, real_image_edit)
-    return [*(k(DEMO) for k in kinds), *(k(SD15) for k in kinds), word_swap(SDXL)]
+    return [*(k(DEMO) for k in kinds), local_blend_maps(DEMO_FLUX), *(k(SD15) for k in kinds), word_swap(SDXL),
+            local_blend_maps(FLUX), refine(SD35)]
 
 
 # --------------------------------------------------------------------------- rendering
