@@ -1,10 +1,10 @@
-"""P2P Invert: real-image inversion (DDIM, null-text, negative-prompt, direct) for P2P Apply."""
+"""P2P Invert: real-image inversion (DDIM / ODE, fixed-point, null-text, negative-prompt, direct) for P2P Apply."""
 
 import logging
 
 from comfy_api.v0_0_2 import io
 
-from ..p2p_attention.inversion import METHODS, SAMPLER, SCHEDULER, invert
+from ..p2p_attention.inversion import FLOW_SAMPLER, FLOW_SCHEDULER, METHODS, SAMPLER, SCHEDULER, invert
 from .common import Inversion, node_schema
 from .messages import reported_by
 
@@ -18,20 +18,23 @@ class P2PInvert(io.ComfyNode):
         return node_schema(
             cls,
             description=(
-                "Inverts an encoded image (VAEEncode) into the noise a DDIM sampler turns back into it, under "
-                "the source prompt. Connect LATENT to P2P Latent Batch and P2P_INVERSION to P2P Apply, then "
-                f"sample with KSamplerAdvanced (add_noise disabled) or SamplerCustom (add_noise off), sampler "
-                f"'{SAMPLER}', scheduler '{SCHEDULER}' and the same steps. null_text_fast (default): null-text "
+                "Inverts an encoded image (VAEEncode) into the noise the sampler turns back into it, under the "
+                "source prompt. Connect LATENT to P2P Latent Batch and P2P_INVERSION to P2P Apply, then sample with "
+                "KSamplerAdvanced (add_noise disabled) or SamplerCustom (add_noise off) and the same steps: sampler "
+                f"'{SAMPLER}', scheduler '{SCHEDULER}' on SD1.x/SD2.x/SDXL; sampler '{FLOW_SAMPLER}', scheduler "
+                f"'{FLOW_SCHEDULER}' on Flux.1 and SD3 (flow matching). null_text_fast (default): null-text "
                 "inversion started from the source prompt (3-4 samplings' time; more faithful than null_text "
-                "where measured). null_text: the official settings (started from the negative; ~15-20 samplings' time), for comparison with "
-                "the paper. negative_prompt: no optimisation, the source prompt becomes the unconditional prompt "
-                "(faster than one sampling). direct: the source item follows the inversion exactly (fast, "
-                "faithful edits). ddim: plain DDIM inversion (baseline; drifts at high cfg). With the null-text "
-                "methods and negative_prompt the sampler's negative is replaced by the inversion's."
+                "where measured). null_text: the official settings (started from the negative; ~15-20 samplings' "
+                "time). negative_prompt: no optimisation, the source prompt becomes the unconditional prompt. "
+                "direct: the source item follows the inversion exactly (fast, faithful edits; the choice on Flux). "
+                "fixed_point: each step solved so that the sampler retraces it (warm-started fixed-point "
+                "iterations; far closer than ddim for a few more model calls). ddim: plain DDIM / ODE inversion "
+                "(baseline). With the null-text methods and negative_prompt the sampler's negative is replaced by "
+                "the inversion's; Flux.1 (guidance-distilled, no negative branch) refuses them."
             ),
             inputs=[
-                io.Model.Input("model", tooltip="The SD1.x, SD2.x or SDXL model you will edit with (it is not "
-                               "modified)."),
+                io.Model.Input("model", tooltip="The SD1.x, SD2.x, SDXL, Flux.1 or SD3/SD3.5 model you will edit "
+                               "with (it is not modified)."),
                 io.Conditioning.Input("positive", tooltip="The source prompt describing the image "
                                       "(CLIPTextEncode, one prompt). Use the same text as the Prompt Pair's source."),
                 io.Conditioning.Input("negative", tooltip="The unconditional prompt (usually CLIPTextEncode of an "
@@ -45,15 +48,21 @@ class P2PInvert(io.ComfyNode):
                     "once more iterations cannot reach the official threshold). null_text: the official "
                     "Null-text Inversion (started from the negative; up to steps x inner_iterations UNet passes "
                     "with gradients). negative_prompt: source prompt as unconditional prompt, no optimisation. "
-                    "direct: PnP direct inversion, the source is kept exactly on the inversion path.",
+                    "direct: PnP direct inversion, the source is kept exactly on the inversion path. fixed_point: "
+                    "every step solved by fixed-point iteration of the sampler's guided step, warm-started with the "
+                    "previous velocity (AIDI / ReNoise, FireFlow's reuse); up to inner_iterations model calls per "
+                    "step, usually 2-3.",
                 ),
                 io.Int.Input("steps", default=50, min=1, max=1000,
-                             tooltip="DDIM steps (scheduler ddim_uniform). The sampler must use the same number."),
+                             tooltip="Inversion steps (scheduler ddim_uniform; simple on Flux.1 / SD3). The sampler "
+                             "must use the same number."),
                 io.Float.Input("guidance", default=7.5, min=0.0, max=100.0, step=0.1, round=0.01,
-                               tooltip="The cfg you will sample with. null_text optimises for exactly this value."),
+                               tooltip="The cfg you will sample with. null_text and fixed_point solve for exactly this value. Flux.1: 1 (its "
+                               "distilled guidance comes from FluxGuidance on the positive)."),
                 io.Int.Input("inner_iterations", default=10, min=0, max=100,
                              tooltip="null_text and null_text_fast: at most this many Adam iterations per step "
-                             "(official 10); a step stops early once it is reconstructed (loss < 1e-5 + i*2e-5)."),
+                             "(official 10); a step stops early once it is reconstructed (loss < 1e-5 + i*2e-5). "
+                             "fixed_point: at most this many model calls per step (1 costs what ddim costs)."),
             ],
             outputs=[
                 io.Latent.Output(

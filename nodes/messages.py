@@ -25,6 +25,8 @@ FIXES = {
     "encode_text": "Connect a CLIPTextEncode output.",
     "encode_image": "Connect VAEEncode's output.",
     "one_image": "VAEEncode a single image, or pick one with 'Latent From Batch'.",
+    "flux_inversion": "Choose method direct (exact reconstruction), fixed_point or ddim, and give the positive its "
+    "distilled guidance with FluxGuidance.",
 }
 
 

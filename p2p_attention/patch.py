@@ -90,9 +90,6 @@ def apply_edit(
         runtime = _install_unet(patched, plan, compiled, reference, self_min_downsample, map_downsample,
                                 inversion is not None)
     else:
-        if inversion is not None:
-            raise P2PError("inversion works on SD1.x, SD2.x and SDXL models; this MODEL is "
-                           f"{family}.")
         blocks = attention_blocks(model_patcher, family)
         store = AttentionStore(set(), patch_size(model_patcher), plan.prompts)
         runtime = DiTRuntime(plan=plan, compiled=compiled, self_blocks=parse_self_blocks(self_blocks, blocks, family),

@@ -239,15 +239,6 @@ def test_t5_words_align_with_the_tail_and_padding():
     assert ps.source.length == ps.edits[0].length == cond[0][0].shape[1] > 256
 
 
-def test_flow_models_are_refused_by_inversion():
-    from p2p_attention.inversion import invert
-
-    model, clip, _ = _models("flux")
-    pos = encode(clip, SRC)
-    with pytest.raises(P2PError, match="^inversion works on SD1.x, SD2.x and SDXL models; this MODEL is flux"):
-        invert(model, pos, pos, {"samples": torch.zeros(1, 16, 8, 8)}, method="ddim", steps=2)
-
-
 def test_a_block_patch_registered_before_still_runs_on_sd3():
     model, clip, _ = _models("sd3")
     seen = []

@@ -351,7 +351,7 @@ def test_invert_node(tiny_sd1, pack):
     spec = info["input"]["required"]
     assert list(spec) == ["model", "positive", "negative", "latent", "method", "steps", "guidance", "inner_iterations"]
     assert all(opts.get("tooltip") for _, opts in spec.values())
-    assert spec["method"][1]["options"] == ["ddim", "null_text_fast", "null_text", "negative_prompt", "direct"]
+    assert spec["method"][1]["options"] == ["ddim", "null_text_fast", "null_text", "negative_prompt", "direct", "fixed_point"]
     assert spec["method"][1]["default"] == "null_text_fast"
     assert spec["steps"][1]["default"] == 50 and spec["guidance"][1]["default"] == 7.5
     assert spec["inner_iterations"][1]["default"] == 10

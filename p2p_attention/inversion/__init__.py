@@ -55,9 +55,9 @@ per method), run.py (`invert`), sampling.py (`install_inversion`).
 
 from .methods import METHODS
 from .patches import UncondContextPatch
-from .result import SAMPLER, SCHEDULER, Inversion
+from .result import FLOW_SAMPLER, FLOW_SCHEDULER, SAMPLER, SCHEDULER, Inversion
 from .run import inversion_sigmas, invert
 from .sampling import install_inversion
 
-__all__ = ["METHODS", "SAMPLER", "SCHEDULER", "Inversion", "UncondContextPatch", "install_inversion", "invert",
+__all__ = ["FLOW_SAMPLER", "FLOW_SCHEDULER", "METHODS", "SAMPLER", "SCHEDULER", "Inversion", "UncondContextPatch", "install_inversion", "invert",
            "inversion_sigmas"]

@@ -11,7 +11,7 @@ import torch
 
 from ..errors import P2PError, warn
 from ..steps import StepClock
-from .patches import DeviceCache, DirectCorrection, UncondContextPatch, WeightsAsReferences, identity_weight
+from .patches import DeviceCache, DirectCorrection, WeightsAsReferences, identity_weight, set_uncond_context
 from .result import _OFFICIAL_STEPS, NULL_TEXT_EPSILON, NULL_TEXT_EPSILON_SLOPE, NULL_TEXT_LR, Inversion
 
 
@@ -20,9 +20,24 @@ class InversionMethod:
 
     name = "ddim"
     passes = 1  # progress passes over the steps (null-text: inversion, then optimisation)
+    needs_uncond = False  # works on the unconditional branch (none on guidance-distilled Flux.1)
 
     def check(self, guidance: float, inner_iterations: int) -> None:
         """Refuse or warn about settings, before any model call."""
+
+    def check_model(self, family: str | None, guidance: float) -> None:
+        """Refuse what the model family cannot do (family: dit_blocks.dit_family)."""
+        if family == "flux" and self.needs_uncond:
+            raise P2PError(
+                f"method {self.name} works on the unconditional (negative) branch, which Flux.1 does not have: it "
+                "is guidance-distilled and samples at cfg 1.", fix="flux_inversion")
+        if family == "flux" and not math.isclose(guidance, 1.0):
+            warn("Flux.1 is guidance-distilled: the inversion follows the positive only (guidance %g is not used); "
+                 "sample it back at cfg 1 with the same distilled guidance.", guidance)
+
+    def invert_step(self, run, x, s, s_low):
+        """One inversion step from sigma s_low (less noise) up to s: the latent at s."""
+        return run.plain_step(x, s, s_low)[0]
 
     def inversion_negative(self, positive, negative):
         """The conditioning the inversion's guider uses as unconditional (the sampler's negative)."""
@@ -57,6 +72,7 @@ class NegativePromptInversion(InversionMethod):
     """Miyake et al.: the source prompt as the unconditional prompt of every batch item."""
 
     name = "negative_prompt"
+    needs_uncond = True
 
     def result(self, run, positive, negative) -> dict:
         return {"source_conditioning": cpu_conditioning(positive)}
@@ -74,6 +90,50 @@ class DirectInversion(InversionMethod):
         patched.set_model_sampler_post_cfg_function(DirectCorrection(inversion))
 
 
+class FixedPointInversion(InversionMethod):
+    """Each inversion step solved as the implicit equation it is: the latent x_hi at the higher sigma
+    whose Euler / DDIM step lands exactly on the current latent, x_hi = x + (s - s_low) v(x_hi, s), by
+    fixed-point iteration (AIDI, Pan et al. 2023; ReNoise, Garibi et al. 2024), warm-started with the
+    previous step's velocity (FireFlow's velocity reuse, Deng et al. 2024), so the first guess costs
+    no evaluation (the first step starts from the plain step, which counts as its first iteration).
+    `inner_iterations` evaluations per step at most, so one iteration costs what plain inversion does;
+    a step stops once an iteration moves x_hi by under FIXED_POINT_TOL of its RMS. The velocity
+    is the sampler's guided one at the inversion's guidance (cond and uncond above guidance 1), so the
+    sampler at that cfg retraces the trajectory. Plain DDIM / ODE inversion is one evaluation of the
+    positive alone at the current latent."""
+
+    def check_sampling(self, inversion, guider, warned):
+        _warn_cfg(inversion, guider, warned, "the fixed-point trajectory was solved")
+
+    name = "fixed_point"
+
+    def check(self, guidance, inner_iterations):
+        if inner_iterations < 1:
+            raise P2PError("fixed_point needs inner_iterations >= 1 (model evaluations per step).")
+
+    def invert_step(self, run, x, s, s_low):
+        d = s - s_low
+        iterations = run.inner_iterations
+        if run.last_velocity is None:  # the first step starts from the plain step: its first evaluation
+            v = run.eval_velocity(x, s)
+            iterations -= 1
+        else:
+            v = run.last_velocity
+        x_hi = x + d * v
+        for _ in range(iterations):
+            v = run.eval_velocity(x_hi, s)
+            new = x + d * v
+            moved = float((new - x_hi).square().mean().sqrt())
+            x_hi = new
+            if moved <= FIXED_POINT_TOL * float(x_hi.square().mean().sqrt()):
+                break
+        run.last_velocity = v
+        return x_hi
+
+
+FIXED_POINT_TOL = 1e-4
+
+
 class NullTextInversion(InversionMethod):
     """Mokady et al.: per-step unconditional embeddings optimised onto the trajectory (fp32), with
     the official settings: step 0 starts from the negative's embedding, every later step from the
@@ -86,6 +146,7 @@ class NullTextInversion(InversionMethod):
 
     name = "null_text"
     passes = 2
+    needs_uncond = True
     unconditional = "negative"  # what the optimised embeddings replace, in the error messages
     unconditional_fix = "one_negative"
 
@@ -116,7 +177,7 @@ class NullTextInversion(InversionMethod):
                     patched.add_weight_wrapper(f"{name}.weight", identity_weight)
                 if getattr(module, "bias", None) is not None:
                     patched.add_weight_wrapper(f"{name}.bias", identity_weight)
-        patched.set_model_attn2_patch(UncondContextPatch(lambda extra: run.uncond_embedding))
+        set_uncond_context(patched, lambda extra: run.uncond_embedding)
 
     def differentiated(self):
         """The context of the unconditional evaluation that gets a backward pass."""
@@ -234,17 +295,21 @@ class NullTextInversion(InversionMethod):
         def provider(extra):
             return embeddings.get(min(clock(extra)[0], n_emb - 1), extra["sigmas"])
 
-        patched.set_model_attn2_patch(UncondContextPatch(provider))
+        set_uncond_context(patched, provider)
 
     def negative(self, inversion):
         return inversion.negative_conditioning
 
     def check_sampling(self, inversion, guider, warned):
-        cfg = float(getattr(guider, "cfg", inversion.guidance))
-        if "cfg" not in warned and not math.isclose(cfg, inversion.guidance, rel_tol=1e-3):
-            warned.add("cfg")
-            warn("null-text embeddings were optimised for cfg %g but the sampler uses cfg %g; the source will not "
-                 "reconstruct exactly.", inversion.guidance, cfg)
+        _warn_cfg(inversion, guider, warned, "null-text embeddings were optimised")
+
+
+def _warn_cfg(inversion, guider, warned: set, what: str) -> None:
+    cfg = float(getattr(guider, "cfg", inversion.guidance))
+    if "cfg" not in warned and not math.isclose(cfg, inversion.guidance, rel_tol=1e-3):
+        warned.add("cfg")
+        warn("%s for cfg %g but the sampler uses cfg %g; the source will not reconstruct exactly.", what,
+             inversion.guidance, cfg)
 
 
 def _computes_in_float32(patched) -> bool:
@@ -288,8 +353,8 @@ class WarmNullTextInversion(NullTextInversion):
 
 
 STRATEGIES = {m.name: m for m in (DDIMInversion(), WarmNullTextInversion(), NullTextInversion(),
-                                  NegativePromptInversion(), DirectInversion())}
-METHODS = tuple(STRATEGIES)  # ("ddim", "null_text_fast", "null_text", "negative_prompt", "direct")
+                                  NegativePromptInversion(), DirectInversion(), FixedPointInversion())}
+METHODS = tuple(STRATEGIES)  # ("ddim", "null_text_fast", "null_text", "negative_prompt", "direct", "fixed_point")
 
 
 def strategy(method: str) -> InversionMethod:

@@ -56,6 +56,43 @@ class UncondContextPatch:
         return n, new_context, value
 
 
+class UncondContextWrapper:
+    """APPLY_MODEL wrapper: the same replacement on the text context the model is called with
+    (`c_crossattn`), for models without cross-attention layers (MM-DiT: SD3's joint attention takes
+    the context in its first block). The wrapper's transformer_options hold cond_or_uncond and the
+    sigmas, as an attn2 patch's extra_options do."""
+
+    def __init__(self, provider: Callable[[dict], torch.Tensor | None]):
+        self.patch = UncondContextPatch(provider)
+
+    def __deepcopy__(self, memo):
+        return self
+
+    def __call__(self, executor, x, t, c_concat=None, c_crossattn=None, control=None, transformer_options=None,
+                 **kwargs):
+        options = transformer_options if transformer_options is not None else {}
+        if c_crossattn is not None:
+            _, c_crossattn, _ = self.patch(None, c_crossattn, None, options)
+        return executor(x, t, c_concat, c_crossattn, control, options, **kwargs)
+
+
+UNCOND_CONTEXT_KEY = "p2p_uncond_context"
+
+
+def set_uncond_context(patched, provider: Callable[[dict], torch.Tensor | None]) -> None:
+    """The unconditional rows of the text context from `provider`: an attn2 patch on UNet models (every
+    cross-attention layer), an APPLY_MODEL wrapper on MM-DiT models."""
+    import comfy.patcher_extension
+
+    from ..dit_blocks import dit_family
+
+    if dit_family(patched) is None:
+        patched.set_model_attn2_patch(UncondContextPatch(provider))
+    else:
+        patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, UNCOND_CONTEXT_KEY,
+                                     UncondContextWrapper(provider))
+
+
 def _replace_uncond_rows(t: torch.Tensor, emb: torch.Tensor, kinds: list, per: int) -> torch.Tensor:
     parts = [
         emb.expand(per, -1, -1) if kind == 1 else t[c * per : (c + 1) * per] for c, kind in enumerate(kinds)

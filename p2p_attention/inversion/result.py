@@ -8,6 +8,9 @@ import torch
 
 SAMPLER = "ddim"
 SCHEDULER = "ddim_uniform"
+# Flow-matching models (Flux.1, SD3): ComfyUI's euler on the model's own (shifted) flow schedule.
+FLOW_SAMPLER = "euler"
+FLOW_SCHEDULER = "simple"
 WRAPPER_KEY = "p2p_inversion"
 _COUNT_KEY = "p2p_inversion_count"
 _EULER_FUNCTIONS = ("sample_euler",)  # "ddim" and "euler" (s_churn 0): the step the inversion inverts
@@ -67,3 +70,15 @@ class Inversion:
 
     def __repr__(self) -> str:  # never dump tensors into logs
         return f"Inversion({self.summary()})"
+
+
+def is_flow(model_patcher) -> bool:
+    """Flow matching (x = (1 - sigma) x0 + sigma noise): CONST model sampling (Flux.1, SD3)."""
+    import comfy.model_sampling
+
+    return isinstance(model_patcher.get_model_object("model_sampling"), comfy.model_sampling.CONST)
+
+
+def sampling_for(model_patcher) -> tuple[str, str]:
+    """(sampler, scheduler) an inversion of this model is made for and sampled back with."""
+    return (FLOW_SAMPLER, FLOW_SCHEDULER) if is_flow(model_patcher) else (SAMPLER, SCHEDULER)

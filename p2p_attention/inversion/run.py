@@ -4,6 +4,7 @@ method computes along the trajectory (methods.py)."""
 from __future__ import annotations
 
 import logging
+import math
 import time
 from typing import Callable
 
@@ -12,7 +13,7 @@ import torch
 from ..dit_blocks import dit_family
 from ..errors import P2PError, warn
 from .methods import strategy
-from .result import _COUNT_KEY, SCHEDULER, Inversion
+from .result import _COUNT_KEY, Inversion, sampling_for
 
 
 class _InversionRun:
@@ -20,6 +21,7 @@ class _InversionRun:
 
     def __init__(self, method, guidance, inner_iterations, early_stop, progress, check_interrupt):
         self.method = method  # an InversionMethod
+        self.last_velocity = None  # fixed_point: the last step's velocity (its next warm start)
         self.guidance = float(guidance)
         self.inner_iterations = int(inner_iterations)
         self.early_stop = early_stop
@@ -91,19 +93,31 @@ class _InversionRun:
         one = torch.ones((1,) * like.ndim, device=like.device, dtype=like.dtype)
         return self.model_sampling.calculate_input(sigma.reshape(1).to(like), one)
 
+    def eval_velocity(self, x, sigma):
+        """(x - D(x, sigma)) / sigma for a latent x at level sigma, D the sampler's guided prediction at
+        the inversion's guidance (the positive alone at guidance 1): eps on k-diffusion models, the flow
+        velocity (noise - x0) on flow models; the direction of ComfyUI's Euler / DDIM step."""
+        cond = self.denoise(x, sigma, "cond")
+        if math.isclose(self.guidance, 1.0):
+            return (x - cond) / sigma
+        return (x - self.guided(x, sigma, cond, self.denoise(x, sigma, "uncond"))) / sigma
+
+    def plain_step(self, x, s, s_low):
+        """DDIM / ODE inversion's step from s_low up to s: the model at the higher sigma with the current
+        latent (the official eps(x_{t-1}, t)), its input rescaled to its true level (c_in; 1 on flow)."""
+        x_in = x * (self._c_in(s_low, x) / self._c_in(s, x))
+        eps = (x_in - self.denoise(x_in, s, "cond")) / s
+        return x + (s - s_low) * eps, eps
+
     def _ddim_invert(self, x, sigmas):
         n = len(sigmas) - 1
         traj = [x]
         for k in reversed(range(n)):  # from sigmas[k+1] (less noise) up to sigmas[k]
             self.interrupt()
-            s, s_low = sigmas[k], sigmas[k + 1]
-            # The model at the higher sigma sees the latent at its true level (official eps(x_{t-1}, t)).
-            x_in = x * (self._c_in(s_low, x) / self._c_in(s, x))
-            eps = (x_in - self.denoise(x_in, s, "cond")) / s
-            x = x + (s - s_low) * eps
+            x = self.method.invert_step(self, x, sigmas[k], sigmas[k + 1])
             if not torch.isfinite(x).all():
                 raise P2PError(
-                    f"DDIM inversion produced NaN/inf at step {n - k} of {n}. The model may not "
+                    f"the inversion produced NaN/inf at step {n - k} of {n}. The model may not "
                     "support this precision: run it in fp32 (e.g. --force-fp32) or check the latent."
                 )
             traj.append(x)
@@ -127,10 +141,12 @@ class _RunSampler:
 
 
 def inversion_sigmas(model_patcher, steps: int) -> torch.Tensor:
-    """The sigmas KSampler uses for sampler "ddim", scheduler "ddim_uniform" and `steps`."""
+    """The sigmas KSampler uses for `steps` steps of the inversion's scheduler: ddim_uniform on UNet
+    models, the model's own flow schedule ("simple", its shift included) on flow models."""
     import comfy.samplers
 
-    return comfy.samplers.calculate_sigmas(model_patcher.get_model_object("model_sampling"), SCHEDULER, steps).float()
+    _, scheduler = sampling_for(model_patcher)
+    return comfy.samplers.calculate_sigmas(model_patcher.get_model_object("model_sampling"), scheduler, steps).float()
 
 
 def _clone_conditioning(cond, what: str):
@@ -180,10 +196,9 @@ def invert(
     import comfy.samplers
 
     family = dit_family(model_patcher)
-    if family is not None:  # their flow-matching sampling has no DDIM step to reverse
-        raise P2PError(f"inversion works on SD1.x, SD2.x and SDXL models; this MODEL is {family} (flow "
-                       "matching), which it does not support yet.")
     impl = strategy(method)
+    impl.check_model(family, float(guidance))
+    sampler_name, scheduler = sampling_for(model_patcher)
     samples = latent["samples"] if isinstance(latent, dict) else latent
     if not isinstance(samples, torch.Tensor) or samples.ndim < 4:
         raise P2PError("the latent input is not a LATENT.", fix="encode_image")
@@ -199,7 +214,7 @@ def invert(
     run = _InversionRun(impl, guidance, inner_iterations, early_stop, progress, check_interrupt)
     sigmas = inversion_sigmas(model_patcher, steps)
     if len(sigmas) < 2:
-        raise P2PError(f"the ddim_uniform schedule of {steps} steps is empty for this model.")
+        raise P2PError(f"the {scheduler} schedule of {steps} steps is empty for this model.")
     with torch.inference_mode(False):
         pos = _first_rows(_clone_conditioning(positive, "positive (source prompt)"))
         neg = impl.inversion_negative(pos, _clone_conditioning(negative, "negative"))
@@ -213,7 +228,8 @@ def invert(
             counter[0] += int(x.shape[0])
             return executor(x, *args, **kwargs)
 
-        patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, _COUNT_KEY, count_evals)
+        # APPLY_MODEL: every model's call (SD3's diffusion model runs no DIFFUSION_MODEL wrappers)
+        patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, _COUNT_KEY, count_evals)
         impl.prepare(run, patched, neg)
 
         guider = comfy.samplers.CFGGuider(patched)
@@ -232,6 +248,8 @@ def invert(
         steps=int(steps),
         guidance=float(guidance),
         latent=out,
+        sampler=sampler_name,
+        scheduler=scheduler,
         trajectory=[t.detach().float().cpu().clone() for t in run.trajectory],
         unet_evals=run.evals[0],
         unet_backwards=run.backwards,

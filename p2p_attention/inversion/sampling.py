@@ -9,7 +9,17 @@ from ..batch import check_items
 from ..errors import Explain, P2PError, as_is, warn
 from ..steps import sampler_function_name
 from .methods import strategy
-from .result import _EULER_FUNCTIONS, WRAPPER_KEY, Inversion
+from .result import _EULER_FUNCTIONS, FLOW_SAMPLER, FLOW_SCHEDULER, WRAPPER_KEY, Inversion
+
+
+def _flow_start(guider, latent_image):
+    """The noise that makes a flow model's sampler start at the inverted latent itself. ComfyUI starts
+    flow sampling at sigma_0 * noise + (1 - sigma_0) * latent, which is 0 for the zero noise of a
+    sampler without added noise at sigma_0 = 1; with the (processed) latent as the noise the start is
+    the latent at every sigma_0."""
+    model = guider.model_patcher.model
+    scale = getattr(model.model_sampling, "noise_scale", 1.0)
+    return model.process_latent_in(latent_image) / scale
 
 
 def make_outer_sample_wrapper(inversion: Inversion, n_items: int, explain: Explain):
@@ -18,6 +28,7 @@ def make_outer_sample_wrapper(inversion: Inversion, n_items: int, explain: Expla
     method = strategy(inversion.method)
     inv_sigmas = inversion.sigmas.double()
     warned = set()
+    flow = inversion.sampler == FLOW_SAMPLER and inversion.scheduler == FLOW_SCHEDULER
 
     def check(noise, latent_image, sampler, sigmas, guider):
         how = (
@@ -36,7 +47,7 @@ def make_outer_sample_wrapper(inversion: Inversion, n_items: int, explain: Expla
         if name not in _EULER_FUNCTIONS:
             raise P2PError(
                 f"the sampler ({name.replace('sample_', '')}) is not the one the image was inverted with; the "
-                f"inversion reverses DDIM steps. {how}", fix="inversion_sampling",
+                f"inversion reverses Euler / DDIM steps. {how}", fix="inversion_sampling",
             )
         if torch.count_nonzero(noise) > 0:
             raise P2PError(f"the sampler adds noise to the inverted latent. {how}", fix="inversion_sampling")
@@ -57,6 +68,8 @@ def make_outer_sample_wrapper(inversion: Inversion, n_items: int, explain: Expla
             check(noise, latent_image, sampler, sigmas, guider)
         except P2PError as e:
             raise explain(e) from None
+        if flow:
+            noise = _flow_start(guider, latent_image)
         conds = getattr(guider, "conds", None)
         negative = method.negative(inversion)
         if negative is not None and isinstance(conds, dict) and "negative" in conds:
