@@ -22,13 +22,14 @@ class P2PInvert(io.ComfyNode):
                 "source prompt. Connect LATENT to P2P Latent Batch and P2P_INVERSION to P2P Apply, then sample with "
                 "KSamplerAdvanced (add_noise disabled) or SamplerCustom (add_noise off) and the same steps: sampler "
                 f"'{SAMPLER}', scheduler '{SCHEDULER}' on SD1.x/SD2.x/SDXL; sampler '{FLOW_SAMPLER}', scheduler "
-                f"'{FLOW_SCHEDULER}' on Flux.1 and SD3 (flow matching). null_text_fast (default): null-text "
+                f"'{FLOW_SCHEDULER}' on Flux.1 and SD3 (flow matching). fixed_point (default): each step solved so that the sampler retraces it "
+                "(warm-started fixed-point iterations; the closest reconstruction where measured, at about a plain "
+                "sampling's cost per iteration, no gradients). null_text_fast: null-text "
                 "inversion started from the source prompt (3-4 samplings' time; more faithful than null_text "
                 "where measured). null_text: the official settings (started from the negative; ~15-20 samplings' "
                 "time). negative_prompt: no optimisation, the source prompt becomes the unconditional prompt. "
                 "direct: the source item follows the inversion exactly (fast, faithful edits; the choice on Flux). "
-                "fixed_point: each step solved so that the sampler retraces it (warm-started fixed-point "
-                "iterations; far closer than ddim for a few more model calls). ddim: plain DDIM / ODE inversion "
+                "ddim: plain DDIM / ODE inversion "
                 "(baseline). With the null-text methods and negative_prompt the sampler's negative is replaced by "
                 "the inversion's; Flux.1 (guidance-distilled, no negative branch) refuses them."
             ),
@@ -42,7 +43,7 @@ class P2PInvert(io.ComfyNode):
                                       "sampling; null_text_fast and negative_prompt use the source prompt instead."),
                 io.Latent.Input("latent", tooltip="VAEEncode of ONE image (batch 1)."),
                 io.Combo.Input(
-                    "method", options=list(METHODS), default="null_text_fast",
+                    "method", options=list(METHODS), default="fixed_point",
                     tooltip="ddim: plain DDIM inversion (baseline). null_text_fast: null-text inversion started "
                     "from the source prompt's embedding (usually one gradient iteration per step; stops a step "
                     "once more iterations cannot reach the official threshold). null_text: the official "

@@ -72,7 +72,7 @@ def sd1_inversions(tiny_sd1):
     pos, neg = encode(clip, SRC), encode(clip, NEG)
     src = source_latent()
     results = {}
-    for method in ("ddim", "negative_prompt", "direct", "null_text"):
+    for method in ("ddim", "negative_prompt", "direct", "null_text", "fixed_point"):
         inv = _invert(model, pos, neg, src, method)
         out = reconstruct(model, clip, inv, neg)
         results[method] = (inv, out)
@@ -115,6 +115,18 @@ def test_null_text_beats_ddim_by_10db(sd1_inversions):
     # Early stop (official thresholds) keeps it under the steps x inner_iterations worst case.
     assert inv.unet_evals < inv.n_steps * inv.inner_iterations
     assert inv.unet_backwards == sum(inv.inner_iterations_used)
+
+
+def test_fixed_point_beats_ddim_on_a_unet(sd1_inversions):
+    """The fixed-point solve of each guided DDIM step (inner_iterations 10 at most) on the v-prediction
+    tiny SD1: the sampler at the inversion's cfg retraces its trajectory far closer than DDIM's."""
+    src, results = sd1_inversions
+    p_ddim = psnr(results["ddim"][1][0:1], src["samples"])
+    inv, out = results["fixed_point"]
+    p_fix = psnr(out[0:1], src["samples"])
+    print(f"fixed_point: {p_fix:.2f} dB vs ddim {p_ddim:.2f} dB, {inv.unet_evals} UNet evals")
+    assert p_fix > p_ddim + 10.0, (p_fix, p_ddim)
+    assert inv.unet_evals <= 2 * STEPS * 10  # cond + uncond per iteration, 10 iterations at most
 
 
 def test_negative_prompt_beats_ddim(sd1_inversions):
@@ -352,7 +364,7 @@ def test_invert_node(tiny_sd1, pack):
     assert list(spec) == ["model", "positive", "negative", "latent", "method", "steps", "guidance", "inner_iterations"]
     assert all(opts.get("tooltip") for _, opts in spec.values())
     assert spec["method"][1]["options"] == ["ddim", "null_text_fast", "null_text", "negative_prompt", "direct", "fixed_point"]
-    assert spec["method"][1]["default"] == "null_text_fast"
+    assert spec["method"][1]["default"] == "fixed_point"
     assert spec["steps"][1]["default"] == 50 and spec["guidance"][1]["default"] == 7.5
     assert spec["inner_iterations"][1]["default"] == 10
     assert info["output"] == ["LATENT", "P2P_INVERSION"] and all(info["output_tooltips"])

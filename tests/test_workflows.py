@@ -286,10 +286,16 @@ def _inversion_sampling(api: dict) -> list[tuple[str, dict, dict, dict]]:
     return out
 
 
+def _through_guidance(api: dict, link: list) -> dict:
+    """The node a conditioning input comes from, past a FluxGuidance."""
+    node = api[link[0]]
+    return api[node["inputs"]["conditioning"][0]] if node["class_type"] == "FluxGuidance" else node
+
+
 @pytest.mark.parametrize("name", sorted(WORKFLOWS))
 def test_inversion_workflows_sample_with_the_inversion_settings(name):
     """What P2P Apply's inversion wrapper requires (KSamplerAdvanced without noise, ddim /
-    ddim_uniform, the inversion's steps, the whole schedule), in the file and in its tiny version
+    ddim_uniform on UNet models, euler / simple on flow models, the inversion's steps, the whole schedule), in the file and in its tiny version
     (steps shrunk alike on both nodes); the inverted prompt is the Prompt Pair's source."""
     api = load_api(name)
     cases = _inversion_sampling(api)
@@ -303,7 +309,10 @@ def test_inversion_workflows_sample_with_the_inversion_settings(name):
             assert ks["class_type"] == "KSamplerAdvanced", where
             i, s = inv["inputs"], ks["inputs"]
             assert s["add_noise"] == "disable", where
-            assert (s["sampler_name"], s["scheduler"]) == ("ddim", "ddim_uniform"), where
+            flow = any(n["class_type"] in ("P2PDemoFluxModel", "EmptySD3LatentImage") for n in api.values()) or \
+                WORKFLOWS[name] in ("flux", "sd35")
+            want = ("euler", "simple") if flow else ("ddim", "ddim_uniform")
+            assert (s["sampler_name"], s["scheduler"]) == want, where
             assert s["steps"] == i["steps"], f"{where}: steps {s['steps']} != P2P Invert's {i['steps']}"
             assert s["start_at_step"] == 0 and s["end_at_step"] >= s["steps"], where
             assert s["return_with_leftover_noise"] == "disable", where
@@ -313,10 +322,14 @@ def test_inversion_workflows_sample_with_the_inversion_settings(name):
             assert batch["class_type"] == "P2PLatentBatch", where
             assert version[batch["inputs"]["latent"][0]] is inv, where
     for _, ks, _apply, inv in cases:
-        pair = api[ks["inputs"]["positive"][0]]
+        pair = _through_guidance(api, ks["inputs"]["positive"])
         assert pair["class_type"] == "P2PPromptPair"
-        source = api[inv["inputs"]["positive"][0]]
+        source = _through_guidance(api, inv["inputs"]["positive"])
         assert source["class_type"] == "CLIPTextEncode"
         assert source["inputs"]["text"] == pair["inputs"]["source"], "P2P Invert's prompt is not the pair's source"
-        # the official 50 steps on a checkpoint; make demo's 20 on the demo model
-        assert inv["inputs"]["method"] == "direct" and inv["inputs"]["steps"] == (20 if WORKFLOWS[name] == "demo" else 50)
+        if api[ks["inputs"]["positive"][0]]["class_type"] == "FluxGuidance":  # Flux: one distilled guidance
+            guidance = {api[n["inputs"]["positive"][0]]["inputs"].get("guidance") for n in (ks, inv)}
+            assert len(guidance) == 1, guidance
+        # the official 50 steps on a SD checkpoint, 20 on Flux.1 dev (ComfyUI's example); make demo's 20 on the demo
+        assert inv["inputs"]["method"] == "direct"
+        assert inv["inputs"]["steps"] == (20 if WORKFLOWS[name] in ("demo", "flux") else 50)

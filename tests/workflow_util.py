@@ -27,6 +27,7 @@ WORKFLOWS: dict[str, str] = {
     "p2p_demo_4_local_blend_and_maps": "demo",
     "p2p_demo_5_real_image_edit": "demo",
     "p2p_demo_6_flux_word_swap_local_blend": "demo",
+    "p2p_demo_7_flux_real_image_edit": "demo",
     "p2p_sd15_word_swap_cat_to_dog": "sd1",
     "p2p_sd15_refine_add_words": "sd1",
     "p2p_sd15_reweight_on_word_swap": "sd1",
@@ -34,6 +35,7 @@ WORKFLOWS: dict[str, str] = {
     "p2p_sd15_real_image_edit": "sd1",
     "p2p_sdxl_word_swap_cat_to_dog": "sdxl",
     "p2p_flux_word_swap_local_blend": "flux",
+    "p2p_flux_real_image_edit": "flux",
     "p2p_sd35_refine_add_words": "sd35",
 }
 # The test-only node standing in for a checkpoint of each arch, and its input naming the model.

@@ -200,6 +200,7 @@ class Model:
     demo_loader: str = "P2PDemoModel"  # the loader node when ckpt is None
     latent_node: str = "EmptyLatentImage"  # MM-DiT: EmptySD3LatentImage (16 channels), as ComfyUI's examples
     flux_guidance: float | None = None  # Flux.1 dev: FluxGuidance on the positive (cfg 1: no uncond pass)
+    flow: bool = False  # flow matching (Flux.1, SD3): inversion and its sampling on euler / simple
 
 
 SD15 = Model("sd15", "sd1", "SD1.5", SD15_CKPT, 512, 512, 8, SAMPLER, INVERSION, "0.4",
@@ -219,17 +220,20 @@ DEMO = Model("demo", "demo", "demo model", None, 128, 32, 2,
 DIT_APPLY = dict(self_attn_min_downsample=0, map_downsample=4, self_blocks="auto")
 FLUX = Model("flux", "flux", "Flux.1 dev", FLUX_CKPT, 1024, 1024, 8,
              dict(seed=8888, steps=20, cfg=1.0, sampler_name="euler", scheduler="simple", denoise=1.0),
-             INVERSION, "0.4", DIT_APPLY, DIT_APPLY, latent_node="EmptySD3LatentImage", flux_guidance=3.5)
+             dict(method="direct", steps=20, guidance=1.0, inner_iterations=10), "0.4", DIT_APPLY, DIT_APPLY,
+             latent_node="EmptySD3LatentImage", flux_guidance=3.5, flow=True)
 SD35 = Model("sd35", "sd35", "SD3.5 Large", SD35_CKPT, 1024, 1024, 8,
              dict(seed=8888, steps=28, cfg=4.5, sampler_name="euler", scheduler="sgm_uniform", denoise=1.0),
-             INVERSION, "0.4", DIT_APPLY, DIT_APPLY, latent_node="EmptySD3LatentImage")
+             dict(method="direct", steps=28, guidance=4.5, inner_iterations=10), "0.4", DIT_APPLY, DIT_APPLY,
+             latent_node="EmptySD3LatentImage", flow=True)
 # The MM-DiT demo (P2P Demo Flux Model, a tiny Flux.1-schnell): a 4x VAE, so 64 px latents are its 8x8
 # latent and 32 px images; training/dit_eval.py's settings (20 euler / simple steps, cfg 4, self injection in
 # every block). It has no guidance embedding: its FluxGuidance node (the checkpoint twin's graph) is inert.
 DEMO_FLUX = Model("demo_flux", "demo", "Flux demo model", None, 64, 32, 4,
                   dict(seed=7, steps=20, cfg=4.0, sampler_name="euler", scheduler="simple", denoise=1.0),
-                  INVERSION, "0.6", dict(DIT_APPLY, self_blocks="all"), dict(DIT_APPLY, self_blocks="all"),
-                  demo_loader="P2PDemoFluxModel", latent_node="EmptySD3LatentImage", flux_guidance=3.5)
+                  dict(method="direct", steps=20, guidance=4.0, inner_iterations=10), "0.6",
+                  dict(DIT_APPLY, self_blocks="all"), dict(DIT_APPLY, self_blocks="all"),
+                  demo_loader="P2PDemoFluxModel", latent_node="EmptySD3LatentImage", flux_guidance=3.5, flow=True)
 
 DEMO_A = "a big red circle on the left and a small blue square on the right"
 DEMO_WORDS = ("a, big, small, red, green, blue, yellow, purple, white, circle, square, triangle, star, "
@@ -330,7 +334,8 @@ NAMES = {  # kind -> {Model.key: file name}
     "reweight": {"demo": "p2p_demo_3_reweight_on_word_swap", "sd15": "p2p_sd15_reweight_on_word_swap"},
     "local_blend": {"demo": "p2p_demo_4_local_blend_and_maps", "sd15": "p2p_sd15_local_blend_and_maps",
                     "demo_flux": "p2p_demo_6_flux_word_swap_local_blend", "flux": "p2p_flux_word_swap_local_blend"},
-    "real_image": {"demo": "p2p_demo_5_real_image_edit", "sd15": "p2p_sd15_real_image_edit"},
+    "real_image": {"demo": "p2p_demo_5_real_image_edit", "sd15": "p2p_sd15_real_image_edit",
+                   "demo_flux": "p2p_demo_7_flux_real_image_edit", "flux": "p2p_flux_real_image_edit"},
 }
 TWINS = {"sd15": "demo", "sdxl": "demo", "flux": "demo_flux", "demo": "sd15", "demo_flux": "flux"}
 
@@ -489,10 +494,19 @@ def local_blend_maps(model: Model) -> Workflow:
     return wf
 
 
+METHOD_CHOICE = ("4. `method` of *P2P Invert*: `direct` (exact reconstruction, fast), `null_text` (the official null-text "
+                 "inversion, slowest), `negative_prompt`, `ddim` (the baseline, drifts).")
+METHOD_CHOICE_FLOW = ("4. `method` of *P2P Invert*: `direct` (exact reconstruction, fast), `fixed_point` (each step "
+                      "solved so that the sampler retraces it: a closer reconstruction than `ddim` for a few more "
+                      "model calls), `ddim` (the baseline, drifts). Flux.1 has no negative branch: `null_text` and "
+                      "`negative_prompt` are refused.")
+
+
 def real_image_edit(model: Model) -> Workflow:
     name, twin, other = _name_and_twin("real_image", model)
     inversion = model.inversion
     steps, guidance, px = inversion["steps"], inversion["guidance"], model.image_px
+    sampler, scheduler = ("euler", "simple") if model.flow else ("ddim", "ddim_uniform")
     if model.ckpt is None:
         image, source, edits, words = DEMO_PHOTO, DEMO_PHOTO_CAPTION, DEMO_PHOTO_EDIT, "square"
         labels = ["reconstruction", "blue -> red square"]
@@ -519,11 +533,11 @@ def real_image_edit(model: Model) -> Workflow:
         "and `source` of *P2P Prompt Pair* (identical texts);\n"
         "3. `edits` of *P2P Prompt Pair* (same word count: a word swap) and `words` of *P2P Local Blend*, the "
         "region that may change (bypass it with Ctrl+B to free the whole image);\n"
-        "4. `method` of *P2P Invert*: `direct` (exact reconstruction, fast), `null_text` (the official null-text "
-        "inversion, slowest), `negative_prompt`, `ddim` (the baseline, drifts).",
+        + (METHOD_CHOICE_FLOW if model.flow else METHOD_CHOICE),
         f"**The sampler must match the inversion** (P2P Apply says what differs): *KSampler (Advanced)* with "
-        f"`add_noise` disable, `ddim` / `ddim_uniform`, the inversion's `steps` ({steps}) and `cfg` = its "
+        f"`add_noise` disable, `{sampler}` / `{scheduler}`, the inversion's `steps` ({steps}) and `cfg` = its "
         f"`guidance` ({guidance:g}): change both nodes together.",
+        *_dit_notes(model),
         _model_note(model, other),
     )
     loader = _loader(wf, model)
@@ -534,16 +548,23 @@ def real_image_edit(model: Model) -> Workflow:
     img = wf.add("LoadImage", 2, 260, image=image)
     scaled = wf.add("ImageScale", 2, 130, image=img[0], upscale_method="lanczos", width=px, height=px, crop="center")
     enc = wf.add("VAEEncode", 2, 46, pixels=scaled[0], vae=loader[2])
-    inv = wf.add("P2PInvert", 2, 190, model=loader[0], positive=src[0], negative=neg[0], latent=enc[0], **inversion)
+    src_positive, positive = src[0], pair[0]
+    if model.flux_guidance is not None:  # the same distilled guidance for the inversion and the sampler
+        src_positive = wf.add("FluxGuidance", 1, 58, _title="FluxGuidance (P2P Invert)", conditioning=src[0],
+                              guidance=model.flux_guidance)[0]
+        positive = wf.add("FluxGuidance", 1, 58, _title="FluxGuidance (sampler)", conditioning=pair[0],
+                          guidance=model.flux_guidance)[0]
+    inv = wf.add("P2PInvert", 2, 190, model=loader[0], positive=src_positive, negative=neg[0], latent=enc[0],
+                 **inversion)
     batch = wf.add("P2PLatentBatch", 3, 46, latent=inv[0], prompts=pair[1])
     swap = wf.add("P2PWordSwap", 3, 102, prompts=pair[1], cross_replace="0.8", self_replace=model.self_replace)
     blend = wf.add("P2PLocalBlend", 3, 200, prompts=pair[1], words=words, subtract="", threshold=0.3,
                    subtract_threshold=0.3, start_blend=0.2, dilation=1, edit=swap[0])
     apply = wf.add("P2PApply", 3, 150, model=loader[0], edit=blend[0], inversion=inv[1], **model.apply_inverted,
                    attention_path="fast")
-    ks = wf.add("KSamplerAdvanced", 4, 334, model=apply[0], positive=pair[0], negative=neg[0],
+    ks = wf.add("KSamplerAdvanced", 4, 334, model=apply[0], positive=positive, negative=neg[0],
                 latent_image=batch[0], add_noise="disable", noise_seed=0, steps=steps, cfg=guidance,
-                sampler_name="ddim", scheduler="ddim_uniform", start_at_step=0, end_at_step=10000,
+                sampler_name=sampler, scheduler=scheduler, start_at_step=0, end_at_step=10000,
                 return_with_leftover_noise="disable")
     dec = wf.add("VAEDecode", 4, 46, samples=ks[0], vae=loader[2])
     wf.add("SaveImage", 4, 300, _title="Reconstruction + edits", images=dec[0], filename_prefix=f"p2p/{name}")
@@ -553,8 +574,8 @@ def real_image_edit(model: Model) -> Workflow:
 def all_workflows() -> list[Workflow]:
     """The demo-model templates first (they run as they are), then the checkpoint ones."""
     kinds = (word_swap, refine, reweight_on_swap, local_blend_maps, real_image_edit)
-    return [*(k(DEMO) for k in kinds), local_blend_maps(DEMO_FLUX), *(k(SD15) for k in kinds), word_swap(SDXL),
-            local_blend_maps(FLUX), refine(SD35)]
+    return [*(k(DEMO) for k in kinds), local_blend_maps(DEMO_FLUX), real_image_edit(DEMO_FLUX),
+            *(k(SD15) for k in kinds), word_swap(SDXL), local_blend_maps(FLUX), real_image_edit(FLUX), refine(SD35)]
 
 
 # --------------------------------------------------------------------------- rendering

@@ -20,7 +20,7 @@ is Euler, x' = x + (s' - s) * (x - D(x, s)) / s, which is deterministic DDIM (et
   steps, i/100 becomes i/(2N) and the threshold's slope 2e-5 * 50/N (identical at 50). While
   sampling, the unconditional rows of the text context get the step's embedding and the sampler's
   negative is replaced by the one the embeddings were optimised with (same pooled output on SDXL).
-* Warm-started null-text ("null_text_fast", the node's default): the same objective, optimiser,
+* Warm-started null-text ("null_text_fast"): the same objective, optimiser,
   threshold and limit, with the source conditioning as the unconditional one, so step 0 starts
   from the source prompt's embedding (where negative-prompt inversion stays; with 0 iterations it
   IS negative-prompt inversion) and later steps from the previous optimum. The optimum lies near
@@ -36,6 +36,15 @@ is Euler, x' = x + (s' - s) * (x - D(x, s)) / s, which is deterministic DDIM (et
   wrappers, kept as NullTextInversion(gradient="copies")). Everything else goes through
   ComfyUI's public patcher API: the fp32 compute dtype and an attn2 patch that puts the embedding
   into the unconditional rows of the text context.
+* Fixed-point inversion ("fixed_point", the node's default): each step solved as the implicit
+  equation it is (the latent whose sampler step lands on the current one, at the sampler's guided
+  velocity) by fixed-point iteration warm-started with the previous step's velocity (AIDI, ReNoise;
+  FireFlow's reuse). On the tiny and demo models it reconstructs 30-40 dB closer than null-text for
+  fewer model calls and no gradients.
+* Flow-matching models (Flux.1, SD3: CONST model sampling): the same loop on ComfyUI's euler and the
+  model's own flow schedule ("simple"), where the Euler step is x' = x + (s' - s) v; the sampler is
+  handed the inverted latent as its noise (flow sampling starts at s0 * noise + (1 - s0) * latent).
+  Flux.1 has no unconditional branch: the methods that work on it are refused.
 * Negative-prompt inversion (Miyake et al.): DDIM inversion, then sample with the source
   prompt as the unconditional prompt of every batch item (it replaces the sampler's negative).
 * Direct inversion (Ju et al., "PnP Inversion"): DDIM inversion; while editing, the source item

@@ -31,9 +31,6 @@ class InversionMethod:
             raise P2PError(
                 f"method {self.name} works on the unconditional (negative) branch, which Flux.1 does not have: it "
                 "is guidance-distilled and samples at cfg 1.", fix="flux_inversion")
-        if family == "flux" and not math.isclose(guidance, 1.0):
-            warn("Flux.1 is guidance-distilled: the inversion follows the positive only (guidance %g is not used); "
-                 "sample it back at cfg 1 with the same distilled guidance.", guidance)
 
     def invert_step(self, run, x, s, s_low):
         """One inversion step from sigma s_low (less noise) up to s: the latent at s."""
