@@ -202,3 +202,30 @@ def test_local_blend_on_an_inverted_photo_keeps_it_outside_the_mask(family):
     assert (out[0] - photo).abs().max().item() <= last_step_bound(photo)
     assert (out[1] - out[0])[:, outside].abs().max().item() <= last_step_bound(out[0])
     assert (out[1] - out[0])[:, ~outside].abs().max().item() > 100 * last_step_bound(out[0])
+
+
+class _Interrupted(Exception):
+    pass
+
+
+def test_interrupt_during_fixed_point_leaves_the_model_clean():
+    """Cancel (ComfyUI's interrupt check raises) in the middle of a Flux inversion: nothing runs after
+    it, and the input MODEL samples exactly as before."""
+    model, clip, _ = _models("flux")
+    pos, neg = encode(clip, SRC), encode(clip, "")
+    lat = {"samples": torch.zeros(1, 16, 8, 12)}
+    before = sample(model, pos, neg, lat, steps=3, cfg=1.0, scheduler="simple")
+    options = repr(model.model_options)
+    wrappers = {k: dict(v) for k, v in model.wrappers.items()}
+    calls = [0]
+
+    def check_interrupt():
+        calls[0] += 1
+        if calls[0] == 3:
+            raise _Interrupted()
+
+    with pytest.raises(_Interrupted), torch.inference_mode():
+        invert(model, pos, neg, _photo(), method="fixed_point", steps=STEPS, guidance=1.0, check_interrupt=check_interrupt)
+    assert calls[0] == 3
+    assert repr(model.model_options) == options and {k: dict(v) for k, v in model.wrappers.items()} == wrappers
+    assert torch.equal(sample(model, pos, neg, lat, steps=3, cfg=1.0, scheduler="simple"), before)

@@ -403,25 +403,31 @@ def test_real_image_swap_with_local_blend_keeps_the_photo_outside_the_mask(tiny_
     assert (out[1] - out[0]).abs()[:, mask].max().item() > fp_bound(out[0], torch.float32, inv.steps)
 
 
-def _invert_graph(method: str, steps: int):
+def _invert_graph(method: str, steps: int, family: str = "sd1"):
     from harness import Graph
 
     g = Graph()
-    m = g.node("P2PTestTinyModel", arch="sd1", seed=0)
+    if family == "sd1":
+        m = g.node("P2PTestTinyModel", arch="sd1", seed=0)
+        lat = g.node("EmptyLatentImage", width=64, height=64, batch_size=1)
+    else:  # a flow model (Flux.1): P2P Invert on its flow schedule, guidance 1
+        m = g.node("P2PTestTinyDiTModel", family=family, seed=0)
+        lat = g.node("EmptySD3LatentImage", width=64, height=64, batch_size=1)
     pos = g.node("CLIPTextEncode", clip=m[1], text=SRC)
     neg = g.node("CLIPTextEncode", clip=m[1], text="")
-    lat = g.node("EmptyLatentImage", width=64, height=64, batch_size=1)
     inv = g.node("P2PInvert", _id="inv", model=m[0], positive=pos, negative=neg, latent=lat, method=method,
-                 steps=steps, guidance=5.0, inner_iterations=2)
+                 steps=steps, guidance=5.0 if family == "sd1" else 1.0, inner_iterations=2)
     img = g.node("VAEDecode", samples=inv[0], vae=m[2])
     g.node("PreviewImage", images=img)
     return g
 
 
+@pytest.mark.parametrize("family,method", [("sd1", "ddim"), ("flux", "fixed_point")], ids=["sd1", "flux"])
 @pytest.mark.parametrize("interrupt", [False, True], ids=["progress", "interrupt"])
-def test_invert_node_progress_and_interrupt_in_comfyui(interrupt):
+def test_invert_node_progress_and_interrupt_in_comfyui(interrupt, family, method):
     """Through ComfyUI's executor (the V3 node path): P2P Invert drives ComfyUI's progress bar hook
-    to its total, and ComfyUI's interrupt (the UI's Cancel) stops it at the next step."""
+    to its total, and ComfyUI's interrupt (the UI's Cancel) stops it at the next step, on a UNet and
+    on a flow model."""
     import comfy.model_management
     import comfy.utils
     from harness import run_inprocess
@@ -439,10 +445,10 @@ def test_invert_node_progress_and_interrupt_in_comfyui(interrupt):
     try:
         if interrupt:
             with pytest.raises(AssertionError, match=r"interrupted at node inv \(P2PInvert\)"):
-                run_inprocess(_invert_graph("ddim", steps))
+                run_inprocess(_invert_graph(method, steps, family))
             assert seen == [(1, steps)]  # stopped before the second step ran
         else:
-            run_inprocess(_invert_graph("ddim", steps))
+            run_inprocess(_invert_graph(method, steps, family))
             values = [v for v, _ in seen]
             assert values == sorted(values) and values[-1] == steps and {t for _, t in seen} == {steps}
     finally:
