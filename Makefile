@@ -53,10 +53,12 @@ demo: setup
 demo-ui: setup
 	$(PY) scripts/demo.py --ui
 
-# NULL_TEXT_ARGS=--skip leaves out null-text's own run (bench_null_text.py: its goals, ~10 min of CPU)
+# NULL_TEXT_ARGS=--skip leaves out null-text's own run (bench_null_text.py: its goals, ~10 min of CPU);
+# FLOW_ARGS=--skip the flow-model inversion's (bench_flow_inversion.py, ~1 min; FLOW_ARGS=--wide adds full width)
 bench: setup
 	$(PY) benchmarks/run.py $(BENCH_ARGS)
 	$(if $(filter --skip,$(NULL_TEXT_ARGS)),,$(PY) benchmarks/bench_null_text.py $(NULL_TEXT_ARGS))
+	$(if $(filter --skip,$(FLOW_ARGS)),,$(PY) benchmarks/bench_flow_inversion.py $(FLOW_ARGS))
 
 lint: setup
 	$(PY) -m ruff check .

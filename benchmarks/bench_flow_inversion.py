@@ -166,7 +166,6 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(REPO / "bench_out" / "flow_inversion"))
     a = ap.parse_args(argv)
     _setup()
-    import comfy
     import torch
 
     models = ["tiny-flux", "tiny-sd3", "demo-flux"] + (["flux", "sd35-large"] if a.wide else [])
@@ -175,7 +174,11 @@ def main(argv=None) -> int:
     rows = []
     for name in models:
         rows += run_model(name, a.steps, a.reps if not a.wide or name.startswith(("tiny", "demo")) else 1, a.size)
-    info = (f"cpu, torch {torch.__version__}, ComfyUI {getattr(comfy, '__version__', '?')}, "
+    try:
+        from comfyui_version import __version__ as comfy_version
+    except ImportError:
+        comfy_version = "?"
+    info = (f"cpu, torch {torch.__version__}, ComfyUI {comfy_version}, "
             f"{os.environ['OMP_NUM_THREADS']} thread(s)")
     md, goals = render(rows, info)
     out = Path(a.out)
