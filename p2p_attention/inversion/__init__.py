@@ -68,5 +68,5 @@ from .result import FLOW_SAMPLER, FLOW_SCHEDULER, SAMPLER, SCHEDULER, Inversion
 from .run import inversion_sigmas, invert
 from .sampling import install_inversion
 
-__all__ = ["FLOW_SAMPLER", "FLOW_SCHEDULER", "METHODS", "SAMPLER", "SCHEDULER", "Inversion", "UncondContextPatch", "install_inversion", "invert",
-           "inversion_sigmas"]
+__all__ = ["FLOW_SAMPLER", "FLOW_SCHEDULER", "METHODS", "SAMPLER", "SCHEDULER", "Inversion", "UncondContextPatch",
+           "install_inversion", "invert", "inversion_sigmas"]

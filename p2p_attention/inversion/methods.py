@@ -25,7 +25,7 @@ class InversionMethod:
     def check(self, guidance: float, inner_iterations: int) -> None:
         """Refuse or warn about settings, before any model call."""
 
-    def check_model(self, family: str | None, guidance: float) -> None:
+    def check_model(self, family: str | None) -> None:
         """Refuse what the model family cannot do (family: dit_blocks.dit_family)."""
         if family == "flux" and self.needs_uncond:
             raise P2PError(
@@ -99,14 +99,14 @@ class FixedPointInversion(InversionMethod):
     sampler at that cfg retraces the trajectory. Plain DDIM / ODE inversion is one evaluation of the
     positive alone at the current latent."""
 
-    def check_sampling(self, inversion, guider, warned):
-        _warn_cfg(inversion, guider, warned, "the fixed-point trajectory was solved")
-
     name = "fixed_point"
 
     def check(self, guidance, inner_iterations):
         if inner_iterations < 1:
             raise P2PError("fixed_point needs inner_iterations >= 1 (model evaluations per step).")
+
+    def check_sampling(self, inversion, guider, warned):
+        _warn_cfg(inversion, guider, warned, "the fixed-point trajectory was solved")
 
     def invert_step(self, run, x, s, s_low):
         d = s - s_low

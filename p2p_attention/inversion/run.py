@@ -197,7 +197,7 @@ def invert(
 
     family = dit_family(model_patcher)
     impl = strategy(method)
-    impl.check_model(family, float(guidance))
+    impl.check_model(family)
     sampler_name, scheduler = sampling_for(model_patcher)
     samples = latent["samples"] if isinstance(latent, dict) else latent
     if not isinstance(samples, torch.Tensor) or samples.ndim < 4:
