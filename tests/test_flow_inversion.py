@@ -177,7 +177,7 @@ def test_a_different_shift_is_refused():
     shifted.set_parameters(shift=ms.shift * 2.0, multiplier=ms.multiplier)
     model.add_object_patch("model_sampling", shifted)
     patched = install_inversion(model, inv, n_items=1)
-    with pytest.raises(P2PError, match="schedule"):
+    with pytest.raises(P2PError, match="another shift"):
         sample(patched, pos, neg, {"samples": inv.latent}, sampler="euler", scheduler="simple", steps=STEPS,
                cfg=4.0, disable_noise=True)
 

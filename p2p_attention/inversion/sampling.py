@@ -36,7 +36,14 @@ def make_outer_sample_wrapper(inversion: Inversion, n_items: int, explain: Expla
             f"{inversion.steps} steps, the whole schedule (denoise 1.0) and no added noise."
         )
         got = sigmas.detach().double().cpu().reshape(-1)
-        if got.shape != inv_sigmas.shape or not torch.allclose(got, inv_sigmas, rtol=1e-4, atol=1e-5):
+        close = got.shape == inv_sigmas.shape and torch.allclose(got, inv_sigmas, rtol=1e-4, atol=1e-5)
+        if not close and flow and got.shape == inv_sigmas.shape and torch.allclose(got[[0, -1]], inv_sigmas[[0, -1]]):
+            raise P2PError(  # same steps and ends, another curve: the flow shift of the model's sampling
+                "the model's flow schedule differs from the one the image was inverted with (the same steps and "
+                "denoise, another shift): sample with the model and shift the image was inverted with. " + how,
+                fix="inversion_sampling",
+            )
+        if not close:
             raise P2PError(
                 f"the sampler's schedule ({got.numel() - 1} steps, sigma {float(got[0]) if got.numel() else 0:.4g}"
                 f" -> {float(got[-1]) if got.numel() else 0:.4g}) is not the one the image was inverted with "
