@@ -34,7 +34,7 @@ class InversionMethod:
 
     def invert_step(self, run, x, s, s_low):
         """One inversion step from sigma s_low (less noise) up to s: the latent at s."""
-        return run.plain_step(x, s, s_low)[0]
+        return run.plain_step(x, s, s_low)
 
     def inversion_negative(self, positive, negative):
         """The conditioning the inversion's guider uses as unconditional (the sampler's negative)."""

@@ -107,7 +107,7 @@ class _InversionRun:
         latent (the official eps(x_{t-1}, t)), its input rescaled to its true level (c_in; 1 on flow)."""
         x_in = x * (self._c_in(s_low, x) / self._c_in(s, x))
         eps = (x_in - self.denoise(x_in, s, "cond")) / s
-        return x + (s - s_low) * eps, eps
+        return x + (s - s_low) * eps
 
     def _ddim_invert(self, x, sigmas):
         n = len(sigmas) - 1
