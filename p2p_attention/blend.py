@@ -57,12 +57,17 @@ def make_blend(prompts: PromptSet, words: str, subtract: str, threshold: float,
 
 def _word_mask(store, prompts: PromptSet, words, item_prompts: list[int], dilation: int) -> torch.Tensor:
     """[items, h, w] normalised maps of `words` per item (0 where an item's prompt lacks them)."""
-    maps = store.maps()
-    out = torch.zeros(maps.shape[:3], device=maps.device)
-    for row, p in enumerate(item_prompts):
-        positions = sorted({i for w in words for i in prompts.prompts[p].positions_of(w)})
+    positions = [sorted({i for w in words for i in prompts.prompts[p].positions_of(w)}) for p in item_prompts]
+    return _token_mask(store.maps(), [(row, pos) for row, pos in enumerate(positions)], dilation)
+
+
+def _token_mask(maps: torch.Tensor, rows: list[tuple[int, list[int]]], dilation: int) -> torch.Tensor:
+    """[len(rows), h, w]: for each (item, token positions), the item's summed map of those tokens,
+    max-pooled by `dilation`, normalised by its maximum (all 0 where no position is given)."""
+    out = torch.zeros(len(rows), *maps.shape[1:3], device=maps.device)
+    for row, (item, positions) in enumerate(rows):
         if positions:
-            out[row] = maps[row][..., positions].sum(-1)
+            out[row] = maps[item][..., positions].sum(-1)
     if dilation > 0:
         k = 2 * dilation + 1
         out = F.max_pool2d(out[:, None], k, 1, padding=dilation)[:, 0]
@@ -79,6 +84,28 @@ def blend_masks(spec: LocalBlendSpec, store, prompts: PromptSet, latent_hw) -> t
         s = _word_mask(store, prompts, spec.subtract, items, 0) > spec.subtract_threshold
         m = m & ~(s[1:] | s[:1])
     return F.interpolate(m[:, None].float(), size=tuple(latent_hw), mode="nearest")
+
+
+def region_masks(store, compiled, blend: LocalBlendSpec | None, prompts: PromptSet, threshold: float,
+                 dilation: int) -> torch.Tensor | None:
+    """[N, h*w] bool, at the store's token grid: the region each edit item may change. With a local
+    blend, its words' region (source's or edit's map); else the changed tokens' (compiled.changed_src
+    on the source's map, compiled.changed_edit on the edit's). None before any map is recorded."""
+    if store.sum is None:
+        return None
+    maps = store.maps()
+    n = compiled.n_edits
+    if blend is not None:
+        m = _word_mask(store, prompts, blend.words, list(range(n + 1)), dilation) > threshold
+        region = m[1:] | m[:1]
+    else:
+        def rows(item, flags):  # the store's maps are at the prompts' token length
+            return [(item(e), torch.nonzero(flags[e]).flatten().tolist()) for e in range(n)]
+
+        src = _token_mask(maps, rows(lambda e: 0, compiled.changed_src), dilation)
+        own = _token_mask(maps, rows(lambda e: 1 + e, compiled.changed_edit), dilation)
+        region = (src > threshold) | (own > threshold)
+    return region.flatten(1)
 
 
 def make_post_cfg(spec: LocalBlendSpec, store, prompts: PromptSet):

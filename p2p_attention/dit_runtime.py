@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 import torch
 
 from . import joint_attention as ja
+from . import joint_injection as inj
 from .batch import batch_layout
+from .blend import region_masks
 from .edits import CompiledEdit, EditPlan
 from .steps import StepClock
 from .store import AttentionStore
@@ -32,6 +34,9 @@ def _heads(q, k, v, heads, skip_reshape):
     return tuple(t.reshape(b, t.shape[1], heads, -1).transpose(1, 2) for t in (q, k, v))
 
 
+QK, MAPS = "qk", "maps"  # what self_replace injects: the source's image q/k, or its image->image maps
+
+
 @dataclass
 class DiTRuntime:
     plan: EditPlan
@@ -40,6 +45,17 @@ class DiTRuntime:
     reference: bool = False
     store: AttentionStore | None = None
     clock: StepClock = field(default_factory=StepClock)
+    structure: str = QK
+    preserve: inj.PreserveSpec | None = None
+    _region: tuple | None = None  # (step, [N, n_img] bool): this step's edited region
+
+    def region(self, step: int):
+        """The edited region of each edit item at this step (read once per step from the store)."""
+        if self._region is None or self._region[0] != step:
+            p = self.preserve
+            self._region = (step, region_masks(self.store, self.compiled, self.plan.blend, self.plan.prompts,
+                                               p.threshold, p.dilation))
+        return self._region[1]
 
     def attend(self, backend, args, kwargs):
         to = kwargs.get("transformer_options") or {}
@@ -55,20 +71,39 @@ class DiTRuntime:
         layout = batch_layout(q.shape[0], to["cond_or_uncond"], self.compiled.n_edits)
         step, n_steps = self.clock(to)
         block = (to.get("block_type"), to.get("block_index"))
-        inject = block in self.self_blocks and self.compiled.self_active(step, n_steps)
+        structure = block in self.self_blocks and self.compiled.self_active(step, n_steps)
+        inject = structure and self.structure == MAPS
+        preserve = self.preserve is not None and self.preserve.active(block, step, n_steps)
         qh, kh, vh = _heads(q, k, v, heads, skip)
+        n_t = n_txt if joint else 0
+        substituted = False
+        if layout.groups and structure and self.structure == QK:
+            qh, kh, substituted = qh.clone(), kh.clone(), True
+            inj.inject_structure(qh, kh, layout.groups, n_t)
         coeffs = None
         if joint:
             coeffs = self.compiled.cross_coefficients(step, n_steps, n_txt, q.device, q.dtype)
             if self.store is not None and layout.groups:
                 self._record(qh, kh, n_txt, layout, coeffs, to[GRID_KEY])
-        if (coeffs is None and not inject) or not layout.groups:
-            return backend(*args, **kwargs)
+        if layout.groups and preserve:
+            region = self.region(step)
+            if region is not None:
+                vh = vh.clone()
+                inj.inject_outside(vh, layout.groups, n_t, ~region)
+                if self.preserve.keys:
+                    kh = kh.clone() if not substituted else kh
+                    inj.inject_outside(kh, layout.groups, n_t, ~region)
+                substituted = True
 
         def sdpa(q_, k_, v_):
             # _inside_attn_wrapper: a wrapped backend must not hand the call back to an override.
             out = backend(q_, k_, v_, heads, skip_reshape=True, transformer_options=to, _inside_attn_wrapper=True)
             return out.reshape(q_.shape[0], q_.shape[2], heads, -1).transpose(1, 2)
+
+        if (coeffs is None and not inject) or not layout.groups:
+            if not substituted:
+                return backend(*args, **kwargs)
+            return sdpa(qh, kh, vh).transpose(1, 2).reshape(q.shape[0], length, -1)
 
         edits = [e for _, es in layout.groups for e in es]
         rest = [i for i in range(q.shape[0]) if i not in set(edits)]

@@ -131,6 +131,8 @@ class CompiledEdit:
     windows: tuple[tuple[float, float], ...]  # the distinct cross windows of the plan
     window_id: torch.Tensor  # [N, L] long: each token's window in `windows`
     self_window: tuple[float, float]
+    changed_src: torch.Tensor | None = None  # [N, L] bool: source word tokens the edit changes
+    changed_edit: torch.Tensor | None = None  # [N, L] bool: edit word tokens that are new or reweighted
     _cache: dict = field(default_factory=dict)
 
     @property
@@ -182,10 +184,23 @@ def unchanged_edits(plan: EditPlan, compiled: CompiledEdit) -> list[int]:
             if edit.ids == src.ids and bool((compiled.w[i - 1] == 1).all())]
 
 
-def compile_plan(plan: EditPlan) -> CompiledEdit:
+def changed_tokens(src: TokenizedPrompt, edit: TokenizedPrompt, M: torch.Tensor):
+    """(source word tokens, edit word tokens) the edit changes, [L] bool each: a word token is kept
+    when the mapper ties it one-to-one to a token of the same id on the other side (an unchanged word),
+    changed otherwise (a swapped, inserted or deleted word, or one whose tokens spread)."""
+    same = (M == 1) & (torch.tensor(src.ids)[:, None] == torch.tensor(edit.ids)[None, :])
+    src_word = torch.tensor([w >= 0 for w in src.word_of])
+    edit_word = torch.tensor([w >= 0 for w in edit.word_of])
+    return src_word & ~same.any(1), edit_word & ~same.any(0)
+
+
+def compile_plan(plan: EditPlan, own_changed: bool = False) -> CompiledEdit:
+    """The plan's tensors. own_changed (MM-DiT): changed edit tokens keep their own image->text maps
+    (beta 0) instead of the source's: on joint attention the new word's look rides on which heads
+    attend to it, which its own keys decide (README, MM-DiT design)."""
     ps = plan.prompts
     src = ps.source
-    Ms, betas, ws, window_ids = [], [], [], []
+    Ms, betas, ws, window_ids, ch_src, ch_edit = [], [], [], [], [], []
     windows = [plan.cross_windows["default"]]
     found_weights = {word: False for word in plan.weights}
     found_windows = {word: False for word in plan.cross_windows if word != "default"}
@@ -214,6 +229,11 @@ def compile_plan(plan: EditPlan) -> CompiledEdit:
                 if win not in windows:
                     windows.append(win)
                 window_id[pos] = windows.index(win)
+        c_src, c_edit = changed_tokens(src, edit, M)
+        if own_changed:
+            beta = torch.where(c_edit, torch.zeros_like(beta), beta)
+        ch_src.append(c_src)
+        ch_edit.append(c_edit | (w != 1))  # a reweighted word's region changes too
         Ms.append(M.float())
         betas.append(beta.float())
         ws.append(w)
@@ -230,4 +250,6 @@ def compile_plan(plan: EditPlan) -> CompiledEdit:
         windows=tuple(windows),
         window_id=torch.stack(window_ids),
         self_window=plan.self_window,
+        changed_src=torch.stack(ch_src),
+        changed_edit=torch.stack(ch_edit),
     )

@@ -14,10 +14,11 @@ from .blend import make_post_cfg
 from .conditioning import COND_UID_KEY
 from .dit_blocks import attention_blocks, dit_family, parse_self_blocks, patch_size
 from .dit_install import install_dit_edit
-from .dit_runtime import DiTRuntime
+from .dit_runtime import QK, DiTRuntime
 from .edits import EditPlan, compile_plan, unchanged_edits
 from .errors import Explain, P2PError, as_is, warn
 from .inversion import install_inversion
+from .joint_injection import PreserveSpec
 from .runtime import DEFAULT_SELF_MIN_DOWNSAMPLE, P2PAttentionPatch, P2PRuntime
 from .steps import sampler_function_name
 from .store import AttentionStore
@@ -71,6 +72,9 @@ def apply_edit(
     inversion=None,
     explain: Explain = as_is,
     self_blocks: str = "auto",
+    structure: str = QK,
+    preserve: PreserveSpec | None = None,
+    own_changed: bool = True,
 ):
     """A patched clone of `model_patcher` (the input is never mutated) and its runtime.
     UNet models: self_min_downsample 0 (auto) is 2 with an inversion (real image), else 4, as the
@@ -80,7 +84,7 @@ def apply_edit(
     import comfy.patcher_extension
 
     family = dit_family(model_patcher)
-    compiled = compile_plan(plan)
+    compiled = compile_plan(plan, own_changed=own_changed and family is not None)
     same = unchanged_edits(plan, compiled)
     if same and inversion is None:  # with an inversion, an identical edit is a reconstruction check
         warn("edit prompt(s) %s equal the source and no word is reweighted: they will give the source image "
@@ -93,7 +97,7 @@ def apply_edit(
         blocks = attention_blocks(model_patcher, family)
         store = AttentionStore(set(), patch_size(model_patcher), plan.prompts)
         runtime = DiTRuntime(plan=plan, compiled=compiled, self_blocks=parse_self_blocks(self_blocks, blocks, family),
-                             reference=reference, store=store)
+                             reference=reference, store=store, structure=structure, preserve=preserve)
         install_dit_edit(patched, runtime, family, blocks)
     patched.add_wrapper_with_key(
         comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, WRAPPER_KEY, make_outer_sample_wrapper(runtime, explain)
