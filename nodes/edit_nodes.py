@@ -5,8 +5,9 @@ from comfy_api.v0_0_2 import io
 from ..p2p_attention.blend import make_blend
 from ..p2p_attention.edits import make_plan, with_blend
 from ..p2p_attention.patch import DEFAULT_MAP_DOWNSAMPLE, SELF_MIN_DOWNSAMPLE_AUTO, apply_edit
+from ..p2p_attention.schedules import ATTENTION_PATHS, parse_choice
 from .common import Edit, Inversion, Prompts, Store, node_schema
-from .messages import explainer, reported_by
+from .messages import explainer, reported_by, ui_text
 
 
 def _prompts():
@@ -61,8 +62,9 @@ class _EditNode(io.ComfyNode):
 
     @classmethod
     def execute(cls, prompts, cross_replace, self_replace, edit=None, weights="") -> io.NodeOutput:
-        with reported_by(cls):
-            return io.NodeOutput(make_plan(prompts, edit, cls.MODE, cross_replace, self_replace, weights))
+        with reported_by(cls) as warnings:
+            plan = make_plan(prompts, edit, cls.MODE, cross_replace, self_replace, weights)
+            return io.NodeOutput(plan, ui=ui_text(warnings))
 
 
 class P2PWordSwap(_EditNode):
@@ -147,7 +149,7 @@ class P2PApply(io.ComfyNode):
                     "'all', 'none'.",
                 ),
                 io.Combo.Input(
-                    "attention_path", options=["fast", "reference"], default="fast", optional=True,
+                    "attention_path", options=list(ATTENTION_PATHS), default="fast", optional=True,
                     tooltip="fast: memory-efficient attention, no map materialised. reference: materialises "
                     "every edited map as in the paper (slow; for checking).",
                 ),
@@ -163,12 +165,13 @@ class P2PApply(io.ComfyNode):
     def execute(cls, model, edit, self_attn_min_downsample=SELF_MIN_DOWNSAMPLE_AUTO,
                 map_downsample=DEFAULT_MAP_DOWNSAMPLE, attention_path="fast", inversion=None,
                 self_blocks="auto") -> io.NodeOutput:
-        with reported_by(cls):
+        with reported_by(cls) as warnings:
+            reference = parse_choice(attention_path, ATTENTION_PATHS, "attention_path") == "reference"
             patched, runtime = apply_edit(
-                model, edit, reference=attention_path == "reference", self_min_downsample=self_attn_min_downsample,
+                model, edit, reference=reference, self_min_downsample=self_attn_min_downsample,
                 map_downsample=map_downsample, inversion=inversion, explain=explainer(cls), self_blocks=self_blocks,
             )
-        return io.NodeOutput(patched, runtime.store)
+            return io.NodeOutput(patched, runtime.store, ui=ui_text(warnings))
 
 
 class P2PLocalBlend(io.ComfyNode):
@@ -206,6 +209,6 @@ class P2PLocalBlend(io.ComfyNode):
     @classmethod
     def execute(cls, prompts, words, subtract, threshold, subtract_threshold, start_blend, dilation,
                 edit=None) -> io.NodeOutput:
-        with reported_by(cls):
+        with reported_by(cls) as warnings:
             spec = make_blend(prompts, words, subtract, threshold, subtract_threshold, start_blend, dilation)
-            return io.NodeOutput(with_blend(edit, prompts, spec))
+            return io.NodeOutput(with_blend(edit, prompts, spec), ui=ui_text(warnings))

@@ -6,7 +6,7 @@ from comfy_api.v0_0_2 import io
 
 from ..p2p_attention.inversion import FLOW_SAMPLER, FLOW_SCHEDULER, METHODS, SAMPLER, SCHEDULER, invert
 from .common import Inversion, node_schema
-from .messages import reported_by
+from .messages import reported_by, ui_text
 
 
 class P2PInvert(io.ComfyNode):
@@ -87,11 +87,11 @@ class P2PInvert(io.ComfyNode):
         def progress(done, total):
             pbar.update_absolute(done, total)
 
-        with reported_by(cls):
+        with reported_by(cls) as warnings:
             inversion = invert(
                 model, positive, negative, latent, method=method, steps=steps, guidance=guidance,
                 inner_iterations=inner_iterations, progress=progress,
                 check_interrupt=comfy.model_management.throw_exception_if_processing_interrupted,
             )
         logging.info("%s: %s (%.1f s)", cls.DISPLAY_NAME, inversion.summary(), inversion.seconds)
-        return io.NodeOutput({"samples": inversion.latent}, inversion)
+        return io.NodeOutput({"samples": inversion.latent}, inversion, ui=ui_text(warnings))

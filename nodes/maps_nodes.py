@@ -2,7 +2,7 @@
 
 from comfy_api.v0_0_2 import io
 
-from ..p2p_attention.visualize import token_grid, word_mask
+from ..p2p_attention.visualize import check_samples, token_grid, word_mask
 from .common import Store, node_schema
 from .messages import reported_by
 
@@ -49,6 +49,7 @@ class P2PAttentionMaps(io.ComfyNode):
             h, w = samples["samples"].shape[-2:]
             size = (h * vae_downscale, w * vae_downscale)
         with reported_by(cls):
+            check_samples(attention_store, samples)
             grid = token_grid(attention_store, prompt_index, image)
             mask = word_mask(attention_store, prompt_index, words, size, threshold)
         return io.NodeOutput(grid, mask)

@@ -1,10 +1,15 @@
-"""How engine errors reach the user: the node's display name first, then what is wrong, then the
-change of wiring that fixes it (the engine names that change by a key, never by node names)."""
+"""How engine errors and warnings reach the user. Errors: the node's display name first, then what is
+wrong, then the change of wiring that fixes it (the engine names that change by a key, never by node
+names). Warnings: in the console (the engine logs them) and on the node in ComfyUI's UI: the text of
+the node that was executing (ComfyUI's progress text, which the frontend draws on the node), and the
+node's `ui` output {"text": [...]} (history and the websocket's `executed` message)."""
 
+import logging
 from contextlib import contextmanager
+from contextvars import ContextVar
 from functools import partial
 
-from ..p2p_attention.errors import P2PError
+from ..p2p_attention.errors import P2PError, add_warning_listener
 
 FIXES = {
     "prompt_pair": "Connect 'prompts' to a P2P Prompt Pair node.",
@@ -25,6 +30,13 @@ FIXES = {
     "encode_text": "Connect a CLIPTextEncode output.",
     "encode_image": "Connect VAEEncode's output.",
     "one_image": "VAEEncode a single image, or pick one with 'Latent From Batch'.",
+    "unpatched_model": "Connect the original MODEL, not a P2P Apply output; to combine controls, stack them "
+    "(P2P Reweight, P2P Local Blend) on one edit before a single P2P Apply.",
+    "text_encoder": "Encode the prompts (P2P Prompt Pair and the negative) with the CLIP loaded with this MODEL: the "
+    "same checkpoint, or the text encoder loader that matches it (DualCLIPLoader type flux for Flux.1, "
+    "TripleCLIPLoader for SD3).",
+    "latent_for_model": "VAEEncode the image with this MODEL's VAE, or start from an empty latent made for it "
+    "(EmptySD3LatentImage for Flux.1 and SD3, EmptyLatentImage for SD1.x, SD2.x and SDXL).",
     "flux_inversion": "Choose method direct (exact reconstruction), fixed_point or ddim, and give the positive its "
     "distilled guidance with FluxGuidance.",
 }
@@ -46,10 +58,56 @@ def explainer(node_cls):
     return partial(explain, node_cls.DISPLAY_NAME)
 
 
+# The warnings of the pack's node now executing (its `reported_by` block), shown when it finishes.
+_node_warnings: ContextVar = ContextVar("p2p_node_warnings", default=None)
+
+
+def show_on_node(text: str, node_id=None) -> None:
+    """Draw `text` on a node in ComfyUI's frontend (progress text; the executing node by default)."""
+    try:
+        from comfy_execution.utils import get_executing_context
+        from server import PromptServer
+    except ImportError:  # outside ComfyUI
+        return
+    if node_id is None:
+        context = get_executing_context()
+        node_id = getattr(context, "node_id", None)
+    server = getattr(PromptServer, "instance", None)
+    if node_id is None or server is None:
+        return
+    try:
+        server.send_progress_text(text, node_id)
+    except Exception as e:  # the UI message is a courtesy: the console has the warning
+        logging.debug("Prompt-to-Prompt: progress text not sent: %s", e)
+
+
+def _on_warning(text: str) -> None:
+    collected = _node_warnings.get()
+    if collected is not None:
+        collected.append(text)  # shown when the node finishes (all its warnings at once)
+    else:
+        show_on_node("Prompt-to-Prompt: " + text)  # e.g. the sampler running a patched MODEL
+
+
+add_warning_listener(_on_warning)
+
+
+def ui_text(warnings: list[str]):
+    """A node's `ui` output for its warnings (None without any)."""
+    return {"text": ["Prompt-to-Prompt: " + w for w in warnings]} if warnings else None
+
+
 @contextmanager
 def reported_by(node_cls):
-    """Around a node's execute: its engine errors reach the user as this node's."""
+    """Around a node's execute: its engine errors reach the user as this node's, and its engine warnings
+    are collected into the list this yields (for `ui_text`) and drawn on the node."""
+    warnings: list[str] = []
+    token = _node_warnings.set(warnings)
     try:
-        yield
+        yield warnings
     except P2PError as e:
         raise explain(node_cls.DISPLAY_NAME, e) from None
+    finally:
+        _node_warnings.reset(token)
+        if warnings:
+            show_on_node("\n".join("Prompt-to-Prompt: " + w for w in warnings))

@@ -4,7 +4,7 @@ from comfy_api.v0_0_2 import io
 
 from ..p2p_attention.conditioning import encode_prompt_set, latent_batch, split_edit_lines
 from .common import Prompts, node_schema
-from .messages import reported_by
+from .messages import reported_by, ui_text
 
 
 class P2PPromptPair(io.ComfyNode):
@@ -38,8 +38,9 @@ class P2PPromptPair(io.ComfyNode):
 
     @classmethod
     def execute(cls, clip, source, edits) -> io.NodeOutput:
-        with reported_by(cls):
-            return io.NodeOutput(*encode_prompt_set(clip, source, split_edit_lines(edits)))
+        with reported_by(cls) as warnings:
+            conditioning, prompts = encode_prompt_set(clip, source, split_edit_lines(edits))
+            return io.NodeOutput(conditioning, prompts, ui=ui_text(warnings))
 
 
 class P2PLatentBatch(io.ComfyNode):

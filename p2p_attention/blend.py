@@ -47,6 +47,16 @@ def make_blend(prompts: PromptSet, words: str, subtract: str, threshold: float,
                       ("start_blend", spec.start)):
         if not 0.0 <= val <= 1.0:
             raise P2PError(f"{name} must be in [0, 1], got {val}.")
+    # Maps are divided by their maximum, so nothing exceeds 1; the blend starts at step int(start * n).
+    if spec.threshold >= 1.0:
+        raise P2PError(f"threshold must be below 1, got {spec.threshold:g}: each map is divided by its maximum, so "
+                       "no pixel exceeds 1 and the edit would be the source everywhere. Use e.g. 0.3.")
+    if spec.subtract and spec.subtract_threshold >= 1.0:
+        raise P2PError(f"subtract_threshold must be below 1, got {spec.subtract_threshold:g}: no pixel exceeds 1, "
+                       "so the subtract words would keep nothing. Use e.g. 0.3.")
+    if spec.start >= 1.0:
+        raise P2PError(f"start_blend must be below 1, got {spec.start:g}: the blend starts after that share of the "
+                       "steps, so it would never run. Use e.g. 0.2.")
     if spec.dilation < 0:
         raise P2PError("dilation must be >= 0.")
     for word in spec.words + spec.subtract:

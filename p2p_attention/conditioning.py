@@ -59,11 +59,31 @@ def _refuse_no_op_edits(clip, tokenized, conds, pooled) -> None:
         known = known_vocabulary(clip)
         msg += f": {', '.join(known)}." if known else "."
         raise P2PError(msg)
+    _warn_identical_edits(clip, tokenized, conds, pooled)
     for p in tokenized:
         words = unknown_words(clip, p)
         if words:
             warn("%s in %r are outside this model's vocabulary (zero embeddings) and have no effect.",
                  ", ".join(repr(w) for w in words), p.text)
+
+
+def _warn_identical_edits(clip, tokenized, conds, pooled) -> None:
+    """Edit prompts that differ in text but encode exactly alike give the same image: say which and why."""
+    groups: list[list[int]] = []
+    for i in range(1, len(tokenized)):
+        for group in groups:
+            j = group[0]
+            if (tokenized[i].ids != tokenized[j].ids and torch.equal(conds[i], conds[j])
+                    and (pooled[0] is None or torch.equal(pooled[i], pooled[j]))):
+                group.append(i)
+                break
+        else:
+            groups.append([i])
+    for group in (g for g in groups if len(g) > 1):
+        words = sorted({w for i in group for w in unknown_words(clip, tokenized[i])})
+        why = (f": {', '.join(repr(w) for w in words)} are outside this model's vocabulary (zero embeddings)"
+               if words else "")
+        warn("edit prompts %s encode exactly alike%s, so they will give the same image.", group, why)
 
 
 def split_edit_lines(text: str) -> list[str]:

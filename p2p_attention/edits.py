@@ -21,7 +21,7 @@ import torch
 
 from .errors import P2PError
 from .prompts import TokenizedPrompt, words_available
-from .schedules import parse_window, parse_word_weights, parse_word_windows
+from .schedules import check_weight, parse_window, parse_word_weights, parse_word_windows
 from .steps import CROSS, SELF, window_active
 from .token_maps import refine_mapper, swap_mapper
 
@@ -75,6 +75,8 @@ def make_plan(
     cross = parse_word_windows(cross_replace, "cross_replace")
     self_w = parse_window(self_replace, "self_replace")
     weights = parse_word_weights(weights_text, "weights") if weights_text.strip() else {}
+    if mode is None and not weights:  # a reweight control without a weight would change nothing
+        raise P2PError("weights is empty; write 'word: weight' pairs such as 'fluffy: 2, red: -1'.")
     base = incoming or EditPlan(prompts=prompts)
     new_mode = base.mode
     if mode is not None:
@@ -84,7 +86,7 @@ def make_plan(
         new_mode = mode
     merged = dict(base.weights)
     for word, w in weights.items():
-        merged[word] = merged.get(word, 1.0) * w
+        merged[word] = check_weight(merged.get(word, 1.0) * w, f"weights: {word!r} stacked on the incoming edit")
     plan = replace(
         base,
         mode=new_mode,

@@ -26,8 +26,22 @@ def as_is(error: P2PError) -> Exception:
     return error
 
 
+# Where else a warning goes besides the console: nodes/ adds one that shows it in ComfyUI's UI.
+_listeners: list[Callable[[str], None]] = []
+
+
+def add_warning_listener(listener: Callable[[str], None]) -> None:
+    """Call `listener(text)` with every later warning's text (once per listener, however often added)."""
+    if listener not in _listeners:
+        _listeners.append(listener)
+
+
 def warn(message: str, *args) -> None:
     """A warning in ComfyUI's console: something will work, but not as the user probably wants.
     On the root logger, as ComfyUI logs: a named logger is disabled by any later
-    logging.config.dictConfig (disable_existing_loggers), and its warnings would vanish."""
-    logging.warning("Prompt-to-Prompt: " + message, *args)
+    logging.config.dictConfig (disable_existing_loggers), and its warnings would vanish.
+    Every listener (nodes/: the UI) gets the same text."""
+    text = message % args if args else message
+    logging.warning("Prompt-to-Prompt: %s", text)
+    for listener in list(_listeners):
+        listener(text)

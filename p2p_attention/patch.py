@@ -11,6 +11,16 @@ from __future__ import annotations
 
 from .batch import check_items
 from .blend import make_post_cfg
+from .checks import (
+    OUTER_SAMPLE_KEY,
+    check_family_options,
+    check_model_inputs,
+    check_not_patched,
+    context_width,
+    current_run,
+    latent_channels,
+    source_at_every_step,
+)
 from .conditioning import COND_UID_KEY
 from .dit_blocks import attention_blocks, dit_family, parse_self_blocks, patch_size
 from .dit_install import install_dit_edit
@@ -24,7 +34,7 @@ from .steps import sampler_function_name
 from .store import AttentionStore
 from .unet_blocks import block_downsample, choose_factor, transformer_block_keys
 
-WRAPPER_KEY = "p2p_attention"
+WRAPPER_KEY = OUTER_SAMPLE_KEY
 # Self-attention injection sites, as a downsample factor of the latent (0 = auto: by image kind).
 SELF_MIN_DOWNSAMPLE_AUTO = 0
 REAL_IMAGE_SELF_MIN_DOWNSAMPLE = 2  # official null-text (real image) notebook: <= 32x32 at 512 px
@@ -32,18 +42,30 @@ DEFAULT_MAP_DOWNSAMPLE = 4  # attention store and local blend: the official 16x1
 _NOISY_SAMPLERS = ("ancestral", "sde", "lcm", "ddpm", "er_sde", "seeds")
 
 
-def make_outer_sample_wrapper(runtime: P2PRuntime, explain: Explain):
+def make_outer_sample_wrapper(runtime: P2PRuntime, explain: Explain, model_patcher=None):
     n_edits = runtime.compiled.n_edits
     uid = runtime.plan.prompts.uid
-    warned: set[str] = set()
+    warned: set = set()
+    width = context_width(model_patcher) if model_patcher is not None else None
+    channels = latent_channels(model_patcher) if model_patcher is not None else None
 
-    def check(executor, latent_image, sampler) -> None:
+    def check(executor, latent_image, sampler, sigmas) -> None:
         check_items(latent_image.shape[0], n_edits)
-        positive = executor.class_obj.conds.get("positive", [])
+        conds = executor.class_obj.conds
+        if model_patcher is not None:
+            check_model_inputs(model_patcher, conds, latent_image, width, channels)
+        positive = conds.get("positive", [])
         uids = {c.get(COND_UID_KEY) for c in positive if isinstance(c, dict)}
         if uid not in uids:
             raise P2PError("the sampler's positive conditioning does not come from the prompts this edit "
                            "was built from.", fix="sampler_positive")
+        n_steps = len(sigmas) - 1
+        if source_at_every_step(runtime.compiled, n_steps) and ("steps", n_steps) not in warned:
+            warned.add(("steps", n_steps))
+            warn("all %d sampling step(s) are inside the cross_replace window of every word, so the edits take "
+                 "the source's attention at every step and will stay close to the source. Sample with more steps "
+                 "(the default window 0.8 leaves the last steps to the edit from 5 steps on) or shorten "
+                 "cross_replace.", n_steps)
         name = sampler_function_name(sampler)
         if any(tag in name for tag in _NOISY_SAMPLERS) and name not in warned:
             warned.add(name)
@@ -53,10 +75,13 @@ def make_outer_sample_wrapper(runtime: P2PRuntime, explain: Explain):
 
     def outer_sample(executor, noise, latent_image, sampler, sigmas, *args, **kwargs):
         try:
-            check(executor, latent_image, sampler)
+            check(executor, latent_image, sampler, sigmas)
             if runtime.store is not None:
-                runtime.store.reset()
-            return executor(noise, latent_image, sampler, sigmas, *args, **kwargs)
+                runtime.store.reset(current_run())
+            out = executor(noise, latent_image, sampler, sigmas, *args, **kwargs)
+            if runtime.store is not None:
+                runtime.store.vouch(out)
+            return out
         except P2PError as e:  # raised here or by our patches during sampling
             raise explain(e) from None
 
@@ -83,7 +108,10 @@ def apply_edit(
     `explain` turns an error raised while the patched model samples into what the user reads."""
     import comfy.patcher_extension
 
+    check_not_patched(model_patcher)
     family = dit_family(model_patcher)
+    check_family_options(family, self_blocks, self_min_downsample, map_downsample, SELF_MIN_DOWNSAMPLE_AUTO,
+                         DEFAULT_MAP_DOWNSAMPLE)
     compiled = compile_plan(plan, own_changed=own_changed and family is not None)
     same = unchanged_edits(plan, compiled)
     if same and inversion is None:  # with an inversion, an identical edit is a reconstruction check
@@ -100,7 +128,7 @@ def apply_edit(
                              reference=reference, store=store, structure=structure, preserve=preserve)
         install_dit_edit(patched, runtime, family, blocks)
     patched.add_wrapper_with_key(
-        comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, WRAPPER_KEY, make_outer_sample_wrapper(runtime, explain)
+        comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, WRAPPER_KEY, make_outer_sample_wrapper(runtime, explain, model_patcher)
     )
     if inversion is not None:
         # Before local blend: direct inversion corrects the source's prediction, and the blend

@@ -12,7 +12,11 @@ DEFAULT_CROSS_WINDOW = (0.0, 1.0)  # official: words without a window of their o
 
 _NUM = r"(?:\d+(?:\.\d*)?|\.\d+)"
 _WINDOW = re.compile(rf"^\s*({_NUM})\s*(?:-\s*({_NUM})\s*)?$")
-_WEIGHT = re.compile(rf"^\s*([+-]?{_NUM})\s*$")
+_WEIGHT = re.compile(rf"^\s*([+-]?{_NUM}(?:[eE][+-]?\d+)?)\s*$")
+# A weight scales a word's share of each pixel's attention (a share of 1 is all of it): a few units
+# already make the word dominate; far beyond, one word drowns the prompt and the image turns to noise.
+MAX_WEIGHT = 100.0
+ATTENTION_PATHS = ("fast", "reference")
 
 
 def parse_window(text: str, what: str) -> tuple[float, float]:
@@ -50,6 +54,9 @@ def parse_word_windows(text: str, what: str) -> dict[str, tuple[float, float]]:
     A bare window sets "default"; "default" is always present ((0.0, 1.0) when not given, as official).
     Word keys are lowercased."""
     out: dict[str, tuple[float, float]] = {}
+    if not _entries(text):
+        raise P2PError(f"{what} is empty; write a fraction like 0.8 (the default), a range like 0.2-0.8 or "
+                       "per word 'default: 0.8, dog: 0.4'.")
     for entry in _entries(text):
         if ":" in entry:
             key, value = _split_entry(entry, what)
@@ -74,5 +81,23 @@ def parse_word_weights(text: str, what: str) -> dict[str, float]:
             raise P2PError(f"{what}: the weight of {key!r} ({value.strip()!r}) is not a number.")
         if key in out:
             raise P2PError(f"{what}: {key!r} is given twice.")
-        out[key] = float(m.group(1))
+        out[key] = check_weight(float(m.group(1)), f"{what}: the weight of {key!r}")
     return out
+
+
+def check_weight(value: float, what: str) -> float:
+    """A reweighting factor within +-MAX_WEIGHT (see there why)."""
+    if not abs(value) <= MAX_WEIGHT:
+        raise P2PError(
+            f"{what} ({value:g}) is outside -{MAX_WEIGHT:g} to {MAX_WEIGHT:g}: a weight multiplies the word's share "
+            "of each pixel's attention, so a few units already change the image strongly (useful weights are about "
+            "-5 to 5) and far larger ones drown the rest of the prompt and turn the image into noise."
+        )
+    return value
+
+
+def parse_choice(value: str, options: tuple[str, ...], what: str) -> str:
+    """A list widget's value, checked here: not every ComfyUI version checks a V3 list's values."""
+    if value not in options:
+        raise P2PError(f"{what}: {value!r} is not one of {', '.join(repr(o) for o in options)}.")
+    return value

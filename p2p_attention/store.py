@@ -27,10 +27,38 @@ class AttentionStore:
         self.token_length = prompts.length
         self.reset()
 
-    def reset(self):
+    def reset(self, run=None):
+        """Empty, for a sampling run of `run` (the ComfyUI prompt executing it; None outside ComfyUI)."""
         self.sum: torch.Tensor | None = None  # [items, h, w, L]
         self.layer_calls = 0
         self.last_masks: torch.Tensor | None = None  # local blend's masks at the last step
+        self.run = run
+        self.outputs: list[torch.Tensor] = []  # latents known to come from this run's sampling (CPU copies)
+
+    def _vouched(self, samples: torch.Tensor) -> bool:
+        # In the reader's dtype: ComfyUI may hand the sampler's output on in another (intermediate) dtype.
+        got = samples.detach().cpu()
+        return any(o.shape == got.shape and torch.equal(o.to(got.dtype), got) for o in self.outputs)
+
+    def vouch(self, samples: torch.Tensor) -> None:
+        """`samples` came from the run that filled the store (a later prompt may read them from the cache)."""
+        if not isinstance(samples, torch.Tensor) or samples.is_nested:
+            return
+        if not self._vouched(samples):
+            self.outputs = [*self.outputs[-3:], samples.detach().to("cpu", copy=True)]
+
+    def check_read(self, samples: torch.Tensor, run) -> None:
+        """Refuse maps that `samples` were not sampled with: a store is filled by the sampling of one prompt,
+        and a later prompt whose sampler did not use the patched MODEL would read the earlier prompt's maps.
+        `run` is the reading prompt (None outside ComfyUI: nothing to compare)."""
+        self.maps()  # nothing recorded at all
+        if run is None or self.run is None or run == self.run:
+            if run is not None:
+                self.vouch(samples)  # same prompt: these samples may be read again from the cache
+            return
+        if not self._vouched(samples):
+            raise P2PError("the attention store holds the maps of an earlier run: 'samples' were not sampled "
+                           "with the patched MODEL in this run.", fix="maps_after_sampling")
 
     def __call__(self, q, k, extra, layout, coeffs=None):
         """Record this layer's maps; `coeffs` (edits.CrossCoefficients or None) is this step's edit."""

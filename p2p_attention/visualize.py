@@ -12,6 +12,19 @@ from .prompts import words_available
 from .store import AttentionStore
 
 
+def check_samples(store: AttentionStore, samples) -> None:
+    """The maps must come from the sampling that produced `samples` (a LATENT): not an earlier prompt's."""
+    from .checks import current_run
+
+    if not isinstance(store, AttentionStore):
+        raise P2PError("'attention_store' is not an attention store.")
+    latent = samples.get("samples") if isinstance(samples, dict) else samples
+    if isinstance(latent, torch.Tensor) and not latent.is_nested:
+        store.check_read(latent, current_run())
+    else:
+        store.maps()
+
+
 def _check_index(store: AttentionStore, index: int) -> None:
     n = len(store.prompts.prompts)
     if not 0 <= index < n:

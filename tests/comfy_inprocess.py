@@ -127,23 +127,35 @@ def run_inprocess(api_graph: dict, prompt_id: str | None = None, return_messages
     Raises AssertionError with ComfyUI's validation errors or its execution error (message,
     node, traceback). With return_messages, returns (outputs, [(event, data), ...]).
     """
-    _init_inprocess()
-    execution = _INPROCESS["execution"]
-    prompt = json.loads(json.dumps(api_graph))  # what /prompt would receive
-    prompt_id = prompt_id or str(uuid.uuid4())
-    valid, error, good_outputs, node_errors = asyncio.run(execution.validate_prompt(prompt_id, prompt, None))
-    if not valid or node_errors:
-        raise AssertionError(format_error(error, node_errors))
-    stub = _StubServer()
-    executor = execution.PromptExecutor(
-        stub, cache_type=execution.CacheType.CLASSIC, cache_args={"lru": 0, "ram": 0, "ram_inactive": 0}
-    )
-    executor.execute(prompt, prompt_id, {"client_id": "p2p-tests"}, good_outputs)
-    messages = [(event, data) for event, data in executor.status_messages]
-    if not executor.success:
-        raise AssertionError(execution_error_text(messages))
-    outputs = executor.history_result["outputs"]
-    return (outputs, messages) if return_messages else outputs
+    return InprocessSession().run(api_graph, prompt_id, return_messages)
+
+
+class InprocessSession:
+    """One PromptExecutor for several prompts, as one ComfyUI server: node outputs are cached between
+    them (CLASSIC cache), so a later prompt reuses what an earlier one computed."""
+
+    def __init__(self):
+        _init_inprocess()
+        execution = _INPROCESS["execution"]
+        self.executor = execution.PromptExecutor(
+            _StubServer(), cache_type=execution.CacheType.CLASSIC, cache_args={"lru": 0, "ram": 0, "ram_inactive": 0}
+        )
+
+    def run(self, api_graph: dict, prompt_id: str | None = None, return_messages: bool = False):
+        """As run_inprocess, on this session's executor."""
+        execution = _INPROCESS["execution"]
+        prompt = json.loads(json.dumps(api_graph))  # what /prompt would receive
+        prompt_id = prompt_id or str(uuid.uuid4())
+        valid, error, good_outputs, node_errors = asyncio.run(execution.validate_prompt(prompt_id, prompt, None))
+        if not valid or node_errors:
+            raise AssertionError(format_error(error, node_errors))
+        executor = self.executor
+        executor.execute(prompt, prompt_id, {"client_id": "p2p-tests"}, good_outputs)
+        messages = [(event, data) for event, data in executor.status_messages]
+        if not executor.success:
+            raise AssertionError(execution_error_text(messages))
+        outputs = executor.history_result["outputs"]
+        return (outputs, messages) if return_messages else outputs
 
 
 def execution_error_text(messages: list) -> str:

@@ -14,9 +14,15 @@ custom_nodes folder and imports the pack as ComfyUI does. This module gathers wh
 
 from comfy_graph import Graph, Node, tiny_txt2img_graph
 from comfy_http import ComfyServer, free_port
-from comfy_inprocess import inprocess_dirs, inprocess_image_path, output_images, run_inprocess
+from comfy_inprocess import (
+           InprocessSession,
+           inprocess_dirs,
+           inprocess_image_path,
+           output_images,
+           run_inprocess,
+)
 from comfy_pack import CUSTOM_NODE_NAMES, REPO, TINY_PACK, load_pack_module, make_custom_nodes_dir
 
-__all__ = ["CUSTOM_NODE_NAMES", "REPO", "TINY_PACK", "ComfyServer", "Graph", "Node", "free_port", "inprocess_dirs",
-           "inprocess_image_path", "load_pack_module", "make_custom_nodes_dir", "output_images", "run_inprocess",
-           "tiny_txt2img_graph"]
+__all__ = ["CUSTOM_NODE_NAMES", "REPO", "TINY_PACK", "ComfyServer", "Graph", "InprocessSession", "Node", "free_port",
+           "inprocess_dirs", "inprocess_image_path", "load_pack_module", "make_custom_nodes_dir", "output_images",
+           "run_inprocess", "tiny_txt2img_graph"]

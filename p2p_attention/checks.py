@@ -1,0 +1,109 @@
+"""Checks of one P2P Apply's inputs against each other and against the MODEL: options of the other
+model family, a MODEL patched twice, the text context's width and the latent's channels (which torch
+would otherwise report as a shape error deep in the model), and a run whose every step keeps the
+source's maps. Also which ComfyUI prompt is running, which the attention store is stamped with.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .edits import CompiledEdit
+from .errors import P2PError
+from .steps import CROSS, window_steps
+
+OUTER_SAMPLE_KEY = "p2p_attention"  # patch.py's OUTER_SAMPLE wrapper key: a MODEL P2P Apply patched has it
+# Text context widths of the families' encoders, to say which encoder a conditioning came from.
+KNOWN_WIDTHS = {768: "SD1.x (CLIP-L)", 1024: "SD2.x (OpenCLIP-H)", 2048: "SDXL (CLIP-L + CLIP-G)",
+                4096: "Flux.1 / SD3 (T5-XXL)"}
+
+
+def current_run():
+    """The id of the ComfyUI prompt executing now, or None outside ComfyUI's executor."""
+    try:
+        from comfy_execution.utils import get_executing_context
+    except ImportError:
+        return None
+    context = get_executing_context()
+    return getattr(context, "prompt_id", None) if context is not None else None
+
+
+def check_not_patched(model_patcher) -> None:
+    """A second edit on a patched MODEL would replace the first one's patches: refuse it."""
+    import comfy.patcher_extension
+
+    if model_patcher.get_wrappers(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, OUTER_SAMPLE_KEY):
+        raise P2PError("this MODEL already carries a Prompt-to-Prompt edit; a second edit on it would silently "
+                       "replace the first.", fix="unpatched_model")
+
+
+def check_family_options(family: str | None, self_blocks: str, self_min_downsample: int, map_downsample: int,
+                         auto_downsample: int, default_map_downsample: int) -> None:
+    """Options of the other family's path are refused, not ignored: self_blocks is for MM-DiT models,
+    self_attn_min_downsample and map_downsample for UNet models."""
+    if family is None:
+        if str(self_blocks).strip().lower() not in ("", "auto"):
+            raise P2PError(f"self_blocks {self_blocks!r} applies to Flux.1 and SD3 only; on this UNet model "
+                           "(SD1.x, SD2.x, SDXL) self_attn_min_downsample chooses the self-attention layers. "
+                           "Set self_blocks to 'auto'.")
+        return
+    if self_min_downsample != auto_downsample:
+        raise P2PError(f"self_attn_min_downsample {self_min_downsample} applies to UNet models only; on this "
+                       f"MM-DiT model self_blocks chooses the blocks. Set it to {auto_downsample} (auto).")
+    if map_downsample != default_map_downsample:
+        raise P2PError(f"map_downsample {map_downsample} applies to UNet models only; an MM-DiT model keeps its "
+                       f"maps at its token grid. Set it to {default_map_downsample}.")
+
+
+def _config_name(model_patcher) -> str:
+    return type(model_patcher.model.model_config).__name__
+
+
+def context_width(model_patcher) -> int | None:
+    """The text context width the diffusion model takes (None when it cannot be read)."""
+    dm = model_patcher.get_model_object("diffusion_model")
+    for name in ("txt_in", "context_embedder"):  # Flux.1, SD3
+        layer = getattr(dm, name, None)
+        if isinstance(getattr(layer, "in_features", None), int):
+            return layer.in_features
+    for name, module in dm.named_modules():  # UNet: the cross-attention keys
+        if name.endswith("attn2.to_k") and isinstance(getattr(module, "in_features", None), int):
+            return module.in_features
+    return None
+
+
+def latent_channels(model_patcher) -> int | None:
+    fmt = getattr(model_patcher.model, "latent_format", None)
+    channels = getattr(fmt, "latent_channels", None)
+    return channels if isinstance(channels, int) else None
+
+
+def check_model_inputs(model_patcher, conds: dict, latent_image, width: int | None, channels: int | None) -> None:
+    """The conditionings' width and the latent's channels must be the MODEL's (checked before sampling)."""
+    if width is not None:
+        for kind in ("positive", "negative"):
+            for c in conds.get(kind, []):
+                ctx = c.get("cross_attn") if isinstance(c, dict) else None
+                if isinstance(ctx, torch.Tensor) and ctx.ndim == 3 and ctx.shape[-1] != width:
+                    got = KNOWN_WIDTHS.get(ctx.shape[-1])
+                    raise P2PError(
+                        f"the {kind} conditioning is {ctx.shape[-1]} wide"
+                        + (f" (a {got} text encoder)" if got else "")
+                        + f", but this MODEL ({_config_name(model_patcher)}) takes a {width}-wide text context"
+                        + (f" ({KNOWN_WIDTHS[width]})" if width in KNOWN_WIDTHS else "")
+                        + ": the prompts were encoded by another model's text encoder.", fix="text_encoder")
+    if (channels is not None and isinstance(latent_image, torch.Tensor) and not latent_image.is_nested
+            and latent_image.ndim >= 4 and latent_image.shape[1] != channels):
+        raise P2PError(f"the latent has {latent_image.shape[1]} channels, but this MODEL "
+                       f"({_config_name(model_patcher)}) works on {channels}-channel latents: it was encoded by "
+                       "another model's VAE.", fix="latent_for_model")
+
+
+def source_at_every_step(compiled: CompiledEdit, n_steps: int) -> bool:
+    """Every token of every edit takes the source's cross-attention at every one of n_steps steps, none is
+    new (refinement) and no word is reweighted: the edit keeps the source's maps throughout (only the new
+    words' values differ)."""
+    if n_steps < 1 or not bool((compiled.w == 1).all()) or not bool((compiled.beta == 1).all()):
+        return False
+    used = {compiled.windows[i] for i in compiled.window_id.unique().tolist()}
+    return all(len(window_steps(w, n_steps, CROSS)) == n_steps for w in used)
