@@ -33,7 +33,11 @@ P2P_MODES = {
     "p2p_ref": (True, None),
     "p2p_selfall": (False, 1),
     "p2p_selfall_ref": (True, 1),
+    # MM-DiT structure controls other than the default values_outside_edit (P2P Apply's mmdit_structure)
+    "p2p_qk": (False, None),
+    "p2p_maps": (False, None),
 }
+DIT_STRUCTURE = {"p2p_qk": "image_qk", "p2p_maps": "self_maps"}
 CROSS_REPLACE, SELF_REPLACE = "0.8", "0.4"  # the official defaults (P2P_NOTES)
 
 
@@ -280,10 +284,11 @@ def _sample_job(job, built, mem):
                       "reference": reference})
         if built.get("latent_channels", 4) == 16:  # MM-DiT: self injection by block
             self_blocks = "all" if self_min == 1 else "auto"
-            model, runtime = apply_edit(model, plan, reference=reference, self_blocks=self_blocks)
+            structure = DIT_STRUCTURE.get(mode, "values_outside_edit")
+            model, runtime = apply_edit(model, plan, reference=reference, self_blocks=self_blocks, structure=structure)
             blocks = dit_blocks(model)
-            extra.update({"self_blocks": self_blocks, "self_blocks_used": describe_blocks(runtime.self_blocks, blocks),
-                          "variant": dit_variant(self_blocks, runtime.self_blocks, blocks)})
+            extra.update({"structure": structure, "self_blocks": self_blocks, "self_blocks_used": describe_blocks(runtime.self_blocks, blocks),
+                          "variant": f"{structure}: " + dit_variant(self_blocks, runtime.self_blocks, blocks)})
         else:
             self_min = self_min or DEFAULT_SELF_MIN_DOWNSAMPLE
             model, runtime = apply_edit(model, plan, reference=reference, self_min_downsample=self_min)

@@ -13,7 +13,8 @@ GOALS = {
     "direct": 1.3,
 }
 MACHINE_KEYS = ("machine", "cpu", "gpu", "torch", "threads", "comfyui")
-SELF_VARIANT = {"p2p": "self injection at <=1/4 res (default)", "p2p_selfall": "self injection at every layer"}
+SELF_VARIANT = {"p2p": "self injection at <=1/4 res (default)", "p2p_selfall": "self injection at every layer",
+                "p2p_qk": "MM-DiT structure image_qk", "p2p_maps": "MM-DiT structure self_maps"}
 
 
 def _ratio(a, b):

@@ -91,8 +91,8 @@ def parse_args(argv=None):
     ap.add_argument("--dit-steps", type=int, default=None, help="sampling steps of the MM-DiT runs [5]")
     ap.add_argument("--dit-reps", type=int, default=None, help="timed repetitions of the MM-DiT runs [cpu 1, cuda 3]")
     ap.add_argument("--dit-modes", default=None,
-                    help="modes of the MM-DiT runs [cpu plain,p2p,p2p_selfall; cuda all five] (SD3.5: no selfall: "
-                         "its default self blocks are every block)")
+                    help="modes of the MM-DiT runs [cpu plain,p2p,p2p_qk,p2p_maps; cuda and p2p_ref] (p2p: the "
+                         "default structure values_outside_edit; p2p_qk image_qk; p2p_maps self_maps)")
     ap.add_argument("--dit-probe-sizes", default=None,
                     help="latent sizes of the MM-DiT first-step memory probes [cpu 128 (1024 px); cuda none]")
     ap.add_argument("--dit-probe-modes", default=None, help="modes of the MM-DiT memory probes [all five]")
@@ -141,7 +141,7 @@ def plan_jobs(a) -> list[dict]:
     dit_steps = a.dit_steps or (5 if not q else 3)
     dit_reps = a.dit_reps or (1 if q else (3 if cuda else 1))
     dit_modes = _strs(a.dit_modes) if a.dit_modes else (
-        ["plain", "p2p", "p2p_ref", *selfall] if cuda or q else ["plain", "p2p", "p2p_selfall"])
+        ["plain", "p2p", "p2p_ref", "p2p_qk", "p2p_maps"] if cuda or q else ["plain", "p2p", "p2p_qk", "p2p_maps"])
 
     def dit_job(model, size, mode, **kw):
         tiny = model in DIT_TINY

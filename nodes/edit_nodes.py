@@ -4,6 +4,7 @@ from comfy_api.v0_0_2 import io
 
 from ..p2p_attention.blend import make_blend
 from ..p2p_attention.edits import make_plan, with_blend
+from ..p2p_attention.joint_injection import STRUCTURES, VALUES
 from ..p2p_attention.patch import DEFAULT_MAP_DOWNSAMPLE, SELF_MIN_DOWNSAMPLE_AUTO, apply_edit
 from ..p2p_attention.schedules import ATTENTION_PATHS, parse_choice
 from .common import Edit, Inversion, Prompts, Store, node_schema
@@ -143,10 +144,18 @@ class P2PApply(io.ComfyNode):
                 ),
                 io.String.Input(
                     "self_blocks", default="auto", optional=True,
-                    tooltip="Flux / SD3 only: the blocks whose self-attention (image to image) comes from the "
-                    "source during self_replace. auto = Flux's single blocks 20-37 (where RF-Solver-Edit and "
-                    "FireFlow inject the source), every joint block on SD3; or e.g. 'single 20-37, double 0-18', "
-                    "'all', 'none'.",
+                    tooltip="Flux / SD3 only: the blocks where self_replace injects the source (mmdit_structure). "
+                    "auto = every block (values_outside_edit, image_qk); for self_maps Flux's single blocks 20-37 "
+                    "(where RF-Solver-Edit and FireFlow inject the source) and every joint block on SD3; or e.g. "
+                    "'single 20-37, double 0-18', 'all', 'none'.",
+                ),
+                io.Combo.Input(
+                    "mmdit_structure", options=list(STRUCTURES), default=VALUES, optional=True,
+                    tooltip="Flux / SD3 only: what the edit takes from the source during self_replace. "
+                    "values_outside_edit (measured best): the source's image values outside the edited words' "
+                    "region (Local Blend's words when stacked, else the changed words), so the rest of the image "
+                    "stays; image_qk: the source's image queries and keys everywhere (Shin et al. 2025); "
+                    "self_maps: the source's image-to-image attention maps (as on a UNet).",
                 ),
                 io.Combo.Input(
                     "attention_path", options=list(ATTENTION_PATHS), default="fast", optional=True,
@@ -164,12 +173,13 @@ class P2PApply(io.ComfyNode):
     @classmethod
     def execute(cls, model, edit, self_attn_min_downsample=SELF_MIN_DOWNSAMPLE_AUTO,
                 map_downsample=DEFAULT_MAP_DOWNSAMPLE, attention_path="fast", inversion=None,
-                self_blocks="auto") -> io.NodeOutput:
+                self_blocks="auto", mmdit_structure=VALUES) -> io.NodeOutput:
         with reported_by(cls) as warnings:
             reference = parse_choice(attention_path, ATTENTION_PATHS, "attention_path") == "reference"
             patched, runtime = apply_edit(
                 model, edit, reference=reference, self_min_downsample=self_attn_min_downsample,
                 map_downsample=map_downsample, inversion=inversion, explain=explainer(cls), self_blocks=self_blocks,
+                structure=mmdit_structure,
             )
             return io.NodeOutput(patched, runtime.store, ui=ui_text(warnings))
 

@@ -10,7 +10,7 @@ import torch
 
 from .edits import CompiledEdit
 from .errors import P2PError
-from .steps import CROSS, window_steps
+from .steps import CROSS, SELF, window_steps
 
 OUTER_SAMPLE_KEY = "p2p_attention"  # patch.py's OUTER_SAMPLE wrapper key: a MODEL P2P Apply patched has it
 # Text context widths of the families' encoders, to say which encoder a conditioning came from.
@@ -55,6 +55,15 @@ def check_family_options(family: str | None, self_blocks: str, self_min_downsamp
                        f"maps at its token grid. Set it to {default_map_downsample}.")
 
 
+def check_structure(family: str | None, structure: str, choices: tuple[str, ...], default: str) -> None:
+    """mmdit_structure: one of its choices, and left at its default on a UNet (which injects self maps)."""
+    if structure not in choices:
+        raise P2PError(f"mmdit_structure {structure!r} is not one of {', '.join(choices)}.")
+    if family is None and structure != default:
+        raise P2PError(f"mmdit_structure {structure!r} applies to Flux.1 and SD3 only; a UNet model injects the "
+                       f"source's self-attention maps. Set mmdit_structure to {default}.")
+
+
 def _config_name(model_patcher) -> str:
     return type(model_patcher.model.model_config).__name__
 
@@ -97,6 +106,15 @@ def check_model_inputs(model_patcher, conds: dict, latent_image, width: int | No
         raise P2PError(f"the latent has {latent_image.shape[1]} channels, but this MODEL "
                        f"({_config_name(model_patcher)}) works on {channels}-channel latents: it was encoded by "
                        "another model's VAE.", fix="latent_for_model")
+
+
+def windows_without_steps(compiled: CompiledEdit, n_steps: int) -> list[str]:
+    """The windows given as a non-empty range that still cover no step of n_steps (e.g. 0.5-0.52 at 20)."""
+    out = []
+    for kind, label, windows in ((CROSS, "cross_replace", compiled.windows), (SELF, "self_replace",
+                                                                             (compiled.self_window,))):
+        out += [f"{label} {a:g}-{b:g}" for a, b in windows if a < b and not window_steps((a, b), n_steps, kind)]
+    return out
 
 
 def source_at_every_step(compiled: CompiledEdit, n_steps: int) -> bool:

@@ -63,8 +63,11 @@ def token_grid(latent_shape, patch: int) -> tuple[int, int]:
     return math.ceil(latent_shape[-2] / patch), math.ceil(latent_shape[-1] / patch)
 
 
-def default_self_blocks(blocks: list[tuple[str, int]], family: str) -> set[tuple[str, int]]:
-    if family == FLUX:
+def default_self_blocks(blocks: list[tuple[str, int]], family: str, every: bool = False) -> set[tuple[str, int]]:
+    """every: the injections that substitute q/k/v rows (values outside the edit, image q/k) act in every
+    block (measured: docs/mmdit_controls.md; Shin et al. inject q/k in every block); self-map injection
+    in Flux's later single blocks (RF-Solver-Edit, FireFlow) and every SD3 block."""
+    if family == FLUX and not every:
         singles = [b for b in blocks if b[0] == "single"]
         start = round(_FLUX_SINGLE_FROM * len(singles))
         return {b for b in singles if b[1] >= start}
@@ -74,11 +77,13 @@ def default_self_blocks(blocks: list[tuple[str, int]], family: str) -> set[tuple
 _SPEC = re.compile(r"^\s*(double|single|joint)\s+(\d+)(?:\s*-\s*(\d+))?\s*$")
 
 
-def parse_self_blocks(text: str, blocks: list[tuple[str, int]], family: str) -> set[tuple[str, int]]:
-    """'auto', 'all', 'none' or a list like 'single 20-37, double 0-1' -> the selected blocks."""
+def parse_self_blocks(text: str, blocks: list[tuple[str, int]], family: str,
+                      every: bool = False) -> set[tuple[str, int]]:
+    """'auto', 'all', 'none' or a list like 'single 20-37, double 0-1' -> the selected blocks
+    ('auto': default_self_blocks)."""
     spec = text.strip().lower()
     if spec in ("", "auto"):
-        return default_self_blocks(blocks, family)
+        return default_self_blocks(blocks, family, every)
     if spec == "all":
         return set(blocks)
     if spec == "none":

@@ -34,9 +34,6 @@ def _heads(q, k, v, heads, skip_reshape):
     return tuple(t.reshape(b, t.shape[1], heads, -1).transpose(1, 2) for t in (q, k, v))
 
 
-QK, MAPS = "qk", "maps"  # what self_replace injects: the source's image q/k, or its image->image maps
-
-
 @dataclass
 class DiTRuntime:
     plan: EditPlan
@@ -45,16 +42,16 @@ class DiTRuntime:
     reference: bool = False
     store: AttentionStore | None = None
     clock: StepClock = field(default_factory=StepClock)
-    structure: str = QK
-    preserve: inj.PreserveSpec | None = None
+    structure: str = inj.VALUES  # what self_replace injects (joint_injection)
+    region_spec: inj.RegionSpec = field(default_factory=inj.RegionSpec)
     _region: tuple | None = None  # (step, [N, n_img] bool): this step's edited region
 
     def region(self, step: int):
         """The edited region of each edit item at this step (read once per step from the store)."""
         if self._region is None or self._region[0] != step:
-            p = self.preserve
+            r = self.region_spec
             self._region = (step, region_masks(self.store, self.compiled, self.plan.blend, self.plan.prompts,
-                                               p.threshold, p.dilation))
+                                               r.threshold, r.dilation))
         return self._region[1]
 
     def attend(self, backend, args, kwargs):
@@ -71,13 +68,12 @@ class DiTRuntime:
         layout = batch_layout(q.shape[0], to["cond_or_uncond"], self.compiled.n_edits)
         step, n_steps = self.clock(to)
         block = (to.get("block_type"), to.get("block_index"))
-        structure = block in self.self_blocks and self.compiled.self_active(step, n_steps)
-        inject = structure and self.structure == MAPS
-        preserve = self.preserve is not None and self.preserve.active(block, step, n_steps)
+        structure = bool(layout.groups) and block in self.self_blocks and self.compiled.self_active(step, n_steps)
+        inject = structure and self.structure == inj.MAPS
         qh, kh, vh = _heads(q, k, v, heads, skip)
         n_t = n_txt if joint else 0
         substituted = False
-        if layout.groups and structure and self.structure == QK:
+        if structure and self.structure == inj.QK:
             qh, kh, substituted = qh.clone(), kh.clone(), True
             inj.inject_structure(qh, kh, layout.groups, n_t)
         coeffs = None
@@ -85,12 +81,12 @@ class DiTRuntime:
             coeffs = self.compiled.cross_coefficients(step, n_steps, n_txt, q.device, q.dtype)
             if self.store is not None and layout.groups:
                 self._record(qh, kh, n_txt, layout, coeffs, to[GRID_KEY])
-        if layout.groups and preserve:
+        if structure and self.structure == inj.VALUES:
             region = self.region(step)
             if region is not None:
                 vh = vh.clone()
                 inj.inject_outside(vh, layout.groups, n_t, ~region)
-                if self.preserve.keys:
+                if self.region_spec.keys:
                     kh = kh.clone() if not substituted else kh
                     inj.inject_outside(kh, layout.groups, n_t, ~region)
                 substituted = True

@@ -16,19 +16,21 @@ from .checks import (
     check_family_options,
     check_model_inputs,
     check_not_patched,
+    check_structure,
     context_width,
     current_run,
     latent_channels,
     source_at_every_step,
+    windows_without_steps,
 )
 from .conditioning import COND_UID_KEY
 from .dit_blocks import attention_blocks, dit_family, parse_self_blocks, patch_size
 from .dit_install import install_dit_edit
-from .dit_runtime import QK, DiTRuntime
+from .dit_runtime import DiTRuntime
 from .edits import EditPlan, compile_plan, unchanged_edits
 from .errors import Explain, P2PError, as_is, warn
 from .inversion import install_inversion
-from .joint_injection import PreserveSpec
+from .joint_injection import MAPS, STRUCTURES, VALUES, RegionSpec
 from .runtime import DEFAULT_SELF_MIN_DOWNSAMPLE, P2PAttentionPatch, P2PRuntime
 from .steps import sampler_function_name
 from .store import AttentionStore
@@ -60,6 +62,11 @@ def make_outer_sample_wrapper(runtime: P2PRuntime, explain: Explain, model_patch
             raise P2PError("the sampler's positive conditioning does not come from the prompts this edit "
                            "was built from.", fix="sampler_positive")
         n_steps = len(sigmas) - 1
+        empty = windows_without_steps(runtime.compiled, n_steps)
+        if empty and ("empty", n_steps) not in warned:
+            warned.add(("empty", n_steps))
+            warn("%s select(s) no step of this %d-step sampling, so that control does nothing; widen the window "
+                 "(or write 0 to turn it off).", ", ".join(empty), n_steps)
         if source_at_every_step(runtime.compiled, n_steps) and ("steps", n_steps) not in warned:
             warned.add(("steps", n_steps))
             warn("all %d sampling step(s) are inside the cross_replace window of every word, so the edits take "
@@ -97,8 +104,8 @@ def apply_edit(
     inversion=None,
     explain: Explain = as_is,
     self_blocks: str = "auto",
-    structure: str = QK,
-    preserve: PreserveSpec | None = None,
+    structure: str = VALUES,
+    region: RegionSpec = RegionSpec(),
     own_changed: bool = True,
 ):
     """A patched clone of `model_patcher` (the input is never mutated) and its runtime.
@@ -112,6 +119,7 @@ def apply_edit(
     family = dit_family(model_patcher)
     check_family_options(family, self_blocks, self_min_downsample, map_downsample, SELF_MIN_DOWNSAMPLE_AUTO,
                          DEFAULT_MAP_DOWNSAMPLE)
+    check_structure(family, structure, STRUCTURES, VALUES)
     compiled = compile_plan(plan, own_changed=own_changed and family is not None)
     same = unchanged_edits(plan, compiled)
     if same and inversion is None:  # with an inversion, an identical edit is a reconstruction check
@@ -124,8 +132,9 @@ def apply_edit(
     else:
         blocks = attention_blocks(model_patcher, family)
         store = AttentionStore(set(), patch_size(model_patcher), plan.prompts)
-        runtime = DiTRuntime(plan=plan, compiled=compiled, self_blocks=parse_self_blocks(self_blocks, blocks, family),
-                             reference=reference, store=store, structure=structure, preserve=preserve)
+        runtime = DiTRuntime(plan=plan, compiled=compiled, self_blocks=parse_self_blocks(
+            self_blocks, blocks, family, every=structure != MAPS),
+                             reference=reference, store=store, structure=structure, region_spec=region)
         install_dit_edit(patched, runtime, family, blocks)
     patched.add_wrapper_with_key(
         comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, WRAPPER_KEY, make_outer_sample_wrapper(runtime, explain, model_patcher)

@@ -15,6 +15,7 @@ from p2p_attention.blend import make_blend
 from p2p_attention.conditioning import encode_prompt_set, latent_batch
 from p2p_attention.edits import make_plan, with_blend
 from p2p_attention.errors import P2PError
+from p2p_attention.joint_injection import MAPS, QK, STRUCTURES, VALUES, RegionSpec
 from p2p_attention.patch import apply_edit
 
 SRC = "a red circle on the left"
@@ -44,11 +45,12 @@ def _latent(items: int, h: int = 8, w: int = 12) -> dict:
     return latent_batch({"samples": torch.zeros(1, 16, h, w)}, items)
 
 
-def _run(family, plan_fn, edits, reference=False, self_blocks="auto", steps=STEPS):
+def _run(family, plan_fn, edits, reference=False, self_blocks="auto", steps=STEPS, structure=VALUES):
     model, clip, _ = _models(family)
     cond, prompts = encode_prompt_set(clip, SRC, edits)
     neg = encode(clip, "")  # unused by Flux at cfg 1
-    patched, runtime = apply_edit(model, plan_fn(prompts), reference=reference, self_blocks=self_blocks)
+    patched, runtime = apply_edit(model, plan_fn(prompts), reference=reference, self_blocks=self_blocks,
+                                  structure=structure)
     out = sample(patched, cond, neg, _latent(1 + len(edits)), steps=steps, cfg=_cfg(family), scheduler="simple")
     return out, cond, neg, runtime, prompts
 
@@ -108,9 +110,10 @@ def _swap(prompts):
     return make_plan(prompts, None, "swap", "0.8", "0.5")
 
 
+@pytest.mark.parametrize("structure", STRUCTURES)
 @pytest.mark.parametrize("family", FAMILIES)
-def test_identity_edit_reproduces_the_source_and_item0_is_plain(family):
-    out, cond, neg, _, _ = _run(family, _swap, [SRC])
+def test_identity_edit_reproduces_the_source_and_item0_is_plain(family, structure):
+    out, cond, neg, _, _ = _run(family, _swap, [SRC], structure=structure)
     bound = fp_bound(out[0], torch.float32, unet_evals(STEPS))
     assert (out[1] - out[0]).abs().max().item() <= bound
     plain = _plain(family, [[cond[0][0][:1], {k: (v[:1] if isinstance(v, torch.Tensor) else v)
@@ -118,15 +121,16 @@ def test_identity_edit_reproduces_the_source_and_item0_is_plain(family):
     assert (out[0] - plain[0]).abs().max().item() <= bound
 
 
+@pytest.mark.parametrize("structure", STRUCTURES)
 @pytest.mark.parametrize("family", FAMILIES)
-def test_fast_path_equals_the_reference_path_in_sampling(family):
+def test_fast_path_equals_the_reference_path_in_sampling(family, structure):
     edits = ["a green circle on the left"]
 
     def plan(p):
         return make_plan(p, _swap(p), None, "0.8", "0.5", "green: 2, circle: -0.5")
 
-    fast = _run(family, plan, edits)[0]
-    ref = _run(family, plan, edits, reference=True)[0]
+    fast = _run(family, plan, edits, structure=structure)[0]
+    ref = _run(family, plan, edits, reference=True, structure=structure)[0]
     assert (fast - ref).abs().max().item() <= 2 * fp_bound(ref, torch.float32, unet_evals(STEPS))
 
 
@@ -149,8 +153,10 @@ def test_every_control_changes_the_edit(family):
 @pytest.mark.parametrize("family", FAMILIES)
 def test_self_block_choice_matters(family):
     edits = ["a green circle on the left"]
-    none = _run(family, _swap, edits, self_blocks="none")[0]
-    every = _run(family, _swap, edits, self_blocks="all")[0]
+    # self maps: the structure whose effect a random tiny model shows well above rounding (the values
+    # outside a one-word edit barely differ from the source's there; their substitution is tested bit for bit)
+    none = _run(family, _swap, edits, self_blocks="none", structure=MAPS)[0]
+    every = _run(family, _swap, edits, self_blocks="all", structure=MAPS)[0]
     assert (every[1] - none[1]).abs().max().item() > 2 * fp_bound(none, torch.float32, unet_evals(STEPS))
     with pytest.raises(P2PError, match="self_blocks: 'double 9' is not|has no"):
         _run(family, _swap, edits, self_blocks="double 9" if family == "flux" else "single 0")
@@ -191,6 +197,80 @@ def test_another_override_still_runs():
     out = sample(patched, cond, cond, _latent(2), steps=2, cfg=1.0, scheduler="simple")
     plain_calls = 2 * 4  # 2 steps x (2 double + 2 single blocks)
     assert len(calls) > plain_calls and torch.isfinite(out).all()
+
+
+def _recorded_calls(structure, edit, self_replace="1.0", region=RegionSpec()):
+    """Every attention call the backend receives under a P2P edit on the tiny Flux: (q, k, v) as
+    [B, H, L, D], with the call's text token count."""
+    model, clip, _ = _models("flux")
+    calls = []
+
+    def other(fn, *args, **kwargs):
+        calls.append([t.clone() for t in args[:3]])
+        return fn(*args, **kwargs)
+
+    base = model.clone()
+    base.model_options.setdefault("transformer_options", {})["optimized_attention_override"] = other
+    cond, prompts = encode_prompt_set(clip, SRC, [edit])
+    plan = make_plan(prompts, None, "swap", "0.0", self_replace)
+    patched, runtime = apply_edit(base, plan, structure=structure, region=region)
+    # 12x16 image tokens: room for a word's region to cover part of the image (4x6 is all 3x3 dilation)
+    sample(patched, cond, cond, _latent(2, 24, 32), steps=2, cfg=1.0, scheduler="simple")
+    n_txt = cond[0][0].shape[1]
+    return [c for c in calls if c[0].shape[0] == 2 and c[0].shape[2] > n_txt], n_txt, runtime
+
+
+def test_image_qk_gives_the_edit_the_source_image_queries_and_keys():
+    """Shin et al.: in every joint call the edit's image-token q and k are the source's, bit for bit;
+    its text q/k and every value stay its own; no extra attention call."""
+    calls, n_txt, _ = _recorded_calls(QK, "a green circle on the left")
+    assert len(calls) == 2 * 4  # one backend call per block and step: nothing added
+    for q, k, _ in calls:
+        assert torch.equal(q[1, :, n_txt:], q[0, :, n_txt:]) and torch.equal(k[1, :, n_txt:], k[0, :, n_txt:])
+        assert not torch.equal(k[1, :, :n_txt], k[0, :, :n_txt])  # the edit's own words
+    assert any(not torch.equal(v[1], v[0]) for _, _, v in calls)
+
+
+def test_values_outside_the_edit_are_the_sources():
+    """values_outside_edit: at the image tokens outside the changed word's region, the edit's values are
+    the source's bit for bit; inside it they are the edit's own; q and k are untouched."""
+    # a random model's word maps are flat: a high threshold leaves part of the image outside the region
+    calls, n_txt, runtime = _recorded_calls(VALUES, "a green circle on the left", region=RegionSpec(0.9, 0))
+    region = runtime.region(1)[0]  # the last step's region of edit item 1
+    assert 0 < region.float().mean() < 1
+    _, _, v = calls[-1]  # the last step's last block
+    same = (v[1, :, n_txt:] == v[0, :, n_txt:]).all(-1).all(0)  # [n_img]: the token's values are equal
+    assert bool(same[~region].all())
+    assert not bool(same[region].any())
+    assert len(calls) == 2 * 4
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_a_swapped_word_keeps_its_own_image_to_text_maps(family):
+    """MM-DiT: the changed word's tokens take a2 = 1, a1 = 0 (their own maps); unchanged words the
+    source's inside the cross window; a UNet keeps the official rule (tests/test_official_parity.py)."""
+    from p2p_attention.edits import compile_plan
+
+    _, clip, _ = _models(family)
+    _, prompts = encode_prompt_set(clip, SRC, ["a green circle on the left"])
+    plan = make_plan(prompts, None, "swap", "0.8", "0.0")
+    dit, unet = compile_plan(plan, own_changed=True), compile_plan(plan, own_changed=False)
+    green = prompts.edits[0].positions_of("green")
+    circle = prompts.edits[0].positions_of("circle")
+    assert green and bool(dit.changed_edit[0, green].all()) and not bool(dit.changed_edit[0, circle].any())
+    assert prompts.source.positions_of("red") == torch.nonzero(dit.changed_src[0]).flatten().tolist()
+    c = dit.cross_coefficients(0, 10, prompts.length, "cpu", torch.float32)
+    assert bool((c.a1[0, green] == 0).all()) and bool((c.a2[0, green] == 1).all())
+    assert bool((c.a1[0, circle] == 1).all()) and bool((c.a2[0, circle] == 0).all())
+    u = unet.cross_coefficients(0, 10, prompts.length, "cpu", torch.float32)
+    assert bool((u.a1[0, green] == 1).all())
+
+
+def test_structure_options_are_checked():
+    model, clip, _ = _models("flux")
+    _, prompts = encode_prompt_set(clip, SRC, ["a green circle on the left"])
+    with pytest.raises(P2PError, match="mmdit_structure 'foo' is not one of"):
+        apply_edit(model, _swap(prompts), structure="foo")
 
 
 @pytest.mark.parametrize("t5", [True, False], ids=["clip+t5", "clip only"])

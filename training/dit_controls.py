@@ -26,54 +26,46 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 class Control:
     name: str
     cross: str = "0.8"
-    self_: str = "0.0"
-    self_blocks: str = "all"
-    structure: str = "qk"
-    own_changed: bool = True
-    preserve: dict | None = None  # PreserveSpec fields
+    self_: str = "0.4"  # self_replace: the structure control's window
+    structure: str = "values_outside_edit"  # P2P Apply's mmdit_structure
+    self_blocks: str = "auto"
+    region: dict = field(default_factory=dict)  # joint_injection.RegionSpec fields
+    own_changed: bool = True  # changed words keep their own image->text maps
     blend: bool = False  # P2P Local Blend on the old and new colour words
     naive: bool = False
-    extra: dict = field(default_factory=dict)
+
+
+SHIPPED = Control("P2P defaults (Word Swap 0.8 / 0.4, values outside the edit)")
 
 
 def controls() -> list[Control]:
-    v4 = {"window": (0.0, 0.4)}
-    t5 = {"window": (0.0, 0.4), "threshold": 0.5}
-    dbl = frozenset({("double", 0), ("double", 1)})
-    sgl = frozenset({("single", 0), ("single", 1)})
+    v = "values outside the edit"
     return [
         Control("naive", naive=True),
-        Control("P2P as shipped before (maps, source column)", "0.8", "0.6", structure="maps", own_changed=False),
-        Control("changed word's own column", "0.8", "0.0"),
-        Control("own column + self maps 0.6", "0.8", "0.6", structure="maps"),
-        Control("own column + q/k 0.2", "0.8", "0.2"),
-        Control("own column + q/k 0.4", "0.8", "0.4"),
-        Control("values outside 0.4", "0.8", "0.0", preserve=v4),
-        Control("keys+values outside 0.4", "0.8", "0.0", preserve={**v4, "keys": True}),
-        Control("values outside 0.6", "0.8", "0.0", preserve={"window": (0.0, 0.6)}),
-        Control("values outside 1.0", "0.8", "0.0", preserve={"window": (0.0, 1.0)}),
-        Control("values outside 0.4, thr 0.2", "0.8", "0.0", preserve={**v4, "threshold": 0.2}),
-        Control("values outside 0.4, thr 0.5", "0.8", "0.0", preserve=t5),
-        Control("values outside 0.4, dil 0", "0.8", "0.0", preserve={**v4, "dilation": 0}),
-        Control("values outside 0.4, dil 2", "0.8", "0.0", preserve={**v4, "dilation": 2}),
-        Control("q/k 0.2 + values outside 0.4", "0.8", "0.2", preserve=v4),
-        Control("naive + local blend", naive=True, blend=True, cross="0.0"),
-        Control("values outside 0.4 + local blend", "0.8", "0.0", preserve=v4, blend=True),
-        Control("q/k 0.2 + values outside 0.4 + local blend", "0.8", "0.2", preserve=v4, blend=True),
-        Control("keys+values outside 0.4 + local blend", "0.8", "0.0", preserve={**v4, "keys": True}, blend=True),
-        # round 2, around the best of round 1 (threshold 0.5)
-        Control("values outside 0.4, thr 0.5 + local blend", "0.8", "0.0", preserve=t5, blend=True),
-        Control("values outside 0.6, thr 0.5", "0.8", "0.0", preserve={**t5, "window": (0.0, 0.6)}),
-        Control("values outside 0.6, thr 0.5 + local blend", "0.8", "0.0", preserve={**t5, "window": (0.0, 0.6)},
+        Control("P2P before this change (source column, self maps 0.6)", "0.8", "0.6", "self_maps", "all",
+                own_changed=False),
+        Control("changed word's own column, no structure", "0.8", "0.0"),
+        Control("own column + self maps 0.6", "0.8", "0.6", "self_maps", "all"),
+        Control("own column + image q/k 0.2", "0.8", "0.2", "image_qk"),
+        Control("own column + image q/k 0.4", "0.8", "0.4", "image_qk"),
+        SHIPPED,
+        Control(f"{v} 0.2", "0.8", "0.2"),
+        Control(f"{v} 0.6", "0.8", "0.6"),
+        Control(f"{v} 1.0", "0.8", "1.0"),
+        Control(f"{v} 0.4, threshold 0.3", region={"threshold": 0.3}),
+        Control(f"{v} 0.4, threshold 0.7", region={"threshold": 0.7}),
+        Control(f"{v} 0.4, dilation 0", region={"dilation": 0}),
+        Control(f"{v} 0.4, dilation 2", region={"dilation": 2}),
+        Control(f"{v} 0.4, keys too", region={"keys": True}),
+        Control(f"{v} 0.4, double blocks only", self_blocks="double 0-1"),
+        Control(f"{v} 0.4, single blocks only", self_blocks="single 0-1"),
+        Control(f"{v} 0.4, cross 0", "0.0"),
+        Control(f"{v} 0.4, cross 0.4", "0.4"),
+        Control("naive + local blend", naive=True, blend=True),
+        Control("P2P before this change + local blend", "0.8", "0.6", "self_maps", "all", own_changed=False,
                 blend=True),
-        Control("values outside 0.4, thr 0.7", "0.8", "0.0", preserve={**t5, "threshold": 0.7}),
-        Control("keys+values outside 0.4, thr 0.5", "0.8", "0.0", preserve={**t5, "keys": True}),
-        Control("q/k 0.1 + values outside 0.4, thr 0.5", "0.8", "0.1", preserve=t5),
-        Control("q/k 0.2 + values outside 0.4, thr 0.5 + local blend", "0.8", "0.2", preserve=t5, blend=True),
-        Control("values outside 0.4, thr 0.5, double blocks", "0.8", "0.0", preserve={**t5, "blocks": dbl}),
-        Control("values outside 0.4, thr 0.5, single blocks", "0.8", "0.0", preserve={**t5, "blocks": sgl}),
-        Control("values outside 0.4, thr 0.5, cross 0", "0.0", "0.0", preserve=t5),
-        Control("values outside 0.4, thr 0.5, cross 0.4", "0.4", "0.0", preserve=t5),
+        Control("image q/k 0.2 + local blend", "0.8", "0.2", "image_qk", blend=True),
+        Control(f"{SHIPPED.name} + local blend", blend=True),
     ]
 
 
@@ -83,30 +75,29 @@ def run(model, clip, src, edit, old, new, c: Control, seed: int):
     from p2p_attention.blend import make_blend
     from p2p_attention.conditioning import encode_prompt_set
     from p2p_attention.edits import make_plan, with_blend
-    from p2p_attention.joint_injection import PreserveSpec
+    from p2p_attention.joint_injection import RegionSpec
     from p2p_attention.patch import apply_edit
 
     cond, prompts = encode_prompt_set(clip, src, [edit])
     neg = dit_eval._encode(clip, "")
     if c.naive and not c.blend:
         return dit_eval._sample(model, cond, neg, 2, seed)
-    if c.naive:
-        plan = with_blend(None, prompts, make_blend(prompts, f"{old}, {new}", "", 0.3, 0.3, 0.2, 1))
+    blend = make_blend(prompts, f"{old}, {new}", "", 0.3, 0.3, 0.2, 1) if c.blend else None
+    if c.naive:  # the blend alone: no attention control
+        plan = with_blend(None, prompts, blend)
     else:
         plan = make_plan(prompts, None, "swap", c.cross, c.self_)
-        if c.blend:
-            plan = with_blend(plan, prompts, make_blend(prompts, f"{old}, {new}", "", 0.3, 0.3, 0.2, 1))
-    preserve = PreserveSpec(**c.preserve) if c.preserve else None
-    patched, _ = apply_edit(model, plan, self_blocks=c.self_blocks, structure=c.structure, preserve=preserve,
-                            own_changed=c.own_changed)
+        if blend is not None:
+            plan = with_blend(plan, prompts, blend)
+    patched, _ = apply_edit(model, plan, self_blocks=c.self_blocks, structure=c.structure,
+                            region=RegionSpec(**c.region), own_changed=c.own_changed)
     return dit_eval._sample(patched, cond, neg, 2, seed)
 
 
 def pair_figures(imgs, src: str, edit: str) -> dict:
     import shapes_dataset as ds
-    from judge import _half, judge, object_mask
-
     from dit_eval import iou
+    from judge import _half, judge, object_mask
 
     scene = ds.parse_caption(src)
     h, w = imgs[0].shape[:2]

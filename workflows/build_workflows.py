@@ -214,10 +214,11 @@ DEMO = Model("demo", "demo", "demo model", None, 128, 32, 2,
              dict(method="direct", steps=20, guidance=5.0, inner_iterations=10), "0.6",
              dict(self_attn_min_downsample=1, map_downsample=2), dict(self_attn_min_downsample=1, map_downsample=2))
 
-# MM-DiT (P2P Apply's self_blocks "auto": Flux's later single blocks, every SD3 joint block; the UNet-only
-# downsample inputs stay at their defaults). Flux.1 dev as ComfyUI's example: 20 euler / simple steps, cfg 1,
-# FluxGuidance 3.5; SD3.5 Large: 28 euler / sgm_uniform steps, cfg 4.5 (its checkpoint sets shift 3).
-DIT_APPLY = dict(self_attn_min_downsample=0, map_downsample=4, self_blocks="auto")
+# MM-DiT (P2P Apply's measured defaults, docs/mmdit_controls.md: mmdit_structure values_outside_edit in every
+# block, self_blocks "auto"; the UNet-only downsample inputs stay at their defaults). Flux.1 dev as ComfyUI's
+# example: 20 euler / simple steps, cfg 1, FluxGuidance 3.5; SD3.5 Large: 28 euler / sgm_uniform steps, cfg 4.5
+# (its checkpoint sets shift 3).
+DIT_APPLY = dict(self_attn_min_downsample=0, map_downsample=4, self_blocks="auto", mmdit_structure="values_outside_edit")
 FLUX = Model("flux", "flux", "Flux.1 dev", FLUX_CKPT, 1024, 1024, 8,
              dict(seed=8888, steps=20, cfg=1.0, sampler_name="euler", scheduler="simple", denoise=1.0),
              dict(method="direct", steps=20, guidance=1.0, inner_iterations=10), "0.4", DIT_APPLY, DIT_APPLY,
@@ -227,12 +228,11 @@ SD35 = Model("sd35", "sd35", "SD3.5 Large", SD35_CKPT, 1024, 1024, 8,
              dict(method="direct", steps=28, guidance=4.5, inner_iterations=10), "0.4", DIT_APPLY, DIT_APPLY,
              latent_node="EmptySD3LatentImage", flow=True)
 # The MM-DiT demo (P2P Demo Flux Model, a tiny Flux.1-schnell): a 4x VAE, so 64 px latents are its 8x8
-# latent and 32 px images; training/dit_eval.py's settings (20 euler / simple steps, cfg 4, self injection in
-# every block). It has no guidance embedding: its FluxGuidance node (the checkpoint twin's graph) is inert.
+# latent and 32 px images; training/dit_eval.py's settings (20 euler / simple steps, cfg 4) and the MM-DiT
+# defaults. It has no guidance embedding: its FluxGuidance node (the checkpoint twin's graph) is inert.
 DEMO_FLUX = Model("demo_flux", "demo", "Flux demo model", None, 64, 32, 4,
                   dict(seed=7, steps=20, cfg=4.0, sampler_name="euler", scheduler="simple", denoise=1.0),
-                  dict(method="direct", steps=20, guidance=4.0, inner_iterations=10), "0.6",
-                  dict(DIT_APPLY, self_blocks="all"), dict(DIT_APPLY, self_blocks="all"),
+                  dict(method="direct", steps=20, guidance=4.0, inner_iterations=10), "0.4", DIT_APPLY, DIT_APPLY,
                   demo_loader="P2PDemoFluxModel", latent_node="EmptySD3LatentImage", flux_guidance=3.5, flow=True)
 
 DEMO_A = "a big red circle on the left and a small blue square on the right"
@@ -256,20 +256,20 @@ HOW_IT_WORKS = (
 def _dit_notes(model: Model) -> list[str]:
     """What an MM-DiT template's user needs to know beyond the UNet ones."""
     if model.key in ("flux", "demo_flux"):
-        notes = ["**On Flux.** Text and image tokens attend jointly: the edit takes the image→text part of the "
-                 "source's joint attention (its cross maps) and, during `self_replace`, its image→image part in "
-                 "the blocks of P2P Apply's `self_blocks` (`auto`: Flux's later single-stream blocks; `all` on the "
-                 "demo). Flux.1 dev is guidance-distilled: cfg 1 with *FluxGuidance*, no negative pass; the local "
-                 "blend works at cfg 1 as well."]
+        notes = ["**On Flux.** Text and image tokens attend jointly: unchanged words take the source's image→text "
+                 "attention, the swapped word keeps its own, and during `self_replace` the edit takes the source's "
+                 "image values outside the edited words' region (P2P Apply's `mmdit_structure`, in every block), "
+                 "so the rest of the image stays. Flux.1 dev is guidance-distilled: cfg 1 with *FluxGuidance*, no "
+                 "negative pass; the local blend works at cfg 1 as well."]
         if model.ckpt is None:
             notes.append("The demo model has no guidance embedding and samples at cfg 4: its *FluxGuidance* node is "
                          "inert, kept so that the graph is the Flux.1 dev template's.")
         return notes
     if model.key == "sd35":
         return ["**On SD3.5.** Its CLIP-L, CLIP-G and T5 token streams are each aligned word by word with the "
-                "source; text and image attend jointly, and `self_blocks` `auto` injects the source's image→image "
-                "attention in every joint block during `self_replace`. cfg 4.5 with a negative prompt, as "
-                "ComfyUI's example."]
+                "source; text and image attend jointly; new words keep their own attention, and during "
+                "`self_replace` the edit takes the source's image values outside the new words' region in every "
+                "joint block (P2P Apply's `mmdit_structure`). cfg 4.5 with a negative prompt, as ComfyUI's example."]
     return []
 
 
