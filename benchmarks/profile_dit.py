@@ -78,6 +78,8 @@ def main(argv=None) -> int:
     ap.add_argument("--stop-after", type=int, default=1,
                     help="steps the --ab runs run [1: every window active]; >= --steps: the whole run")
     ap.add_argument("--self-blocks", default="auto")
+    ap.add_argument("--structure", default="values_outside_edit",
+                    choices=("values_outside_edit", "image_qk", "self_maps"), help="P2P Apply's mmdit_structure")
     ap.add_argument("--dtype", default="float32")
     ap.add_argument("--top", type=int, default=14)
     ap.add_argument("--profile-steps", type=int, default=1, help="steps of the profiled runs [1]")
@@ -106,7 +108,7 @@ def main(argv=None) -> int:
     built = bench_models.build(a.model, dtype=a.dtype)
     latent = latent_batch({"samples": torch.zeros(1, 16, a.size, a.size)}, 2)
     plan = make_plan(built["prompts"], None, "swap", bench_jobs.CROSS_REPLACE, bench_jobs.SELF_REPLACE)
-    patched, _ = apply_edit(built["model"], plan, self_blocks=a.self_blocks)
+    patched, _ = apply_edit(built["model"], plan, self_blocks=a.self_blocks, structure=a.structure)
     cfg = built["cfg"]
 
     def run(model, lat=latent, on_step=None, stop_after=a.stop_after):
@@ -129,7 +131,7 @@ def main(argv=None) -> int:
                     stop_after=None if a.stop_after >= a.steps else a.stop_after)
                 cpu[label].append(marks[-1] - marks[0])
                 per_step[label].append([b - c for c, b in zip(marks, marks[1:])])
-        print(f"A/B, {a.ab} interleaved runs of {min(a.stop_after, a.steps)} of {a.steps} steps, CPU s: "
+        print(f"{a.model}, mmdit_structure {a.structure}: A/B, {a.ab} interleaved runs of {min(a.stop_after, a.steps)} of {a.steps} steps, CPU s: "
               f"plain {[round(x, 2) for x in cpu['plain']]}, P2P {[round(x, 2) for x in cpu['p2p']]}")
         n = len(per_step["plain"][0])
         for i in range(n):

@@ -18,9 +18,6 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 
 @dataclass(frozen=True)
 class Control:
@@ -146,9 +143,10 @@ def main():
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--only", nargs="*", default=None)
     args = ap.parse_args()
-    from p2p_attention.comfy_bootstrap import bootstrap
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import train_common  # noqa: F401  first: the repo on sys.path after ComfyUI, ComfyUI bootstrapped
 
-    bootstrap()
+    # isort: split
     import dit_eval
 
     from p2p_attention.demo_dit_model import load_demo_dit_model

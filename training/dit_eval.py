@@ -25,12 +25,15 @@ class EditConfig:
     name: str
     cross: str  # cross_replace window
     self_: str  # self_replace window
-    self_blocks: str = "all"
+    self_blocks: str = "auto"
+    structure: str = "values_outside_edit"  # P2P Apply's mmdit_structure
+    own_changed: bool = True  # changed words keep their own image->text maps (the MM-DiT rule)
 
 
 NAIVE = EditConfig("naive", "", "")
-P2P = EditConfig("p2p", "0.8", "0.6", "all")
-FULL = EditConfig("full injection", "1.0", "1.0", "all")
+P2P = EditConfig("p2p", "0.8", "0.4")  # the nodes' defaults (docs/mmdit_controls.md)
+# every map from the source: the official rule for every word, the source's self maps in every block
+FULL = EditConfig("full injection", "1.0", "1.0", "all", "self_maps", own_changed=False)
 
 
 def colour_swap_pairs(n: int = 24) -> list[tuple[str, str, str, str]]:
@@ -82,7 +85,8 @@ def run_pair(model, clip, src, edit, config: EditConfig, blend=None, seed=SEED, 
     plan = make_plan(prompts, None, "swap", config.cross or "0.0", config.self_ or "0.0")
     if blend is not None:
         plan = with_blend(plan, prompts, blend(prompts))
-    patched, runtime = apply_edit(model, plan, self_blocks=config.self_blocks)
+    patched, runtime = apply_edit(model, plan, self_blocks=config.self_blocks, structure=config.structure,
+                                  own_changed=config.own_changed)
     return _sample(patched, cond, neg, 2, seed, steps, cfg), runtime, prompts
 
 
