@@ -3,13 +3,17 @@
 ComfyUI imports this package from custom_nodes/ and awaits `comfy_entrypoint()` (V3 schema,
 through the versioned API `comfy_api.v0_0_2`); the nodes live in nodes/, the engine in
 p2p_attention/ (plain torch, usable without a server).
+
+WEB_DIRECTORY holds no script: only the node help pages (web/docs/<NodeName>/en.md and their
+pictures), which ComfyUI serves under /extensions/<this folder's name>/ and the frontend's node help
+panel reads. A .js file there would be loaded by every browser tab as a frontend extension.
 """
 
 from comfy_api.v0_0_2 import ComfyExtension, io
 
 from .nodes import NODES
 
-WEB_DIRECTORY = None
+WEB_DIRECTORY = "web"
 
 
 class P2PExtension(ComfyExtension):

@@ -31,6 +31,7 @@ from harness import ComfyServer, Graph  # noqa: E402
 from workflow_util import load_builder  # noqa: E402
 
 WORKFLOWS = REPO / "workflows"
+HELP_PICTURES = REPO / "web" / "docs" / "images"
 PACK_NAME = "comfyui-prompt-to-prompt"  # the pack's folder name in custom_nodes: its template browser entry
 SIZE = 128  # EmptyLatentImage assumes 8x: 128 px gives the demo model's 16x16 latent (32 px images)
 STEPS = 20
@@ -362,6 +363,10 @@ def run_demo(out: Path, thumbnails_to: Path | None) -> None:
                 written += [f for _, f in files]
                 rows.append((f"{name}: {save}", files))
         thumbs = run_templates(srv, [out / "thumbnails", *([thumbnails_to] if thumbnails_to else [])])
+    if thumbnails_to == WORKFLOWS:  # the node help pages show some thumbnails (tests/test_help_pages.py)
+        for pic in sorted(HELP_PICTURES.glob("*.jpg")):
+            shutil.copyfile(WORKFLOWS / pic.name, pic)
+            thumbs.append(pic)
     sheet = out / "contact_sheet.png"
     contact_sheet(rows, sheet)
     print("\nWrote:")
