@@ -17,6 +17,7 @@ import torch
 
 from .attention import attention_maps
 from .errors import P2PError
+from .maps import edited_maps
 
 
 class AttentionStore:
@@ -79,8 +80,7 @@ class AttentionStore:
         """Accumulate one layer's head-averaged maps [source + edits, h*w, Lk] as the edit used them."""
         if coeffs is not None:
             # Head mean first: the edit's coefficients are per token, the same for every head.
-            mapped = maps[:1] @ coeffs.M.float()  # [N, Nq, Lk]
-            maps = torch.cat([maps[:1], coeffs.a1.float()[:, None] * mapped + coeffs.a2.float()[:, None] * maps[1:]])
+            maps = torch.cat([maps[:1], edited_maps(maps[:1], maps[1:], coeffs)])
         reps = maps.shape[-1] // self.token_length  # context repeated to the cond/uncond LCM
         maps = maps.reshape(maps.shape[0], h, w, reps, self.token_length).sum(3)
         if self.sum is None or self.sum.shape != maps.shape:
