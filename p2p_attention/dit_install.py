@@ -5,10 +5,10 @@ block replace patch per joint block tags the call with its block (wrapping any p
 
 from __future__ import annotations
 
+from .checks import WRAPPER_KEY
 from .dit_blocks import SD3, patch_size, token_grid
 from .dit_runtime import GRID_KEY, IMG_KEY, TXT_KEY, DiTRuntime, JointAttentionOverride
 
-WRAPPER_KEY = "p2p_attention"
 OVERRIDE_KEY = "optimized_attention_override"
 
 

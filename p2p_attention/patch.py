@@ -12,11 +12,12 @@ from __future__ import annotations
 from .batch import check_items
 from .blend import make_post_cfg
 from .checks import (
-    OUTER_SAMPLE_KEY,
+    WRAPPER_KEY,
     check_family_options,
     check_model_inputs,
     check_not_patched,
     check_structure,
+    checked_outer_sample,
     context_width,
     current_run,
     latent_channels,
@@ -27,7 +28,7 @@ from .conditioning import COND_UID_KEY
 from .dit_blocks import attention_blocks, dit_family, parse_self_blocks, patch_size
 from .dit_install import install_dit_edit
 from .dit_runtime import DiTRuntime
-from .edits import EditPlan, compile_plan, unchanged_edits
+from .edits import EditPlan, unchanged_edits
 from .errors import Explain, P2PError, as_is, warn
 from .inversion import install_inversion
 from .joint_injection import MAPS, STRUCTURES, VALUES, RegionSpec
@@ -36,7 +37,6 @@ from .steps import sampler_function_name
 from .store import AttentionStore
 from .unet_blocks import block_downsample, choose_factor, transformer_block_keys
 
-WRAPPER_KEY = OUTER_SAMPLE_KEY
 # Self-attention injection sites, as a downsample factor of the latent (0 = auto: by image kind).
 SELF_MIN_DOWNSAMPLE_AUTO = 0
 REAL_IMAGE_SELF_MIN_DOWNSAMPLE = 2  # official null-text (real image) notebook: <= 32x32 at 512 px
@@ -51,7 +51,7 @@ def make_outer_sample_wrapper(runtime: P2PRuntime, explain: Explain, model_patch
     width = context_width(model_patcher) if model_patcher is not None else None
     channels = latent_channels(model_patcher) if model_patcher is not None else None
 
-    def check(executor, latent_image, sampler, sigmas) -> None:
+    def check(executor, noise, latent_image, sampler, sigmas) -> None:
         check_items(latent_image.shape[0], n_edits)
         conds = executor.class_obj.conds
         if model_patcher is not None:
@@ -80,19 +80,15 @@ def make_outer_sample_wrapper(runtime: P2PRuntime, explain: Explain, model_patch
                  "away from the source. Use a deterministic sampler (ddim, euler, dpmpp_2m, uni_pc, heun) to "
                  "keep the layout.", name)
 
-    def outer_sample(executor, noise, latent_image, sampler, sigmas, *args, **kwargs):
-        try:
-            check(executor, latent_image, sampler, sigmas)
-            if runtime.store is not None:
-                runtime.store.reset(current_run())
-            out = executor(noise, latent_image, sampler, sigmas, *args, **kwargs)
-            if runtime.store is not None:
-                runtime.store.vouch(out)
-            return out
-        except P2PError as e:  # raised here or by our patches during sampling
-            raise explain(e) from None
+    def sample(executor, noise, latent_image, sampler, sigmas, *args, **kwargs):
+        if runtime.store is not None:
+            runtime.store.reset(current_run())
+        out = executor(noise, latent_image, sampler, sigmas, *args, **kwargs)
+        if runtime.store is not None:
+            runtime.store.vouch(out)
+        return out
 
-    return outer_sample
+    return checked_outer_sample(check, explain, sample, explain_sampling=True)
 
 
 def apply_edit(
@@ -120,7 +116,7 @@ def apply_edit(
     check_family_options(family, self_blocks, self_min_downsample, map_downsample, SELF_MIN_DOWNSAMPLE_AUTO,
                          DEFAULT_MAP_DOWNSAMPLE)
     check_structure(family, structure, STRUCTURES, VALUES)
-    compiled = compile_plan(plan, own_changed=own_changed and family is not None)
+    compiled = plan.compiled(own_changed=own_changed and family is not None)  # make_plan compiled it once
     same = unchanged_edits(plan, compiled)
     if same and inversion is None:  # with an inversion, an identical edit is a reconstruction check
         warn("edit prompt(s) %s equal the source and no word is reweighted: they will give the source image "
