@@ -78,13 +78,10 @@ def _encode(clip, text):
 
 def plain_sample(model, pos, neg, latent, steps, cfg, seed=0, disable_noise=False):
     """comfy.sample.sample (what KSampler calls) on euler / simple."""
-    import comfy.sample
-    import torch
+    from p2p_testkit.sampling import sample
 
-    noise = torch.zeros_like(latent) if disable_noise else comfy.sample.prepare_noise(latent, seed, None)
-    with torch.inference_mode():
-        return comfy.sample.sample(model, noise, steps, cfg, "euler", "simple", pos, neg, latent,
-                                   disable_noise=disable_noise, seed=seed, disable_pbar=True)
+    return sample(model, pos, neg, {"samples": latent}, sampler="euler", scheduler="simple", steps=steps, cfg=cfg,
+                  seed=seed, disable_noise=disable_noise)
 
 
 def _psnr(x, ref) -> float:

@@ -19,6 +19,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.append(str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
+from p2p_testkit.sampling import sample  # noqa: E402
+
 
 def _op_table(prof) -> dict:
     out = {}
@@ -112,8 +114,8 @@ def main(argv=None) -> int:
     cfg = built["cfg"]
 
     def run(model, lat=latent, on_step=None, stop_after=a.stop_after):
-        bench_jobs.sample(model, built["positive"], built["negative"], lat, "euler", "normal", a.steps, cfg,
-                          stop_after=stop_after, on_step=on_step)
+        sample(model, built["positive"], built["negative"], lat, sampler="euler", scheduler="normal", steps=a.steps,
+               cfg=cfg, stop_after=stop_after, on_step=on_step)
 
     small = latent_batch({"samples": torch.zeros(1, 16, 8, 8)}, 2)
     for model in (built["model"], patched):  # warm-up (lazy imports, first-call costs) on a small latent
