@@ -182,9 +182,10 @@ def run_job(job: dict) -> dict:
 
 
 def _sample_job(job, built, mem):
+    from p2p_attention.apply import apply_edit
     from p2p_attention.conditioning import latent_batch
     from p2p_attention.edits import make_plan
-    from p2p_attention.patch import DEFAULT_SELF_MIN_DOWNSAMPLE, apply_edit
+    from p2p_attention.unet_runtime import DEFAULT_SELF_MIN_DOWNSAMPLE
 
     size = int(job["size"])
     latent = latent_batch({"samples": torch.zeros(1, built.get("latent_channels", 4), size, size)}, 2)
@@ -221,9 +222,10 @@ def _sample_job(job, built, mem):
 
 
 def dit_blocks(model) -> list[tuple[str, int]]:
-    from p2p_attention.dit_blocks import attention_blocks, dit_family
+    from p2p_attention.adapters import model_family
+    from p2p_attention.dit_blocks import attention_blocks
 
-    return attention_blocks(model, dit_family(model))
+    return attention_blocks(model, model_family(model))
 
 
 def describe_blocks(chosen, blocks) -> str:

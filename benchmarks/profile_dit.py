@@ -103,9 +103,9 @@ def main(argv=None) -> int:
     import bench_models
 
     from p2p_attention import dit_runtime, joint_attention
+    from p2p_attention.apply import apply_edit
     from p2p_attention.conditioning import latent_batch
     from p2p_attention.edits import make_plan
-    from p2p_attention.patch import apply_edit
 
     built = bench_models.build(a.model, dtype=a.dtype)
     latent = latent_batch({"samples": torch.zeros(1, 16, a.size, a.size)}, 2)

@@ -2,11 +2,12 @@
 
 from comfy_api.v0_0_2 import io
 
+from ..p2p_attention.apply import apply_edit
 from ..p2p_attention.blend import make_blend
 from ..p2p_attention.edits import make_plan, with_blend
 from ..p2p_attention.joint_injection import STRUCTURES, VALUES
-from ..p2p_attention.patch import DEFAULT_MAP_DOWNSAMPLE, SELF_MIN_DOWNSAMPLE_AUTO, apply_edit
-from ..p2p_attention.schedules import ATTENTION_PATHS, parse_choice
+from ..p2p_attention.unet_install import DEFAULT_MAP_DOWNSAMPLE, SELF_MIN_DOWNSAMPLE_AUTO
+from ..p2p_attention.widget_text import ATTENTION_PATHS, parse_choice
 from .common import Edit, Inversion, Prompts, Store, node_schema
 from .messages import explainer, reported_by, ui_text
 

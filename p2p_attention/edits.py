@@ -21,9 +21,9 @@ import torch
 
 from .errors import P2PError
 from .prompts import TokenizedPrompt, words_available
-from .schedules import check_weight, parse_window, parse_word_weights, parse_word_windows
 from .steps import CROSS, SELF, window_active
 from .token_maps import refine_mapper, swap_mapper
+from .widget_text import check_weight, parse_window, parse_word_weights, parse_word_windows
 
 
 @dataclass(frozen=True)

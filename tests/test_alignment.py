@@ -7,9 +7,9 @@ import torch
 from bounds import eps, fp_bound
 
 from p2p_attention.prompts import TokenizedPrompt, tokenize_prompts
-from p2p_attention.schedules import parse_window, parse_word_weights, parse_word_windows
 from p2p_attention.steps import step_index, window_active
 from p2p_attention.token_maps import refine_mapper, swap_mapper
+from p2p_attention.widget_text import parse_window, parse_word_weights, parse_word_windows
 
 START, END = 49406, 49407
 A, CAT, DOG, PHOTO, OF = 320, 2368, 1929, 1125, 539

@@ -5,10 +5,10 @@ applies to them as well as to the rows P2P leaves alone."""
 import torch
 from sampling import empty_latent, encode, sample
 
+from p2p_attention.apply import apply_edit
 from p2p_attention.conditioning import encode_prompt_set, latent_batch
 from p2p_attention.edits import make_plan
-from p2p_attention.patch import apply_edit
-from p2p_attention.runtime import P2PAttentionPatch
+from p2p_attention.unet_runtime import P2PAttentionPatch
 
 SRC = "a red cat sitting on a wooden chair"
 EDITS = ["a blue dog sitting on a wooden chair", "a green fox sitting on a metal chair"]

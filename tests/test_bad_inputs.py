@@ -108,7 +108,11 @@ def build(c: Case) -> tuple[Graph, dict]:
 
 
 def _self_blocks_empty_is_auto(outputs):
-    from p2p_attention.dit_blocks import FLUX, parse_self_blocks
+    from p2p_attention.dit_blocks import FLUX, select_blocks
+    from p2p_attention.widget_text import parse_block_ranges
+
+    def parse_self_blocks(text, blocks, family):
+        return select_blocks(parse_block_ranges(text), blocks, family)
 
     blocks = [("double", i) for i in range(2)] + [("single", i) for i in range(38)]
     assert parse_self_blocks("", blocks, FLUX) == parse_self_blocks("auto", blocks, FLUX)
@@ -116,7 +120,7 @@ def _self_blocks_empty_is_auto(outputs):
 
 
 def _default_window_is_official(outputs):
-    from p2p_attention.schedules import parse_word_windows
+    from p2p_attention.widget_text import parse_word_windows
 
     assert parse_word_windows("green: 0.4", "cross_replace") == {"green": (0.0, 0.4), "default": (0.0, 1.0)}
 

@@ -54,13 +54,14 @@ def test_loads_as_a_flux_model(demo):
     import comfy.sd
     import comfy.supported_models
 
-    from p2p_attention.dit_blocks import attention_blocks, dit_family
+    from p2p_attention.adapters import model_family
+    from p2p_attention.dit_blocks import attention_blocks
 
     model, clip, vae = demo
     assert isinstance(model, comfy.model_patcher.ModelPatcher)
     assert isinstance(model.model.model_config, comfy.supported_models.FluxSchnell)
     assert isinstance(model.model.latent_format, comfy.latent_formats.Flux)
-    assert dit_family(model) == "flux"
+    assert model_family(model) == "flux"
     assert attention_blocks(model, "flux") == [("double", 0), ("double", 1), ("single", 0), ("single", 1)]
     assert model.model.diffusion_model.vector_in is None  # text reaches the image through attention only
     assert isinstance(clip, comfy.sd.CLIP) and isinstance(vae, comfy.sd.VAE)

@@ -61,9 +61,9 @@ def demo():
 def measured(demo):
     from judge import judge, object_mask
 
+    from p2p_attention.apply import apply_edit
     from p2p_attention.conditioning import encode_prompt_set, latent_batch
     from p2p_attention.edits import make_plan
-    from p2p_attention.patch import apply_edit
 
     model, clip, vae = demo
     neg = encode(clip, "")
@@ -116,10 +116,10 @@ def test_figures_are_what_the_shipped_model_reaches(measured):
 
 
 def test_local_blend_on_the_demo_model(demo):
+    from p2p_attention.apply import apply_edit
     from p2p_attention.blend import make_blend
     from p2p_attention.conditioning import encode_prompt_set, latent_batch
     from p2p_attention.edits import make_plan, with_blend
-    from p2p_attention.patch import apply_edit
 
     model, clip, _ = demo
     src, edit, old, new = _pairs()[0]

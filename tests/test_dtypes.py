@@ -14,12 +14,12 @@ from bounds import K_RUN, dtype_name, fp_bound, last_step_bound, unet_evals
 from conftest import TEST_DEVICE
 from sampling import empty_latent, encode, sample
 
+from p2p_attention.apply import apply_edit
 from p2p_attention.blend import make_blend
 from p2p_attention.conditioning import encode_prompt_set, latent_batch
 from p2p_attention.edits import make_plan, with_blend
 from p2p_attention.inversion import invert
-from p2p_attention.patch import apply_edit
-from p2p_attention.runtime import P2PAttentionPatch
+from p2p_attention.unet_runtime import P2PAttentionPatch
 
 DTYPES = [torch.bfloat16, torch.float16]
 SRC = "a red cat sitting on a wooden chair"

@@ -13,12 +13,12 @@ import torch
 from bounds import fp_bound, last_step_bound
 from sampling import encode, sample
 
+from p2p_attention.apply import apply_edit
 from p2p_attention.blend import make_blend
 from p2p_attention.conditioning import encode_prompt_set, latent_batch
 from p2p_attention.edits import make_plan, with_blend
 from p2p_attention.errors import P2PError
 from p2p_attention.inversion import install_inversion, invert
-from p2p_attention.patch import apply_edit
 
 SRC = "a red circle on the left"
 STEPS = 10

@@ -18,11 +18,11 @@ import torch
 from bounds import fp_bound, last_step_bound
 from sampling import encode, sample
 
+from p2p_attention.apply import apply_edit
 from p2p_attention.conditioning import encode_prompt_set, latent_batch
 from p2p_attention.edits import make_plan
 from p2p_attention.errors import P2PError
 from p2p_attention.inversion import UncondContextPatch, install_inversion, invert
-from p2p_attention.patch import apply_edit
 
 SRC = "a red cat sitting on a wooden chair"
 NEG = ""

@@ -5,11 +5,11 @@ import torch
 from bounds import eps, fp_bound, last_step_bound, unet_evals
 from sampling import empty_latent, encode, sample
 
+from p2p_attention.apply import apply_edit
 from p2p_attention.blend import make_blend
 from p2p_attention.conditioning import encode_prompt_set, latent_batch
 from p2p_attention.edits import make_plan, with_blend
 from p2p_attention.errors import P2PError
-from p2p_attention.patch import apply_edit
 from p2p_attention.visualize import token_grid, word_mask
 
 SRC = "a red cat sitting on a wooden chair"
@@ -84,11 +84,11 @@ def test_store_equals_independent_maps(tiny_sd1):
         other.set_model_attn2_replace(probe, name, num, idx)
     plan = make_plan(prompts, None, "swap", "0.6", "0.3")
     patched, runtime = apply_edit(other, plan, map_downsample=2)
-    store_keys = runtime.store.keys
+    store_keys = runtime.recorder.keys
     sample(patched, cond, neg, lat, steps=5)
     stored = runtime.store.maps().cpu()
     probe_maps = (probe_sum["m"] / probe_calls[0]).reshape(3, 8, 8, -1)
-    assert len(store_keys) > 0 and runtime.store.factor == 2
+    assert len(store_keys) > 0 and runtime.recorder.map_downsample == 2
     assert injected_steps == {0, 1, 2}  # cross 0.6 of 5 steps: int(0.6 * 6) = 3 (official n + 1 rows)
     diff = (stored - probe_maps).abs().max().item()
     # The same float32 softmax maps written in another order, averaged over the layer calls: each

@@ -4,10 +4,10 @@ import logging
 
 import pytest
 
+from p2p_attention.apply import apply_edit
 from p2p_attention.conditioning import encode_prompt_set
 from p2p_attention.edits import make_plan
 from p2p_attention.errors import P2PError
-from p2p_attention.patch import apply_edit
 
 SHAPES = "a big red circle on the left and a small blue square on the right"
 

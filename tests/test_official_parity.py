@@ -10,10 +10,10 @@ import pytest
 import torch
 from sampling import encode
 
+from p2p_attention.apply import apply_edit
 from p2p_attention.blend import LocalBlendSpec, blend_masks
 from p2p_attention.conditioning import encode_prompt_set
 from p2p_attention.edits import compile_plan, make_plan
-from p2p_attention.patch import apply_edit
 from p2p_attention.steps import CROSS, SELF, window_steps
 from p2p_attention.store import AttentionStore
 
@@ -81,7 +81,7 @@ def test_engine_uses_official_windows_per_word(prompts, n):
 
 
 def _store_with(prompts, maps):
-    store = AttentionStore(set(), 1, prompts)
+    store = AttentionStore(prompts)
     store.sum, store.layer_calls = maps, 1
     return store
 

@@ -7,10 +7,10 @@ import torch
 from bounds import fp_bound, unet_evals
 from sampling import empty_latent, encode, sample
 
+from p2p_attention.apply import apply_edit
 from p2p_attention.conditioning import encode_prompt_set, latent_batch
 from p2p_attention.edits import make_plan
 from p2p_attention.errors import P2PError
-from p2p_attention.patch import apply_edit
 
 SRC = "a red cat sitting on a wooden chair"
 SWAP = ["a blue hippopotamus sitting on a wooden chair", "a green dog sitting on a metal chair"]

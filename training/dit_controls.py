@@ -69,11 +69,11 @@ def controls() -> list[Control]:
 def run(model, clip, src, edit, old, new, c: Control, seed: int):
     import dit_eval
 
+    from p2p_attention.apply import apply_edit
     from p2p_attention.blend import make_blend
     from p2p_attention.conditioning import encode_prompt_set
     from p2p_attention.edits import make_plan, with_blend
     from p2p_attention.joint_injection import RegionSpec
-    from p2p_attention.patch import apply_edit
 
     cond, prompts = encode_prompt_set(clip, src, [edit])
     neg = dit_eval._encode(clip, "")
