@@ -202,13 +202,15 @@ def _sample_job(job, built, mem):
         if built.get("latent_channels", 4) == 16:  # MM-DiT: self injection by block
             self_blocks = "all" if self_min == 1 else "auto"
             structure = DIT_STRUCTURE.get(mode, "values_outside_edit")
-            model, runtime = apply_edit(model, plan, reference=reference, self_blocks=self_blocks, structure=structure)
+            model, runtime = apply_edit(model, plan, attention_path="reference" if reference else "fast", self_blocks=self_blocks,
+                                        mmdit_structure=structure)
             blocks = dit_blocks(model)
             extra.update({"structure": structure, "self_blocks": self_blocks, "self_blocks_used": describe_blocks(runtime.self_blocks, blocks),
                           "variant": f"{structure}: " + dit_variant(self_blocks, runtime.self_blocks, blocks)})
         else:
             self_min = self_min or DEFAULT_SELF_MIN_DOWNSAMPLE
-            model, runtime = apply_edit(model, plan, reference=reference, self_min_downsample=self_min)
+            model, runtime = apply_edit(model, plan, attention_path="reference" if reference else "fast",
+                                        self_attn_min_downsample=self_min)
             extra["self_min_downsample"] = self_min
         extra["store"] = runtime.store is not None
 

@@ -110,7 +110,7 @@ def main(argv=None) -> int:
     built = bench_models.build(a.model, dtype=a.dtype)
     latent = latent_batch({"samples": torch.zeros(1, 16, a.size, a.size)}, 2)
     plan = make_plan(built["prompts"], None, "swap", bench_jobs.CROSS_REPLACE, bench_jobs.SELF_REPLACE)
-    patched, _ = apply_edit(built["model"], plan, self_blocks=a.self_blocks, structure=a.structure)
+    patched, _ = apply_edit(built["model"], plan, self_blocks=a.self_blocks, mmdit_structure=a.structure)
     cfg = built["cfg"]
 
     def run(model, lat=latent, on_step=None, stop_after=a.stop_after):

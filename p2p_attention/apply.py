@@ -34,6 +34,7 @@ from .inversion import install_inversion
 from .joint_injection import STRUCTURES, VALUES, RegionSpec
 from .steps import sampler_function_name
 from .unet_install import DEFAULT_MAP_DOWNSAMPLE, SELF_MIN_DOWNSAMPLE_AUTO, install_unet_edit
+from .widget_text import ATTENTION_PATHS, parse_choice
 
 _NOISY_SAMPLERS = ("ancestral", "sde", "lcm", "ddpm", "er_sde", "seeds")
 
@@ -88,28 +89,31 @@ def make_outer_sample_wrapper(runtime: EditRuntime, explain: Explain, model_patc
 def apply_edit(
     model_patcher,
     plan: EditPlan,
-    reference: bool = False,
-    self_min_downsample: int = SELF_MIN_DOWNSAMPLE_AUTO,
+    attention_path: str = "fast",
+    self_attn_min_downsample: int = SELF_MIN_DOWNSAMPLE_AUTO,
     map_downsample: int = DEFAULT_MAP_DOWNSAMPLE,
     inversion=None,
     explain: Explain = as_is,
     self_blocks: str = "auto",
-    structure: str = VALUES,
+    mmdit_structure: str = VALUES,
     region: RegionSpec = RegionSpec(),
     own_changed: bool = True,
 ):
-    """A patched clone of `model_patcher` (the input is never mutated) and its runtime.
-    UNet models: self_min_downsample 0 (auto) is 2 with an inversion (real image), else 4, as the
+    """A patched clone of `model_patcher` (the input is never mutated) and its runtime. The settings
+    carry P2P Apply's widget names; below this function attention_path is the runtimes' `reference` bool
+    and self_attn_min_downsample the UNet runtime's `self_min_downsample`.
+    UNet models: self_attn_min_downsample 0 (auto) is 2 with an inversion (real image), else 4, as the
     official notebooks; map_downsample sets the store's resolution. MM-DiT models (Flux.1, SD3):
     self_blocks chooses the blocks with structure injection (dit_install.install_dit_edit).
     `explain` turns an error raised while the patched model samples into what the user reads."""
     import comfy.patcher_extension
 
+    reference = parse_choice(attention_path, ATTENTION_PATHS, "attention_path") == "reference"
     check_not_patched(model_patcher)
     family = model_family(model_patcher)
-    check_family_options(family, self_blocks, self_min_downsample, map_downsample, SELF_MIN_DOWNSAMPLE_AUTO,
+    check_family_options(family, self_blocks, self_attn_min_downsample, map_downsample, SELF_MIN_DOWNSAMPLE_AUTO,
                          DEFAULT_MAP_DOWNSAMPLE)
-    check_structure(family, structure, STRUCTURES, VALUES)
+    check_structure(family, mmdit_structure, STRUCTURES, VALUES)
     compiled = plan.compiled(own_changed=own_changed and family is not None)  # make_plan compiled it once
     same = unchanged_edits(plan, compiled)
     if same and inversion is None:  # with an inversion, an identical edit is a reconstruction check
@@ -117,10 +121,10 @@ def apply_edit(
              "back.", same)
     patched = model_patcher.clone()
     if family is None:
-        runtime = install_unet_edit(patched, plan, compiled, reference, self_min_downsample, map_downsample,
+        runtime = install_unet_edit(patched, plan, compiled, reference, self_attn_min_downsample, map_downsample,
                                     real_image=inversion is not None)
     else:
-        runtime = install_dit_edit(patched, plan, compiled, family, reference, self_blocks, structure, region)
+        runtime = install_dit_edit(patched, plan, compiled, family, reference, self_blocks, mmdit_structure, region)
     patched.add_wrapper_with_key(
         comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, WRAPPER_KEY, make_outer_sample_wrapper(runtime, explain, model_patcher)
     )

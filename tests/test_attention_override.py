@@ -49,7 +49,7 @@ def test_override_scales_every_row_exactly(tiny_sd1):
     _, prompts = encode_prompt_set(clip, SRC, EDITS)
     plan = make_plan(prompts, make_plan(prompts, None, "swap", "0.8", "0.5"),
                      None, "0.8", "0.5", "dog: 2, fox: -1")
-    _, runtime = apply_edit(model, plan, self_min_downsample=1)
+    _, runtime = apply_edit(model, plan, self_attn_min_downsample=1)
     gen = torch.Generator().manual_seed(0)
     heads, d, n_img, n_txt = 2, 8, 16, prompts.length
     q = torch.randn(6, n_img, heads * d, generator=gen)  # [uncond x3, cond x3]
@@ -73,7 +73,7 @@ def test_override_sees_edited_rows_in_stock_sampling(tiny_sd1):
     cond, prompts = encode_prompt_set(clip, SRC, EDITS)
     neg, lat = encode(clip, "blurry"), latent_batch(empty_latent(8, 8), 3)
     plan = make_plan(prompts, None, "swap", "0.8", "0.5")
-    patched, _ = apply_edit(model, plan, self_min_downsample=1)
+    patched, _ = apply_edit(model, plan, self_attn_min_downsample=1)
     plain = sample(patched, cond, neg, lat, steps=4)
     counting = Override()
     counted = sample(_with_override(patched, counting), cond, neg, lat, steps=4)

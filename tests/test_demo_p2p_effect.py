@@ -74,7 +74,7 @@ def measured(demo):
         naive = _decode(vae, sample(model, cond, neg, lat, sampler="ddim", scheduler="ddim_uniform",
                                     steps=STEPS, cfg=CFG, seed=SEED))
         plan = make_plan(prompts, None, "swap", CROSS, SELF)
-        patched, _ = apply_edit(model, plan, self_min_downsample=1)
+        patched, _ = apply_edit(model, plan, self_attn_min_downsample=1)
         p2p = _decode(vae, sample(patched, cond, neg, lat, sampler="ddim", scheduler="ddim_uniform",
                                   steps=STEPS, cfg=CFG, seed=SEED))
         row = {"pair": (src, edit)}
@@ -128,7 +128,7 @@ def test_local_blend_on_the_demo_model(demo):
     words = f"{old}, {new}"  # the recoloured object's colour word in the source and in the edit
     blend = make_blend(prompts, words, "", 0.3, 0.3, 0.2, 1)
     patched, runtime = apply_edit(model, with_blend(swap, prompts, blend),
-                                  self_min_downsample=1, map_downsample=2)
+                                  self_attn_min_downsample=1, map_downsample=2)
     out = sample(patched, cond, encode(clip, ""), latent_batch({"samples": torch.zeros(1, 4, 16, 16)}, 2),
                  sampler="ddim", scheduler="ddim_uniform", steps=STEPS, cfg=CFG, seed=SEED)
     mask = runtime.store.last_masks[0, 0].cpu().bool()

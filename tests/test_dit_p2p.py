@@ -49,8 +49,9 @@ def _run(family, plan_fn, edits, reference=False, self_blocks="auto", steps=STEP
     model, clip, _ = _models(family)
     cond, prompts = encode_prompt_set(clip, SRC, edits)
     neg = encode(clip, "")  # unused by Flux at cfg 1
-    patched, runtime = apply_edit(model, plan_fn(prompts), reference=reference, self_blocks=self_blocks,
-                                  structure=structure)
+    patched, runtime = apply_edit(model, plan_fn(prompts), attention_path="reference" if reference else "fast",
+                                  self_blocks=self_blocks,
+                                  mmdit_structure=structure)
     out = sample(patched, cond, neg, _latent(1 + len(edits)), steps=steps, cfg=_cfg(family), scheduler="simple")
     return out, cond, neg, runtime, prompts
 
@@ -213,7 +214,7 @@ def _recorded_calls(structure, edit, self_replace="1.0", region=RegionSpec()):
     base.model_options.setdefault("transformer_options", {})["optimized_attention_override"] = other
     cond, prompts = encode_prompt_set(clip, SRC, [edit])
     plan = make_plan(prompts, None, "swap", "0.0", self_replace)
-    patched, runtime = apply_edit(base, plan, structure=structure, region=region)
+    patched, runtime = apply_edit(base, plan, mmdit_structure=structure, region=region)
     # 12x16 image tokens: room for a word's region to cover part of the image (4x6 is all 3x3 dilation)
     sample(patched, cond, cond, _latent(2, 24, 32), steps=2, cfg=1.0, scheduler="simple")
     n_txt = cond[0][0].shape[1]
@@ -270,7 +271,7 @@ def test_structure_options_are_checked():
     model, clip, _ = _models("flux")
     _, prompts = encode_prompt_set(clip, SRC, ["a green circle on the left"])
     with pytest.raises(P2PError, match="mmdit_structure 'foo' is not one of"):
-        apply_edit(model, _swap(prompts), structure="foo")
+        apply_edit(model, _swap(prompts), mmdit_structure="foo")
 
 
 @pytest.mark.parametrize("t5", [True, False], ids=["clip+t5", "clip only"])

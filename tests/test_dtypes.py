@@ -47,7 +47,7 @@ class QDtypes:
 
 
 def _sample(model, plan, cond, neg, lat, **kw):
-    patched = apply_edit(model, plan, self_min_downsample=1, **kw)[0] if plan is not None else model
+    patched = apply_edit(model, plan, self_attn_min_downsample=1, **kw)[0] if plan is not None else model
     return sample(patched, cond, neg, lat, steps=STEPS)
 
 
@@ -62,7 +62,7 @@ def test_fast_equals_reference_and_source_untouched(arch, dtype, tiny_in_dtype):
     with QDtypes(model) as q:
         fast = _sample(model, plan, cond, neg, lat)
     assert q.seen == {dtype}, q.seen  # the patched attention really ran in the half dtype
-    ref = _sample(model, plan, cond, neg, lat, reference=True)
+    ref = _sample(model, plan, cond, neg, lat, attention_path="reference")
     plain = _sample(model, None, cond, neg, lat)
     bound = fp_bound(ref, dtype, unet_evals(STEPS))
     d_ref, d_src = (fast - ref).abs().max().item(), (fast[0] - plain[0]).abs().max().item()
@@ -93,7 +93,7 @@ def test_attention_call_in_dtype(dtype, sd1_prompts, tiny_sd1):
     prompts = sd1_prompts
     swap = make_plan(prompts, None, "swap", "0.8", "0.5")
     plan = make_plan(prompts, swap, None, "0.8", "0.5", "hippopotamus: 2.5, dog: -1")
-    _, runtime = apply_edit(tiny_sd1[0], plan, self_min_downsample=1)
+    _, runtime = apply_edit(tiny_sd1[0], plan, self_attn_min_downsample=1)
     gen = torch.Generator().manual_seed(0)
     heads, d, n_img, L = 2, 16, 64, prompts.length
     dev = torch.device(TEST_DEVICE)
@@ -150,7 +150,7 @@ def _source(h=8, w=8):
 def _reconstruct(model, clip, inv, neg):
     cond, prompts = encode_prompt_set(clip, SRC, [SRC])
     plan = make_plan(prompts, None, "refine", "0.8", "0.4")
-    patched, _ = apply_edit(model, plan, self_min_downsample=1, inversion=inv)
+    patched, _ = apply_edit(model, plan, self_attn_min_downsample=1, inversion=inv)
     return sample(patched, cond, neg, latent_batch({"samples": inv.latent}, 2), sampler=inv.sampler,
                   scheduler=inv.scheduler, steps=inv.steps, cfg=7.5, disable_noise=True)
 

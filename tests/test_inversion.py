@@ -57,7 +57,7 @@ def reconstruct(model, clip, inv, neg, cfg=GUIDANCE, edit=True, **kw):
     cond, prompts = encode_prompt_set(clip, SRC, [SRC])
     if edit:  # as P2P Apply wires it
         plan = make_plan(prompts, None, "refine", "0.8", "0.4")
-        patched, _ = apply_edit(model, plan, self_min_downsample=1, inversion=inv)
+        patched, _ = apply_edit(model, plan, self_attn_min_downsample=1, inversion=inv)
     else:
         patched = install_inversion(model.clone(), inv, n_items=2)
     lat = latent_batch({"samples": inv.latent}, 2)

@@ -118,4 +118,4 @@ def test_real_images_inject_self_attention_at_32x32(tiny_sd1):
                      method="ddim", steps=2, guidance=1.0)
     assert apply_edit(model, plan)[1].self_min_downsample == 4
     assert apply_edit(model, plan, inversion=inv)[1].self_min_downsample == 2
-    assert apply_edit(model, plan, self_min_downsample=1, inversion=inv)[1].self_min_downsample == 1
+    assert apply_edit(model, plan, self_attn_min_downsample=1, inversion=inv)[1].self_min_downsample == 1

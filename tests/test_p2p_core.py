@@ -41,7 +41,8 @@ def _plans(prompts):
 
 
 def _run(model, plan, cond, neg, lat, reference=False, sampler="euler", steps=6, self_min=1, **kw):
-    patched, runtime = apply_edit(model, plan, reference=reference, self_min_downsample=self_min)
+    patched, runtime = apply_edit(model, plan, attention_path="reference" if reference else "fast",
+                                  self_attn_min_downsample=self_min)
     return sample(patched, cond, neg, lat, sampler=sampler, steps=steps, **kw), runtime
 
 

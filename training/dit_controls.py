@@ -86,7 +86,7 @@ def run(model, clip, src, edit, old, new, c: Control, seed: int):
         plan = make_plan(prompts, None, "swap", c.cross, c.self_)
         if blend is not None:
             plan = with_blend(plan, prompts, blend)
-    patched, _ = apply_edit(model, plan, self_blocks=c.self_blocks, structure=c.structure,
+    patched, _ = apply_edit(model, plan, self_blocks=c.self_blocks, mmdit_structure=c.structure,
                             region=RegionSpec(**c.region), own_changed=c.own_changed)
     return dit_eval._sample(patched, cond, neg, 2, seed)
 

@@ -85,7 +85,7 @@ def run_pair(model, clip, src, edit, config: EditConfig, blend=None, seed=SEED, 
     plan = make_plan(prompts, None, "swap", config.cross or "0.0", config.self_ or "0.0")
     if blend is not None:
         plan = with_blend(plan, prompts, blend(prompts))
-    patched, runtime = apply_edit(model, plan, self_blocks=config.self_blocks, structure=config.structure,
+    patched, runtime = apply_edit(model, plan, self_blocks=config.self_blocks, mmdit_structure=config.structure,
                                   own_changed=config.own_changed)
     return _sample(patched, cond, neg, 2, seed, steps, cfg), runtime, prompts
 
