@@ -12,7 +12,7 @@ Plain sampling: comfy.sample.sample of the source alone, euler / simple, the sam
 (Flux 1, SD3 4.5; its cond and uncond run in one batch). Times: CPU time (process_time, the stable
 figure on a shared machine), medians of --reps runs, each inversion run followed by a plain one
 so both are measured under the same load. PSNR: the reconstruction (install_inversion, sampled back
-without noise) against the inverted latent, as tests/test_flow_inversion.py measures it; the
+without noise) against the inverted latent, as tests/engine/test_flow_inversion.py measures it; the
 full-width models have random weights and conditioning (cost only, no PSNR). Model evaluations
 count single-image passes (a CFG step on one image counts 2).
 """

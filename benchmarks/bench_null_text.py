@@ -10,7 +10,7 @@ plain sampling of one image with the inversion's sampler (ddim / ddim_uniform), 
 
 Models (what the goals name):
 * `tiny`: the test suite's tiny SD1 model (tests/conftest.py tiny_sd1: v-prediction, seed 0),
-  a fixed random 8x8 latent, 20 steps (tests/test_inversion.py's setting);
+  a fixed random 8x8 latent, 20 steps (tests/engine/test_inversion.py's setting);
 * `demo`: the pack's trained demo model, an image it generates from the source prompt, 50 steps;
 * `sd15`: the SD1.5-size UNet of benchmarks/bench_models.py (random weights, built in inference
   mode as ComfyUI loads a checkpoint), a unit-variance random 16x16 latent, 5 steps (the CPU
@@ -28,7 +28,7 @@ made side by side under the same load. Peak-memory ratios divide the method's pr
 
 PSNR: latent PSNR of the reconstruction (the inversion's latent sampled back with
 install_inversion, as P2P Apply does, noise disabled) against the inverted latent,
-10 log10(max|source|^2 / MSE), as tests/test_inversion.py measures it.
+10 log10(max|source|^2 / MSE), as tests/engine/test_inversion.py measures it.
 
 Writes OUT/results.json (rows, ratios, goal verdicts) and OUT/results.md (also printed).
 """

@@ -48,7 +48,7 @@ def evaluate(model_path: Path, args, n_seeds: int = 2, with_maps: bool = True) -
 
     patcher, clip, vae = load_demo_model(model_path, expected_sha256=None)
     caps = ds.EVAL_CAPTIONS[: args.eval_captions or None]
-    # seed 1000 + i + len(caps) * s for caption i, round s: the same images as tests/test_demo_model.py
+    # seed 1000 + i + len(caps) * s for caption i, round s: the same images as tests/demo/test_demo_model.py
     all_caps = [c for _ in range(n_seeds) for c in caps]
     seeds = [1000 + i for i in range(len(all_caps))]
     t0 = time.time()

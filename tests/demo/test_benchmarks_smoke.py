@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "benchmarks"))
 MODES = {"plain", "p2p", "p2p_ref", "p2p_selfall", "p2p_selfall_ref"}
 UNETS = ("tiny-sd1", "tiny-sdxl")

@@ -249,7 +249,7 @@ def test_values_outside_the_edit_are_the_sources():
 @pytest.mark.parametrize("family", FAMILIES)
 def test_a_swapped_word_keeps_its_own_image_to_text_maps(family):
     """MM-DiT: the changed word's tokens take a2 = 1, a1 = 0 (their own maps); unchanged words the
-    source's inside the cross window; a UNet keeps the official rule (tests/test_official_parity.py)."""
+    source's inside the cross window; a UNet keeps the official rule (tests/engine/test_official_parity.py)."""
     from p2p_attention.edits import compile_plan
 
     _, clip, _ = _models(family)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from harness import Graph, run_inprocess
 
-ENGINE = Path(__file__).resolve().parent.parent / "p2p_attention"
+ENGINE = Path(__file__).resolve().parents[2] / "p2p_attention"
 STOCK_NODES = ("KSampler", "SamplerCustom", "CLIPTextEncode", "VAEEncode", "EmptyLatentImage", "Latent From Batch")
 
 

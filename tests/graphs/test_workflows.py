@@ -5,7 +5,7 @@ checkpoint twin's graph on the demo model, in the demo model's words; the notes 
 hard-wrapped paragraph) and the graphs open at a readable zoom; and every node of the pack documents
 itself (description, input tooltips).
 
-tests/test_browser.py loads the same files in the real frontend."""
+tests/browser/test_browser.py loads the same files in the real frontend."""
 
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ def object_info(server):
 
 
 def test_every_workflow_file_is_registered_and_has_an_api_twin():
-    assert workflow_files() == set(WORKFLOWS), "add new workflows to WORKFLOWS in tests/workflow_util.py"
+    assert workflow_files() == set(WORKFLOWS), "add new workflows to WORKFLOWS in tests/support/workflow_util.py"
     api_files = {p.stem for p in (REPO / "workflows" / "api").glob("*.json")}
     assert api_files == set(WORKFLOWS)
 
@@ -246,7 +246,7 @@ def _fit_view_scale(ui: dict, width: int, height: int) -> float:
 
 @pytest.mark.parametrize("name", sorted(WORKFLOWS))
 def test_template_opens_at_a_readable_zoom(name):
-    """At least 0.8 on a full-HD browser window (a 1920x960 canvas); tests/test_browser.py measures it in
+    """At least 0.8 on a full-HD browser window (a 1920x960 canvas); tests/browser/test_browser.py measures it in
     both frontends."""
     assert _fit_view_scale(load_ui(name), 1920, 960) >= 0.8
     assert not load_ui(name)["extra"].get("ds"), "a saved view: frontend 1.32 would restore it instead of fitting"

@@ -2,7 +2,7 @@
 test material: a UI -> API converter that follows the widget rules of ComfyUI frontends 1.32 and 1.49, the
 tiny-model version of a workflow, and what a finished run must have produced.
 
-Used by tests/test_workflows.py (server) and tests/test_browser.py (real frontend).
+Used by tests/graphs/test_workflows.py (server) and tests/browser/test_browser.py (real frontend).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 WORKFLOW_DIR = REPO / "workflows"
 API_DIR = WORKFLOW_DIR / "api"
 PACK_TEMPLATES_NAME = "comfyui-prompt-to-prompt"  # the custom_nodes folder name the tests link the pack as

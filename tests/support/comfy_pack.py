@@ -7,7 +7,7 @@ import importlib.util
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 TINY_PACK = REPO / "tests" / "tiny_pack"
 PACK_LINK_NAME = "comfyui-prompt-to-prompt"
 TINY_PACK_LINK_NAME = "p2p_tiny_test_models"

@@ -16,7 +16,7 @@ import pytest
 import torch
 from bounds import fp_bound, last_step_bound
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 sys.path.append(str(REPO / "training"))
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 from harness import load_pack_module
 
-EXPECTED_PATH = Path(__file__).parent / "data" / "p2p_object_info.json"
+EXPECTED_PATH = Path(__file__).resolve().parents[1] / "data" / "p2p_object_info.json"
 EXPECTED = json.loads(EXPECTED_PATH.read_text())
 V1_KEYS = {key for node in EXPECTED.values() for key in node}
 V3_DEFAULTS = {"multiline": False, "multiselect": False}  # written by V3, left out by V1

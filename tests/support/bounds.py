@@ -13,7 +13,7 @@
   result: ~2 ulp per evaluation (the rounding of its last layers and residual sums) x 2 (float32
   also accumulates its long reductions, up to ~10^3 terms, in the dtype itself) x 2 (the largest
   of up to ~10^4 elements of a sum of independent errors: a 4-sigma tail of a 2-sigma scale).
-  tests/test_bounds.py checks that premise against float64 on the machine that runs the suite, in
+  tests/engine/test_bounds.py checks that premise against float64 on the machine that runs the suite, in
   float32, float16 and bfloat16. Two runs that compute the same exact value in different orders
   (another batch shape, another kernel) are each within that of it, so they differ by at most 2x.
 

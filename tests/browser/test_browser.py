@@ -2,7 +2,7 @@
 canvas (the checkpoint templates, on the tiny test model) and opened from the template browser (all;
 the demo-model templates also run as they are).
 
-The real ComfyUI server (tests/harness.py's ComfyServer, with the pack and the test-only tiny
+The real ComfyUI server (tests/support/harness.py's ComfyServer, with the pack and the test-only tiny
 model) serves its real frontend (comfyui-frontend-package 1.32.9 with the pinned 0.3.75, 1.49.6
 with 0.33.0 under `make e2e-current`); Debian's `chromium`
 (/usr/bin/chromium) is driven by Playwright's Python package (its bundled driver; no

@@ -2,7 +2,7 @@
 and negative-prompt inversion, and the gradient path that keeps no copy of the weights
 (WeightsAsReferences) against the copy path it replaced (identity weight wrappers).
 
-Same conventions as tests/test_inversion.py: the tiny models are untrained, the "image" is a fixed
+Same conventions as tests/engine/test_inversion.py: the tiny models are untrained, the "image" is a fixed
 random latent, PSNR is latent PSNR.
 """
 
@@ -55,7 +55,7 @@ def _same(a, b):
 
 @pytest.fixture(scope="module")
 def sd1_runs(tiny_sd1):
-    """tests/test_inversion.py's setting (20 steps, 8x8, cfg 7.5, negative ""), every method."""
+    """tests/engine/test_inversion.py's setting (20 steps, 8x8, cfg 7.5, negative ""), every method."""
     model, clip, _ = tiny_sd1
     pos, neg = encode(clip, SRC), encode(clip, "")
     src = source_latent()

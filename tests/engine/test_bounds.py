@@ -1,4 +1,4 @@
-"""The premise of tests/bounds.py, checked on the machine that runs the suite: one sampling run in
+"""The premise of tests/support/bounds.py, checked on the machine that runs the suite: one sampling run in
 float32, float16 or bfloat16 lies within K_RUN * eps * max|x| * sqrt(UNet evaluations) of the same
 model run in float64 (the exact result to ~1e-16). If a CPU or GPU rounds worse than the model
 assumes, this test names it, instead of a P2P test failing for no reason of its own."""

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 DEMOS = {"word_swap": 2, "refine": 1, "reweight": 1, "local_blend": 1}
 
 

@@ -1,4 +1,4 @@
-"""The two workflow runners of tests/harness.py, on the real ComfyUI: in-process and over HTTP."""
+"""The two workflow runners of tests/support/harness.py, on the real ComfyUI: in-process and over HTTP."""
 
 from __future__ import annotations
 

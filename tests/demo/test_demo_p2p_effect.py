@@ -18,7 +18,7 @@ import torch
 from bounds import fp_bound, last_step_bound
 from sampling import encode, sample
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 sys.path.append(str(REPO / "training"))
 
 STEPS, CFG, SEED = 20, 5.0, 0

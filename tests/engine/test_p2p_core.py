@@ -23,7 +23,7 @@ STEPS = 6  # _run's and sample's default
 
 def noise(reference, steps=STEPS, sampler="euler"):
     """Two float32 samplings of the same exact latent in another order (fast vs reference attention,
-    another attention batch): tests/bounds.py over the run's UNet evaluations."""
+    another attention batch): tests/support/bounds.py over the run's UNet evaluations."""
     return fp_bound(reference, torch.float32, unet_evals(steps, sampler))
 
 
