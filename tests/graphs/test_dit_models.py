@@ -86,7 +86,9 @@ def _predict(patcher, cond, pooled, guidance=None):
     """One model call at sigma 0.7 on a fixed latent: the denoised prediction."""
     x = torch.randn(1, 16, HEIGHT // 8, WIDTH // 8, generator=torch.Generator().manual_seed(0))
     kwargs = {"y": pooled} if guidance is None else {"y": pooled, "guidance": torch.tensor([guidance])}
-    out = patcher.model.apply_model(x, torch.tensor([0.7]), c_crossattn=cond, **kwargs)
+    with torch.inference_mode():  # as ComfyUI samples: the order-independent way (the cached models may
+        # hold inference tensors after an earlier test sampled them)
+        out = patcher.model.apply_model(x, torch.tensor([0.7]), c_crossattn=cond, **kwargs)
     assert out.shape == x.shape and torch.isfinite(out).all()
     return out
 
