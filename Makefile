@@ -17,11 +17,11 @@ setup-current:
 
 test: setup
 	$(PY) -m ruff check .
-	$(PY) -m pytest --ignore=tests/test_browser.py $(PYTEST_ARGS)
+	$(PY) -m pytest --ignore=tests/browser/test_browser.py $(PYTEST_ARGS)
 
 # Browser test: every workflows/*.json dropped on the real ComfyUI frontend in headless Chromium.
 # Installs Debian's chromium (apt, when missing and root) and Playwright's Python package (its
-# bundled driver only: never `playwright install`). `make test` skips tests/test_browser.py
+# bundled driver only: never `playwright install`). `make test` skips tests/browser/test_browser.py
 # while either is missing (and `make test` leaves it to this target).
 CHROMIUM ?= /usr/bin/chromium
 PLAYWRIGHT_VERSION ?= 1.65.2
@@ -36,16 +36,16 @@ chromium:
 
 e2e: setup chromium
 	@$(PY) -c "import playwright.sync_api" 2>/dev/null || $(PY) -m pip install -q playwright==$(PLAYWRIGHT_VERSION)
-	P2P_CHROMIUM=$(CHROMIUM) $(PY) -m pytest tests/test_browser.py $(PYTEST_ARGS)
+	P2P_CHROMIUM=$(CHROMIUM) $(PY) -m pytest tests/browser/test_browser.py $(PYTEST_ARGS)
 
 # `make test` and `make e2e` on ComfyUI 0.33.0 (its own frontend, comfyui-frontend-package 1.49.6).
 test-current: setup-current
 	$(PY_CURRENT) -m ruff check .
-	$(CURRENT) $(PY_CURRENT) -m pytest --ignore=tests/test_browser.py $(PYTEST_ARGS)
+	$(CURRENT) $(PY_CURRENT) -m pytest --ignore=tests/browser/test_browser.py $(PYTEST_ARGS)
 
 e2e-current: setup-current chromium
 	@$(PY_CURRENT) -c "import playwright.sync_api" 2>/dev/null || $(PY_CURRENT) -m pip install -q playwright==$(PLAYWRIGHT_VERSION)
-	$(CURRENT) P2P_CHROMIUM=$(CHROMIUM) $(PY_CURRENT) -m pytest tests/test_browser.py $(PYTEST_ARGS)
+	$(CURRENT) P2P_CHROMIUM=$(CHROMIUM) $(PY_CURRENT) -m pytest tests/browser/test_browser.py $(PYTEST_ARGS)
 
 demo: setup
 	$(PY) scripts/demo.py

@@ -12,7 +12,7 @@ Plain sampling: comfy.sample.sample of the source alone, euler / simple, the sam
 (Flux 1, SD3 4.5; its cond and uncond run in one batch). Times: CPU time (process_time, the stable
 figure on a shared machine), medians of --reps runs, each inversion run followed by a plain one
 so both are measured under the same load. PSNR: the reconstruction (install_inversion, sampled back
-without noise) against the inverted latent, as tests/test_flow_inversion.py measures it; the
+without noise) against the inverted latent, as tests/engine/test_flow_inversion.py measures it; the
 full-width models have random weights and conditioning (cost only, no PSNR). Model evaluations
 count single-image passes (a CFG step on one image counts 2).
 """
@@ -78,13 +78,10 @@ def _encode(clip, text):
 
 def plain_sample(model, pos, neg, latent, steps, cfg, seed=0, disable_noise=False):
     """comfy.sample.sample (what KSampler calls) on euler / simple."""
-    import comfy.sample
-    import torch
+    from p2p_testkit.sampling import sample
 
-    noise = torch.zeros_like(latent) if disable_noise else comfy.sample.prepare_noise(latent, seed, None)
-    with torch.inference_mode():
-        return comfy.sample.sample(model, noise, steps, cfg, "euler", "simple", pos, neg, latent,
-                                   disable_noise=disable_noise, seed=seed, disable_pbar=True)
+    return sample(model, pos, neg, {"samples": latent}, sampler="euler", scheduler="simple", steps=steps, cfg=cfg,
+                  seed=seed, disable_noise=disable_noise)
 
 
 def _psnr(x, ref) -> float:

@@ -16,14 +16,15 @@ conditioning and imports excluded).
 
 from __future__ import annotations
 
-import gc
 import os
 import platform
-import resource
 import statistics
 import time
 
 import torch
+
+from p2p_testkit.memory import PeakMemory
+from p2p_testkit.sampling import sample
 
 P2P_MODES = {
     # mode: (reference, self_min_downsample); None = ComfyUI's plain sampling, no patch. On an MM-DiT
@@ -87,57 +88,6 @@ def machine_info(device: str) -> dict:
     return info
 
 
-def _status_kb(key: str) -> int | None:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
-class PeakMemory:
-    """Peak memory of this process from `start()` on, in MiB."""
-
-    def __init__(self, device: str):
-        self.device = device
-        self.method = None
-
-    def start(self):
-        gc.collect()
-        if self.device == "cuda":
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-            self.base = torch.cuda.memory_allocated()
-            self.method = "torch.cuda.max_memory_allocated"
-            return
-        self.base = (_status_kb("VmRSS") or 0) * 1024
-        try:
-            with open("/proc/self/clear_refs", "w") as f:
-                f.write("5")  # resets VmHWM to the current RSS (Linux >= 4.0)
-            self.method = "VmHWM (peak RSS, reset after the build)"
-        except OSError:
-            self.method = "ru_maxrss (whole process)"
-
-    def result(self) -> dict:
-        if self.device == "cuda":
-            torch.cuda.synchronize()
-            peak = torch.cuda.max_memory_allocated()
-        elif self.method.startswith("VmHWM"):
-            peak = (_status_kb("VmHWM") or 0) * 1024
-        else:
-            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-        mib = 1024 * 1024
-        return {
-            "peak_mib": round(peak / mib, 1),
-            "base_mib": round(self.base / mib, 1),
-            "activation_mib": round(max(peak - self.base, 0) / mib, 1),
-            "memory_method": self.method,
-        }
-
-
 def _sync(device):
     if device == "cuda":
         torch.cuda.synchronize()
@@ -145,40 +95,6 @@ def _sync(device):
 
 # ----------------------------------------------------------------------------------------------
 # Sampling through ComfyUI (what KSampler calls)
-
-
-class _StopSampling(Exception):
-    pass
-
-
-def sample(model, positive, negative, latent, sampler, scheduler, steps, cfg, seed=0, disable_noise=False,
-           stop_after=None, on_step=None):
-    """comfy.sample.sample; `stop_after` N ends the run after N steps of the `steps`-step schedule
-    (memory probes: the schedule, and so every P2P window, is the full run's); on_step(step) after
-    every step."""
-    import comfy.sample
-
-    callback = None
-    if stop_after or on_step:
-        def callback(step, *args):
-            if on_step:
-                on_step(step)
-            if stop_after and step + 1 >= stop_after:
-                raise _StopSampling
-
-    samples = latent["samples"]
-    if disable_noise:
-        noise = torch.zeros_like(samples)
-    else:
-        noise = comfy.sample.prepare_noise(samples, seed, latent.get("batch_index"))
-    with torch.inference_mode():
-        try:
-            return comfy.sample.sample(
-                model, noise, steps, cfg, sampler, scheduler, positive, negative, samples,
-                denoise=1.0, disable_noise=disable_noise, seed=seed, disable_pbar=True, callback=callback,
-            )
-        except _StopSampling:
-            return None
 
 
 def eval_counter(model):
@@ -266,9 +182,10 @@ def run_job(job: dict) -> dict:
 
 
 def _sample_job(job, built, mem):
+    from p2p_attention.apply import apply_edit
     from p2p_attention.conditioning import latent_batch
     from p2p_attention.edits import make_plan
-    from p2p_attention.patch import DEFAULT_SELF_MIN_DOWNSAMPLE, apply_edit
+    from p2p_attention.unet_runtime import DEFAULT_SELF_MIN_DOWNSAMPLE
 
     size = int(job["size"])
     latent = latent_batch({"samples": torch.zeros(1, built.get("latent_channels", 4), size, size)}, 2)
@@ -285,19 +202,21 @@ def _sample_job(job, built, mem):
         if built.get("latent_channels", 4) == 16:  # MM-DiT: self injection by block
             self_blocks = "all" if self_min == 1 else "auto"
             structure = DIT_STRUCTURE.get(mode, "values_outside_edit")
-            model, runtime = apply_edit(model, plan, reference=reference, self_blocks=self_blocks, structure=structure)
+            model, runtime = apply_edit(model, plan, attention_path="reference" if reference else "fast", self_blocks=self_blocks,
+                                        mmdit_structure=structure)
             blocks = dit_blocks(model)
             extra.update({"structure": structure, "self_blocks": self_blocks, "self_blocks_used": describe_blocks(runtime.self_blocks, blocks),
                           "variant": f"{structure}: " + dit_variant(self_blocks, runtime.self_blocks, blocks)})
         else:
             self_min = self_min or DEFAULT_SELF_MIN_DOWNSAMPLE
-            model, runtime = apply_edit(model, plan, reference=reference, self_min_downsample=self_min)
+            model, runtime = apply_edit(model, plan, attention_path="reference" if reference else "fast",
+                                        self_attn_min_downsample=self_min)
             extra["self_min_downsample"] = self_min
         extra["store"] = runtime.store is not None
 
     def once():
-        sample(model, built["positive"], built["negative"], latent, job["sampler"], job["scheduler"],
-               job["steps"], job["cfg"], seed=job.get("seed", 0), stop_after=job.get("stop_after"))
+        sample(model, built["positive"], built["negative"], latent, sampler=job["sampler"], scheduler=job["scheduler"],
+               steps=job["steps"], cfg=job["cfg"], seed=job.get("seed", 0), stop_after=job.get("stop_after"))
 
     mem.start()
     timed = _timed(once, job["device"], job["warmup"], job["reps"])
@@ -305,9 +224,10 @@ def _sample_job(job, built, mem):
 
 
 def dit_blocks(model) -> list[tuple[str, int]]:
-    from p2p_attention.dit_blocks import attention_blocks, dit_family
+    from p2p_attention.adapters import model_family
+    from p2p_attention.dit_blocks import attention_blocks
 
-    return attention_blocks(model, dit_family(model))
+    return attention_blocks(model, model_family(model))
 
 
 def describe_blocks(chosen, blocks) -> str:
@@ -347,8 +267,8 @@ def _plain1_job(job, built, mem):
 
     def once():
         counter[0] = 0
-        sample(model, positive, built["negative"], latent, job["sampler"], job["scheduler"], job["steps"],
-               job["cfg"], seed=job.get("seed", 0))
+        sample(model, positive, built["negative"], latent, sampler=job["sampler"], scheduler=job["scheduler"],
+               steps=job["steps"], cfg=job["cfg"], seed=job.get("seed", 0))
 
     mem.start()
     timed = _timed(once, job["device"], job["warmup"], job["reps"])
@@ -367,7 +287,8 @@ def _source_latent(job, built, positive):
     if not built.get("trained"):
         return _random_source_latent(size, seed), "random latent (unit variance)"
     empty = {"samples": torch.zeros(1, 4, size, size)}
-    out = sample(built["model"], positive, built["negative"], empty, "euler", "normal", 20, job["cfg"], seed=seed)
+    out = sample(built["model"], positive, built["negative"], empty, sampler="euler", scheduler="normal", steps=20,
+                 cfg=job["cfg"], seed=seed)
     return out.float(), "generated by the model from the source prompt (euler, 20 steps)"
 
 

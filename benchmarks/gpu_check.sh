@@ -24,8 +24,8 @@ fi
 "$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name(0))" | tee -a "$summary"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader >> "$summary" 2>/dev/null || true
 
-# 1. The dtype subset on the GPU (~1 min): tests/test_dtypes.py (bf16 + fp16) and the bound premise.
-P2P_TEST_DEVICE=cuda timeout 120 "$PY" -m pytest tests/test_dtypes.py tests/test_bounds.py -q -s -p no:cacheprovider \
+# 1. The dtype subset on the GPU (~1 min): tests/engine/test_dtypes.py (bf16 + fp16) and the bound premise.
+P2P_TEST_DEVICE=cuda timeout 120 "$PY" -m pytest tests/engine/test_dtypes.py tests/engine/test_bounds.py -q -s -p no:cacheprovider \
   --junitxml="$OUT_DIR/dtype_tests.xml" > "$OUT_DIR/dtype_tests.txt" 2>&1
 tests_rc=$?
 echo "dtype tests on cuda: exit $tests_rc ($(tail -n 1 "$OUT_DIR/dtype_tests.txt"))" | tee -a "$summary"

@@ -19,6 +19,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.append(str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
+from p2p_testkit.sampling import sample  # noqa: E402
+
 
 def _op_table(prof) -> dict:
     out = {}
@@ -101,19 +103,19 @@ def main(argv=None) -> int:
     import bench_models
 
     from p2p_attention import dit_runtime, joint_attention
+    from p2p_attention.apply import apply_edit
     from p2p_attention.conditioning import latent_batch
     from p2p_attention.edits import make_plan
-    from p2p_attention.patch import apply_edit
 
     built = bench_models.build(a.model, dtype=a.dtype)
     latent = latent_batch({"samples": torch.zeros(1, 16, a.size, a.size)}, 2)
     plan = make_plan(built["prompts"], None, "swap", bench_jobs.CROSS_REPLACE, bench_jobs.SELF_REPLACE)
-    patched, _ = apply_edit(built["model"], plan, self_blocks=a.self_blocks, structure=a.structure)
+    patched, _ = apply_edit(built["model"], plan, self_blocks=a.self_blocks, mmdit_structure=a.structure)
     cfg = built["cfg"]
 
     def run(model, lat=latent, on_step=None, stop_after=a.stop_after):
-        bench_jobs.sample(model, built["positive"], built["negative"], lat, "euler", "normal", a.steps, cfg,
-                          stop_after=stop_after, on_step=on_step)
+        sample(model, built["positive"], built["negative"], lat, sampler="euler", scheduler="normal", steps=a.steps,
+               cfg=cfg, stop_after=stop_after, on_step=on_step)
 
     small = latent_batch({"samples": torch.zeros(1, 16, 8, 8)}, 2)
     for model in (built["model"], patched):  # warm-up (lazy imports, first-call costs) on a small latent

@@ -11,7 +11,7 @@ from .messages import reported_by
 class _DemoLoader(io.ComfyNode):
     """A loader without inputs: MODEL, CLIP, VAE of one embedded model (ComfyUI's cache keeps them)."""
 
-    DESCRIPTION = ""
+    DESCRIPTION_TEXT = ""
     TOOLTIPS = ("", "", "")  # MODEL, CLIP, VAE
 
     @staticmethod
@@ -21,7 +21,7 @@ class _DemoLoader(io.ComfyNode):
     @classmethod
     def define_schema(cls):
         model, clip, vae = cls.TOOLTIPS
-        return node_schema(cls, description=cls.DESCRIPTION, inputs=[], outputs=[
+        return node_schema(cls, description=cls.DESCRIPTION_TEXT, inputs=[], outputs=[
             io.Model.Output(tooltip=model), io.Clip.Output(tooltip=clip), io.Vae.Output(tooltip=vae)])
 
     @classmethod
@@ -33,7 +33,7 @@ class _DemoLoader(io.ComfyNode):
 class P2PDemoModel(_DemoLoader):
     NODE_ID = "P2PDemoModel"
     DISPLAY_NAME = "P2P Demo Model"
-    DESCRIPTION = (
+    DESCRIPTION_TEXT = (
         "Loads the tiny demo model shipped with the pack (trained by training/train_demo.py on captioned "
         "coloured shapes, e.g. 'a big red circle on the left and a small blue square on the right'). "
         "Use a 128x128 EmptyLatentImage: its 2x VAE makes that a 16x16 latent and 32x32 images. "
@@ -47,7 +47,7 @@ class P2PDemoModel(_DemoLoader):
 class P2PDemoFluxModel(_DemoLoader):
     NODE_ID = "P2PDemoFluxModel"
     DISPLAY_NAME = "P2P Demo Flux Model"
-    DESCRIPTION = (
+    DESCRIPTION_TEXT = (
         "Loads the tiny MM-DiT demo model shipped with the pack: ComfyUI's Flux.1-schnell classes at a "
         "tiny size (T5 text only, no guidance embedding), trained by training/train_dit_demo.py on the "
         "same captioned shapes as P2P Demo Model. Use a 64x64 EmptySD3LatentImage (its 8x8 latent, "

@@ -2,11 +2,12 @@
 
 from comfy_api.v0_0_2 import io
 
+from ..p2p_attention.apply import apply_edit
 from ..p2p_attention.blend import make_blend
 from ..p2p_attention.edits import make_plan, with_blend
 from ..p2p_attention.joint_injection import STRUCTURES, VALUES
-from ..p2p_attention.patch import DEFAULT_MAP_DOWNSAMPLE, SELF_MIN_DOWNSAMPLE_AUTO, apply_edit
-from ..p2p_attention.schedules import ATTENTION_PATHS, parse_choice
+from ..p2p_attention.unet_install import DEFAULT_MAP_DOWNSAMPLE, SELF_MIN_DOWNSAMPLE_AUTO
+from ..p2p_attention.widget_text import ATTENTION_PATHS
 from .common import Edit, Inversion, Prompts, Store, node_schema
 from .messages import explainer, reported_by, ui_text
 
@@ -175,11 +176,10 @@ class P2PApply(io.ComfyNode):
                 map_downsample=DEFAULT_MAP_DOWNSAMPLE, attention_path="fast", inversion=None,
                 self_blocks="auto", mmdit_structure=VALUES) -> io.NodeOutput:
         with reported_by(cls) as warnings:
-            reference = parse_choice(attention_path, ATTENTION_PATHS, "attention_path") == "reference"
             patched, runtime = apply_edit(
-                model, edit, reference=reference, self_min_downsample=self_attn_min_downsample,
+                model, edit, attention_path=attention_path, self_attn_min_downsample=self_attn_min_downsample,
                 map_downsample=map_downsample, inversion=inversion, explain=explainer(cls), self_blocks=self_blocks,
-                structure=mmdit_structure,
+                mmdit_structure=mmdit_structure,
             )
             return io.NodeOutput(patched, runtime.store, ui=ui_text(warnings))
 

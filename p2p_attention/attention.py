@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import torch
 
+from .maps import edited_maps, softmax_maps
+
 
 def _backend():
     # Looked up at call time: ComfyUI picks its backend (SDPA, xformers, sage...) at import.
@@ -27,9 +29,7 @@ def attention_maps(q, k, heads, attn_precision=None) -> torch.Tensor:
     """softmax(q k^T / sqrt(d)) per head, fp32: [B, H, Nq, Nk]. Only where a map is needed."""
     b, nq, c = q.shape
     d = c // heads
-    qh = q.reshape(b, nq, heads, d).transpose(1, 2).float()
-    kh = k.reshape(b, k.shape[1], heads, d).transpose(1, 2).float()
-    return torch.softmax(qh @ kh.transpose(-1, -2) * d**-0.5, dim=-1)
+    return softmax_maps(q.reshape(b, nq, heads, d).transpose(1, 2), k.reshape(b, k.shape[1], heads, d).transpose(1, 2))
 
 
 def apply_maps(maps: torch.Tensor, v: torch.Tensor, heads: int) -> torch.Tensor:
@@ -52,9 +52,7 @@ def cross_edit(q_s, k_s, q_e, k_e, v_e, heads, coeffs, reference=False, attn_pre
     if reference:
         A_s = attention_maps(q_s, k_s, heads, attn_precision)  # [1, H, Nq, Lk]
         A_e = attention_maps(q_e, k_e, heads, attn_precision)  # [N, H, Nq, Lk]
-        mapped = torch.einsum("hqi,nij->nhqj", A_s[0], M.float())
-        A_new = a1.float()[:, None, None, :] * mapped + a2.float()[:, None, None, :] * A_e
-        return apply_maps(A_new, v_e, heads)
+        return apply_maps(edited_maps(A_s, A_e, coeffs), v_e, heads)
     out = None
     if coeffs.uses_source:
         # A_s M diag(a1) V_e == SDPA(q_s, k_s, M diag(a1) V_e)

@@ -9,10 +9,12 @@ from __future__ import annotations
 import torch
 
 from .edits import CompiledEdit
-from .errors import P2PError
+from .errors import Explain, P2PError
 from .steps import CROSS, SELF, window_steps
 
-OUTER_SAMPLE_KEY = "p2p_attention"  # patch.py's OUTER_SAMPLE wrapper key: a MODEL P2P Apply patched has it
+# The key of every wrapper P2P Apply registers (OUTER_SAMPLE, and APPLY_MODEL on MM-DiT): a MODEL P2P Apply
+# patched has its OUTER_SAMPLE wrapper.
+WRAPPER_KEY = "p2p_attention"
 # Text context widths of the families' encoders, to say which encoder a conditioning came from.
 KNOWN_WIDTHS = {768: "SD1.x (CLIP-L)", 1024: "SD2.x (OpenCLIP-H)", 2048: "SDXL (CLIP-L + CLIP-G)",
                 4096: "Flux.1 / SD3 (T5-XXL)"}
@@ -28,11 +30,32 @@ def current_run():
     return getattr(context, "prompt_id", None) if context is not None else None
 
 
+def checked_outer_sample(check, explain: Explain, sample=None, explain_sampling: bool = False):
+    """The one OUTER_SAMPLE validator shape (P2P Apply's and an inversion's): `check(executor, noise,
+    latent_image, sampler, sigmas)` before sampling, its P2PError worded by `explain`; then
+    `sample(executor, noise, latent_image, sampler, sigmas, *args, **kwargs)` (default: the executor).
+    explain_sampling: a P2PError raised while sampling (by our patches) is worded by `explain` too."""
+
+    def outer_sample(executor, noise, latent_image, sampler, sigmas, *args, **kwargs):
+        try:
+            check(executor, noise, latent_image, sampler, sigmas)
+            if explain_sampling:
+                return _sample(executor, noise, latent_image, sampler, sigmas, *args, **kwargs)
+        except P2PError as e:  # raised by the check (or by our patches during sampling)
+            raise explain(e) from None
+        return _sample(executor, noise, latent_image, sampler, sigmas, *args, **kwargs)
+
+    def _sample(executor, *args, **kwargs):
+        return executor(*args, **kwargs) if sample is None else sample(executor, *args, **kwargs)
+
+    return outer_sample
+
+
 def check_not_patched(model_patcher) -> None:
     """A second edit on a patched MODEL would replace the first one's patches: refuse it."""
     import comfy.patcher_extension
 
-    if model_patcher.get_wrappers(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, OUTER_SAMPLE_KEY):
+    if model_patcher.get_wrappers(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, WRAPPER_KEY):
         raise P2PError("this MODEL already carries a Prompt-to-Prompt edit; a second edit on it would silently "
                        "replace the first.", fix="unpatched_model")
 

@@ -1,5 +1,6 @@
-"""Model adapter for MM-DiT models: which family a MODEL is, its attention blocks, its image token
-grid, and the blocks that get self injection by default.
+"""Model adapter for MM-DiT models: which family a DiT MODEL is, its attention blocks, its image token
+grid, and the blocks that get self injection by default. (Whether a MODEL is a UNet or a DiT is
+decided in one place: adapters.model_family.)
 
 Families are read from ComfyUI's own model config class (what its model detection chose), so a
 fine-tune of Flux.1 or SD3.5 is recognised and an unknown DiT is refused by name.
@@ -8,7 +9,6 @@ fine-tune of Flux.1 or SD3.5 is recognised and an unknown DiT is refused by name
 from __future__ import annotations
 
 import math
-import re
 
 from .errors import P2PError
 
@@ -19,13 +19,10 @@ _FAMILIES = {"Flux": FLUX, "FluxSchnell": FLUX, "SD3": SD3}
 _FLUX_SINGLE_FROM = 20 / 38
 
 
-def dit_family(model_patcher) -> str | None:
-    """'flux' / 'sd3' for the MM-DiT families Prompt-to-Prompt supports, None for a UNet model."""
-    from .unet_blocks import transformer_block_keys
-
+def dit_family(model_patcher) -> str:
+    """'flux' / 'sd3' for the MM-DiT families Prompt-to-Prompt supports (a MODEL that is not a UNet);
+    any other model is refused by name."""
     dm = model_patcher.get_model_object("diffusion_model")
-    if transformer_block_keys(dm):
-        return None
     config = type(model_patcher.model.model_config).__name__
     family = _FAMILIES.get(config)
     if family is None or not _has_blocks(dm, family):
@@ -74,28 +71,17 @@ def default_self_blocks(blocks: list[tuple[str, int]], family: str, every: bool 
     return set(blocks)
 
 
-_SPEC = re.compile(r"^\s*(double|single|joint)\s+(\d+)(?:\s*-\s*(\d+))?\s*$")
-
-
-def parse_self_blocks(text: str, blocks: list[tuple[str, int]], family: str,
-                      every: bool = False) -> set[tuple[str, int]]:
-    """'auto', 'all', 'none' or a list like 'single 20-37, double 0-1' -> the selected blocks
-    ('auto': default_self_blocks)."""
-    spec = text.strip().lower()
-    if spec in ("", "auto"):
+def select_blocks(spec, blocks: list[tuple[str, int]], family: str, every: bool = False) -> set[tuple[str, int]]:
+    """The blocks a parsed self_blocks widget selects (widget_text.parse_block_ranges: 'auto', 'all',
+    'none' or [(kind, first, last), ...]; 'auto': default_self_blocks)."""
+    if spec == "auto":
         return default_self_blocks(blocks, family, every)
     if spec == "all":
         return set(blocks)
     if spec == "none":
         return set()
     out = set()
-    for part in spec.replace(";", ",").split(","):
-        m = _SPEC.match(part)
-        if not m:
-            raise P2PError(f"self_blocks: {part.strip()!r} is not a block range; write e.g. 'single 20-37, "
-                           "double 0-18', 'auto', 'all' or 'none'.")
-        kind, lo = m.group(1), int(m.group(2))
-        hi = int(m.group(3)) if m.group(3) else lo
+    for kind, lo, hi in spec:
         chosen = {b for b in blocks if b[0] == kind and lo <= b[1] <= hi}
         if not chosen:
             have = sorted({b[0] for b in blocks})

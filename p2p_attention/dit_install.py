@@ -1,14 +1,18 @@
 """Installation of an edit on an MM-DiT ModelPatcher clone, through the patcher API only: a keyed
 APPLY_MODEL wrapper puts the joint-attention override into each model call's transformer_options
 (around any override already there), and on SD3, whose blocks do not name themselves, a "dit"
-block replace patch per joint block tags the call with its block (wrapping any patch there)."""
+block replace patch per joint block tags the call with its block (wrapping any patch there). The
+runtime and its attention store are built here (unet_install.py is the UNet counterpart)."""
 
 from __future__ import annotations
 
-from .dit_blocks import SD3, patch_size, token_grid
+from .checks import WRAPPER_KEY
+from .dit_blocks import SD3, attention_blocks, patch_size, select_blocks, token_grid
 from .dit_runtime import GRID_KEY, IMG_KEY, TXT_KEY, DiTRuntime, JointAttentionOverride
+from .joint_injection import MAPS, VALUES, RegionSpec
+from .store import AttentionStore
+from .widget_text import parse_block_ranges
 
-WRAPPER_KEY = "p2p_attention"
 OVERRIDE_KEY = "optimized_attention_override"
 
 
@@ -39,16 +43,25 @@ class BlockTag:
         return self
 
 
-def install_dit_edit(patched, runtime: DiTRuntime, family: str, blocks) -> None:
+def install_dit_edit(patched, plan, compiled, family: str, reference: bool = False, self_blocks: str = "auto",
+                     structure: str = VALUES, region: RegionSpec = RegionSpec()) -> DiTRuntime:
+    """The override (and SD3's block tags) on `patched` (a clone); its runtime. self_blocks chooses the
+    blocks with structure injection (widget text: 'auto', 'all', 'none', 'single 20-37, double 0-1')."""
     import comfy.patcher_extension
+
+    blocks = attention_blocks(patched, family)
+    chosen = select_blocks(parse_block_ranges(self_blocks), blocks, family, every=structure != MAPS)
+    runtime = DiTRuntime(plan=plan, compiled=compiled, self_blocks=chosen, reference=reference,
+                         store=AttentionStore(plan.prompts), structure=structure, region_spec=region)
 
     patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, WRAPPER_KEY,
                                  make_apply_model_wrapper(runtime, patch_size(patched)))
     if family != SD3:
-        return
+        return runtime
     registered = patched.model_options.get("transformer_options", {}).get("patches_replace", {}).get("dit", {})
     for _, i in blocks:
         prior = registered.get(("double_block", i))
         if isinstance(prior, BlockTag):  # applied twice: the newer edit keeps the older's prior
             prior = prior.prior
         patched.set_model_patch_replace(BlockTag(i, prior), "dit", "double_block", i)
+    return runtime

@@ -18,9 +18,7 @@ from . import joint_attention as ja
 from . import joint_injection as inj
 from .batch import batch_layout
 from .blend import region_masks
-from .edits import CompiledEdit, EditPlan
-from .steps import StepClock
-from .store import AttentionStore
+from .edit_runtime import EditRuntime
 
 TXT_KEY, IMG_KEY, GRID_KEY = "p2p_txt_tokens", "p2p_img_tokens", "p2p_img_grid"
 _STORE_HEAD_CHUNK = 4  # heads per map product while storing (bounds the transient memory)
@@ -35,13 +33,10 @@ def _heads(q, k, v, heads, skip_reshape):
 
 
 @dataclass
-class DiTRuntime:
-    plan: EditPlan
-    compiled: CompiledEdit
-    self_blocks: set
-    reference: bool = False
-    store: AttentionStore | None = None
-    clock: StepClock = field(default_factory=StepClock)
+class DiTRuntime(EditRuntime):
+    """State shared by the joint-attention override of one P2P Apply on an MM-DiT."""
+
+    self_blocks: set = field(default_factory=set)  # the blocks with structure injection
     structure: str = inj.VALUES  # what self_replace injects (joint_injection)
     region_spec: inj.RegionSpec = field(default_factory=inj.RegionSpec)
     _region: tuple | None = None  # (step, [N, n_img] bool): this step's edited region

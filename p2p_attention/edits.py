@@ -21,9 +21,9 @@ import torch
 
 from .errors import P2PError
 from .prompts import TokenizedPrompt, words_available
-from .schedules import check_weight, parse_window, parse_word_weights, parse_word_windows
 from .steps import CROSS, SELF, window_active
 from .token_maps import refine_mapper, swap_mapper
+from .widget_text import check_weight, parse_window, parse_word_weights, parse_word_windows
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,15 @@ class EditPlan:
     self_window: tuple[float, float] = (0.0, 0.4)
     weights: dict = field(default_factory=dict)
     blend: object | None = None  # LocalBlend settings (blend.py), stacked like the others
+    # compile_plan's results by own_changed: make_plan compiles to validate, apply_edit reuses it. Not an
+    # init field, so dataclasses.replace (stacking a control) starts the new plan with an empty cache.
+    _compiled: dict = field(default_factory=dict, init=False, compare=False, repr=False)
+
+    def compiled(self, own_changed: bool = False) -> CompiledEdit:
+        """compile_plan(self, own_changed), compiled once per plan and setting (the plan is immutable)."""
+        if own_changed not in self._compiled:
+            self._compiled[own_changed] = compile_plan(self, own_changed=own_changed)
+        return self._compiled[own_changed]
 
 
 def make_plan(
@@ -94,7 +103,7 @@ def make_plan(
         self_window=self_w,
         weights=merged,
     )
-    compile_plan(plan)  # validate now, at the node, not during sampling
+    plan.compiled()  # validate now, at the node, not during sampling (apply_edit reuses it)
     return plan
 
 

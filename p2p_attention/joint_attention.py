@@ -27,14 +27,14 @@ from collections.abc import Callable
 
 import torch
 
+from .maps import edited_maps, softmax_maps
+
 # attend(q, k, v) -> [B, H, Lq, D]: one SDPA call on the model's attention backend
 Attend = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 MASS_PAD = 8  # channels added to q/k/v for the text-mass channel (a multiple of 8 keeps fast kernels)
 
 
-def joint_maps(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-    """softmax(q k^T / sqrt(d)) in fp32: [B, H, Lq, Lk]."""
-    return torch.softmax(q.float() @ k.float().transpose(-1, -2) * q.shape[-1] ** -0.5, dim=-1)
+joint_maps = softmax_maps  # softmax(q k^T / sqrt(d)) in fp32: [B, H, Lq, Lk]
 
 
 def split_maps(maps: torch.Tensor, n_txt: int):
@@ -46,10 +46,7 @@ def split_maps(maps: torch.Tensor, n_txt: int):
 
 def edited_cross_map(c_src: torch.Tensor, c_e: torch.Tensor, coeffs) -> torch.Tensor:
     """a1 (C_src M) + a2 C_e: c_src [1, H, Q, T], c_e [N, H, Q, T]; coeffs at T tokens, or None."""
-    if coeffs is None:
-        return c_e
-    mapped = torch.einsum("hqi,nij->nhqj", c_src[0], coeffs.M.float())
-    return coeffs.a1.float()[:, None, None, :] * mapped + coeffs.a2.float()[:, None, None, :] * c_e
+    return c_e if coeffs is None else edited_maps(c_src, c_e, coeffs)
 
 
 def edit_rows_reference(q_s, k_s, q_e, k_e, v_e, n_txt: int, coeffs, inject: bool) -> torch.Tensor:

@@ -11,19 +11,18 @@ inside the cross window an edit item's map is a1 * (A_src @ M) + a2 * A_edit.
 
 from __future__ import annotations
 
-import math
-
 import torch
 
-from .attention import attention_maps
 from .errors import P2PError
+from .maps import edited_maps
 
 
 class AttentionStore:
-    """Accumulates cross-attention maps of the cond items during one sampling run."""
+    """Accumulates cross-attention maps of the cond items during one sampling run. Each model adapter
+    feeds it from its own layers (unet_runtime.MapRecorder, dit_runtime.DiTRuntime._record)."""
 
-    def __init__(self, keys: set[tuple], factor: int, prompts):
-        self.keys, self.factor, self.prompts = keys, factor, prompts
+    def __init__(self, prompts):
+        self.prompts = prompts
         self.token_length = prompts.length
         self.reset()
 
@@ -60,27 +59,11 @@ class AttentionStore:
             raise P2PError("the attention store holds the maps of an earlier run: 'samples' were not sampled "
                            "with the patched MODEL in this run.", fix="maps_after_sampling")
 
-    def __call__(self, q, k, extra, layout, coeffs=None):
-        """Record this layer's maps; `coeffs` (edits.CrossCoefficients or None) is this step's edit."""
-        block = extra.get("block")
-        if block is None or (block[0], block[1], extra.get("block_index", 0)) not in self.keys:
-            return
-        if not layout.groups:  # an uncond-only call
-            return
-        src, edits = layout.groups[0]
-        idx = [src, *edits]
-        H, W = extra["original_shape"][-2:]
-        h, w = math.ceil(H / self.factor), math.ceil(W / self.factor)
-        if h * w != q.shape[1]:
-            return
-        self.add(attention_maps(q[idx], k[idx], extra["n_heads"], extra.get("attn_precision")).mean(1), h, w, coeffs)
-
     def add(self, maps: torch.Tensor, h: int, w: int, coeffs=None) -> None:
         """Accumulate one layer's head-averaged maps [source + edits, h*w, Lk] as the edit used them."""
         if coeffs is not None:
             # Head mean first: the edit's coefficients are per token, the same for every head.
-            mapped = maps[:1] @ coeffs.M.float()  # [N, Nq, Lk]
-            maps = torch.cat([maps[:1], coeffs.a1.float()[:, None] * mapped + coeffs.a2.float()[:, None] * maps[1:]])
+            maps = torch.cat([maps[:1], edited_maps(maps[:1], maps[1:], coeffs)])
         reps = maps.shape[-1] // self.token_length  # context repeated to the cond/uncond LCM
         maps = maps.reshape(maps.shape[0], h, w, reps, self.token_length).sum(3)
         if self.sum is None or self.sum.shape != maps.shape:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.append(str(REPO))
-sys.path.append(str(REPO / "tests"))  # the HTTP workflow runner lives with the test helpers
+sys.path.append(str(REPO / "tests" / "support"))  # the HTTP workflow runner lives with the test helpers
 sys.path.append(str(REPO / "training"))  # the shapes renderer draws the demo's "photo"
 
 from harness import ComfyServer, Graph  # noqa: E402
@@ -377,7 +377,7 @@ def run_demo(out: Path, thumbnails_to: Path | None) -> None:
 
 
 # The template browser, as both frontends (1.32.9 and 1.49.6) label it: the left sidebar's button, or the
-# ComfyUI logo menu (top left); the pack's templates are under Extensions. tests/test_browser.py clicks these.
+# ComfyUI logo menu (top left); the pack's templates are under Extensions. tests/browser/test_browser.py clicks these.
 TEMPLATES_BUTTON = "Templates"
 MENU_ITEM = "Browse Templates"
 EXTENSIONS = "Extensions"

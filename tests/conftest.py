@@ -11,7 +11,7 @@ REPO = Path(__file__).resolve().parent.parent
 # The repo root goes AFTER ComfyUI on sys.path: ComfyUI's `nodes.py` must win over the pack's
 # `nodes/` package; the engine (`p2p_attention`) has a unique name.
 sys.path.append(str(REPO))
-sys.path.append(str(REPO / "tests"))
+sys.path.append(str(REPO / "tests" / "support"))  # the helpers: harness, sampling, bounds, comfy_*
 
 from p2p_attention.comfy_bootstrap import bootstrap  # noqa: E402
 
@@ -29,7 +29,7 @@ torch.set_num_threads(1)
 def _tiny(arch: str, seed: int, dtype=torch.float32):
     """v-prediction keeps a random-weight model's latents at a trained model's scale (|x| ~ 1-20);
     with eps-prediction an untrained UNet's sampling ends near |x| ~ 60-90, which scales every float
-    error bound (tests/bounds.py) up with it. dtype: the UNet's weight and compute dtype, set as
+    error bound (tests/support/bounds.py) up with it. dtype: the UNet's weight and compute dtype, set as
     ComfyUI sets it at load (model_build.build_unet)."""
     from p2p_attention.model_build import ModelSpec, build_all
 

@@ -69,11 +69,11 @@ def controls() -> list[Control]:
 def run(model, clip, src, edit, old, new, c: Control, seed: int):
     import dit_eval
 
+    from p2p_attention.apply import apply_edit
     from p2p_attention.blend import make_blend
     from p2p_attention.conditioning import encode_prompt_set
     from p2p_attention.edits import make_plan, with_blend
     from p2p_attention.joint_injection import RegionSpec
-    from p2p_attention.patch import apply_edit
 
     cond, prompts = encode_prompt_set(clip, src, [edit])
     neg = dit_eval._encode(clip, "")
@@ -86,7 +86,7 @@ def run(model, clip, src, edit, old, new, c: Control, seed: int):
         plan = make_plan(prompts, None, "swap", c.cross, c.self_)
         if blend is not None:
             plan = with_blend(plan, prompts, blend)
-    patched, _ = apply_edit(model, plan, self_blocks=c.self_blocks, structure=c.structure,
+    patched, _ = apply_edit(model, plan, self_blocks=c.self_blocks, mmdit_structure=c.structure,
                             region=RegionSpec(**c.region), own_changed=c.own_changed)
     return dit_eval._sample(patched, cond, neg, 2, seed)
 

@@ -74,9 +74,9 @@ def to_images(vae, latents) -> list[np.ndarray]:
 
 def run_pair(model, clip, src, edit, config: EditConfig, blend=None, seed=SEED, steps=STEPS, cfg=CFG):
     """(latents [2, 16, 8, 8], runtime or None, prompts) of source + edit under `config`."""
+    from p2p_attention.apply import apply_edit
     from p2p_attention.conditioning import encode_prompt_set
     from p2p_attention.edits import make_plan, with_blend
-    from p2p_attention.patch import apply_edit
 
     cond, prompts = encode_prompt_set(clip, src, [edit])
     neg = _encode(clip, "")
@@ -85,7 +85,7 @@ def run_pair(model, clip, src, edit, config: EditConfig, blend=None, seed=SEED, 
     plan = make_plan(prompts, None, "swap", config.cross or "0.0", config.self_ or "0.0")
     if blend is not None:
         plan = with_blend(plan, prompts, blend(prompts))
-    patched, runtime = apply_edit(model, plan, self_blocks=config.self_blocks, structure=config.structure,
+    patched, runtime = apply_edit(model, plan, self_blocks=config.self_blocks, mmdit_structure=config.structure,
                                   own_changed=config.own_changed)
     return _sample(patched, cond, neg, 2, seed, steps, cfg), runtime, prompts
 

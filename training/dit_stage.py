@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from train_common import log
 
 from p2p_attention.demo_dit_model import LATENT_HW, build_dit, build_text, pack_state_dict
+from p2p_attention.maps import softmax_maps
 
 POOL = ds.SIZE // LATENT_HW  # pixels per latent pixel (4)
 
@@ -118,7 +119,7 @@ class JointCapture:
         self.maps: list[torch.Tensor] = []
 
     def __call__(self, func, q, k, v, heads, **kwargs):
-        p = torch.softmax(q @ k.transpose(-1, -2) * q.shape[-1] ** -0.5, dim=-1)
+        p = softmax_maps(q, k)  # fp32, as the engine's
         c = p[:, :, self.n_txt:, : self.n_txt]
         self.maps.append((c / c.sum(-1, keepdim=True)).mean(1))
         out = p @ v

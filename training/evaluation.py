@@ -18,6 +18,7 @@ from p2p_attention.batch import batch_layout
 from p2p_attention.prompts import tokenize_prompts
 from p2p_attention.store import AttentionStore
 from p2p_attention.unet_blocks import block_downsample, transformer_block_keys
+from p2p_attention.unet_runtime import MapRecorder
 
 
 @torch.inference_mode()  # training stages leave grad mode on
@@ -47,7 +48,7 @@ def evaluate(model_path: Path, args, n_seeds: int = 2, with_maps: bool = True) -
 
     patcher, clip, vae = load_demo_model(model_path, expected_sha256=None)
     caps = ds.EVAL_CAPTIONS[: args.eval_captions or None]
-    # seed 1000 + i + len(caps) * s for caption i, round s: the same images as tests/test_demo_model.py
+    # seed 1000 + i + len(caps) * s for caption i, round s: the same images as tests/demo/test_demo_model.py
     all_caps = [c for _ in range(n_seeds) for c in caps]
     seeds = [1000 + i for i in range(len(all_caps))]
     t0 = time.time()
@@ -77,14 +78,15 @@ class MapProbe:
 
     def __init__(self, diffusion_model, prompt):
         keys = {key for key, f in block_downsample(diffusion_model).items() if f == 1}
-        self.store = AttentionStore(keys, 1, prompt)
+        self.store = AttentionStore(prompt)
+        self.recorder = MapRecorder(self.store, keys, 1)
         self.calls: list[torch.Tensor] = []  # per call: [16, 16, tokens]
 
     def __deepcopy__(self, memo):  # ModelPatcher.clone() deep-copies model_options: stay shared
         return self
 
     def __call__(self, q, k, v, extra):
-        self.store(q, k, extra, batch_layout(q.shape[0], extra["cond_or_uncond"], n_edits=0))
+        self.recorder(q, k, extra, batch_layout(q.shape[0], extra["cond_or_uncond"], n_edits=0))
         if self.store.layer_calls:
             self.calls.append(self.store.maps()[0])
             self.store.reset()

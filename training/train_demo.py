@@ -52,7 +52,7 @@ from pathlib import Path
 import train_common  # noqa: F401  first: the repo on sys.path, ComfyUI bootstrapped, one CPU thread
 
 # isort: split
-# Re-exported for other code: sample, far_from_side, replace_side (tests/test_demo_model.py),
+# Re-exported for other code: sample, far_from_side, replace_side (tests/demo/test_demo_model.py),
 # attention_localisation and _locality_loss (models/demo/README.md).
 import stages
 from evaluation import attention_localisation, sample  # noqa: F401

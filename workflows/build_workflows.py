@@ -18,8 +18,8 @@ per primitive/COMBO input in `/object_info`'s `input_order` (required, then opti
 `control_after_generate` (or named seed / noise_seed) gets a second value ("fixed", "randomize",
 ...) right after it; a COMBO with `image_upload` gets a trailing upload button value "image".
 
-tests/test_workflows.py checks the result independently (UI -> API converter, runs on the real
-server, template listing) and tests/test_browser.py loads every file in the real frontend.
+tests/graphs/test_workflows.py checks the result independently (UI -> API converter, runs on the real
+server, template listing) and tests/browser/test_browser.py loads every file in the real frontend.
 
 Usage (from the repository root):
     .venv/bin/python workflows/build_workflows.py            # node defs from a test ComfyUI server
@@ -137,7 +137,7 @@ class WNode:
 # Both frontends open a template (and a dropped file without `extra.ds`) with fitView: the graph's
 # bounds fill 75% of the canvas, so a graph of W x H px opens at scale min(0.75 cw / W, 0.75 ch / H).
 # The four-column templates (1430 x 760 px) open at >= 0.8 on a 1600x1000 canvas, the five-column
-# ones (1740 x 850 px) on a full-HD browser window (1920x960 canvas); tests/test_browser.py checks it.
+# ones (1740 x 850 px) on a full-HD browser window (1920x960 canvas); tests/browser/test_browser.py checks it.
 COLUMNS_4 = {0: (0, 360), 1: (390, 340), 2: (760, 320), 3: (1110, 300)}
 COLUMNS_5 = {0: (0, 340), 1: (370, 320), 2: (720, 320), 3: (1070, 300), 4: (1400, 320)}
 ROW_GAP = 50
@@ -709,11 +709,11 @@ def dumps(obj: Any) -> str:
 
 
 def fetch_object_info() -> dict:
-    """/object_info of a real ComfyUI server with this pack (tests/harness.py's ComfyServer)."""
+    """/object_info of a real ComfyUI server with this pack (tests/support/harness.py's ComfyServer)."""
     import tempfile
 
     sys.path.append(str(REPO))
-    sys.path.append(str(REPO / "tests"))
+    sys.path.append(str(REPO / "tests" / "support"))
     from harness import ComfyServer
 
     with tempfile.TemporaryDirectory(prefix="p2p_build_wf_") as tmp:

@@ -26,7 +26,7 @@ class InversionMethod:
         """Refuse or warn about settings, before any model call."""
 
     def check_model(self, family: str | None) -> None:
-        """Refuse what the model family cannot do (family: dit_blocks.dit_family)."""
+        """Refuse what the model family cannot do (family: adapters.model_family)."""
         if family == "flux" and self.needs_uncond:
             raise P2PError(
                 f"method {self.name} works on the unconditional (negative) branch, which Flux.1 does not have: it "

@@ -84,9 +84,9 @@ def set_uncond_context(patched, provider: Callable[[dict], torch.Tensor | None])
     cross-attention layer), an APPLY_MODEL wrapper on MM-DiT models."""
     import comfy.patcher_extension
 
-    from ..dit_blocks import dit_family
+    from ..adapters import model_family
 
-    if dit_family(patched) is None:
+    if model_family(patched) is None:
         patched.set_model_attn2_patch(UncondContextPatch(provider))
     else:
         patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, UNCOND_CONTEXT_KEY,

@@ -11,7 +11,7 @@ SCHEDULER = "ddim_uniform"
 # Flow-matching models (Flux.1, SD3): ComfyUI's euler on the model's own (shifted) flow schedule.
 FLOW_SAMPLER = "euler"
 FLOW_SCHEDULER = "simple"
-WRAPPER_KEY = "p2p_inversion"
+INVERSION_KEY = "p2p_inversion"  # its OUTER_SAMPLE wrapper's key
 _COUNT_KEY = "p2p_inversion_count"
 _EULER_FUNCTIONS = ("sample_euler",)  # "ddim" and "euler" (s_churn 0): the step the inversion inverts
 

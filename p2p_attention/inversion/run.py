@@ -10,7 +10,7 @@ from typing import Callable
 
 import torch
 
-from ..dit_blocks import dit_family
+from ..adapters import model_family
 from ..errors import P2PError, warn
 from .methods import strategy
 from .result import _COUNT_KEY, Inversion, sampling_for
@@ -195,7 +195,7 @@ def invert(
     import comfy.patcher_extension
     import comfy.samplers
 
-    family = dit_family(model_patcher)
+    family = model_family(model_patcher)
     impl = strategy(method)
     impl.check_model(family)
     sampler_name, scheduler = sampling_for(model_patcher)

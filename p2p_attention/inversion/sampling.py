@@ -6,10 +6,11 @@ from __future__ import annotations
 import torch
 
 from ..batch import check_items
+from ..checks import checked_outer_sample
 from ..errors import Explain, P2PError, as_is, warn
 from ..steps import sampler_function_name
 from .methods import strategy
-from .result import _EULER_FUNCTIONS, FLOW_SAMPLER, FLOW_SCHEDULER, WRAPPER_KEY, Inversion
+from .result import _EULER_FUNCTIONS, FLOW_SAMPLER, FLOW_SCHEDULER, INVERSION_KEY, Inversion
 
 
 def _flow_start(guider, latent_image):
@@ -30,7 +31,8 @@ def make_outer_sample_wrapper(inversion: Inversion, n_items: int, explain: Expla
     warned = set()
     flow = inversion.sampler == FLOW_SAMPLER and inversion.scheduler == FLOW_SCHEDULER
 
-    def check(noise, latent_image, sampler, sigmas, guider):
+    def check(executor, noise, latent_image, sampler, sigmas):
+        guider = executor.class_obj
         how = (
             f"The inversion needs sampler '{inversion.sampler}', scheduler '{inversion.scheduler}', "
             f"{inversion.steps} steps, the whole schedule (denoise 1.0) and no added noise."
@@ -69,12 +71,8 @@ def make_outer_sample_wrapper(inversion: Inversion, n_items: int, explain: Expla
             warn("the image was inverted with a different model; the reconstruction will drift.")
         method.check_sampling(inversion, guider, warned)
 
-    def outer_sample(executor, noise, latent_image, sampler, sigmas, *args, **kwargs):
+    def sample(executor, noise, latent_image, sampler, sigmas, *args, **kwargs):
         guider = executor.class_obj
-        try:
-            check(noise, latent_image, sampler, sigmas, guider)
-        except P2PError as e:
-            raise explain(e) from None
         if flow:
             noise = _flow_start(guider, latent_image)
         conds = getattr(guider, "conds", None)
@@ -83,7 +81,7 @@ def make_outer_sample_wrapper(inversion: Inversion, n_items: int, explain: Expla
             conds["negative"] = comfy.sampler_helpers.convert_cond(negative)
         return executor(noise, latent_image, sampler, sigmas, *args, **kwargs)
 
-    return outer_sample
+    return checked_outer_sample(check, explain, sample)
 
 
 def install_inversion(patched_model, inversion: Inversion, n_items: int = 1, explain: Explain = as_is):
@@ -97,8 +95,8 @@ def install_inversion(patched_model, inversion: Inversion, n_items: int = 1, exp
     if not isinstance(inversion, Inversion):
         raise P2PError("the inversion input is not an inversion.", fix="inversion_input")
     outer = comfy.patcher_extension.WrappersMP.OUTER_SAMPLE
-    if patched_model.get_wrappers(outer, WRAPPER_KEY):
+    if patched_model.get_wrappers(outer, INVERSION_KEY):
         raise P2PError("this MODEL already has an inversion installed.", fix="original_model")
     strategy(inversion.method).install(patched_model, inversion)
-    patched_model.add_wrapper_with_key(outer, WRAPPER_KEY, make_outer_sample_wrapper(inversion, int(n_items), explain))
+    patched_model.add_wrapper_with_key(outer, INVERSION_KEY, make_outer_sample_wrapper(inversion, int(n_items), explain))
     return patched_model

@@ -1,6 +1,6 @@
 """Test-only ComfyUI custom node pack: a loader for the tiny random models of the tests.
 
-Never installed for users. tests/harness.py links this folder into a custom_nodes folder as
+Never installed for users. tests/support/harness.py links this folder into a custom_nodes folder as
 `p2p_tiny_test_models`, so workflow tests (in-process and over HTTP) can get a MODEL, CLIP and
 VAE without checkpoint files. The models come from p2p_attention.model_build (SD1.x / SDXL) and
 p2p_attention.dit_build (Flux.1, SD3 / SD3.5), i.e. from ComfyUI's own classes with deterministic

@@ -1,0 +1,166 @@
+"""Smoke test of the benchmark script (`make bench`): `benchmarks/run.py --quick` on the tiny models.
+
+Checks that every configuration ran in its own process and that the JSON has the rows and fields
+the README table is read from. No timing or memory assertion: those are the benchmark's output.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "benchmarks"))
+MODES = {"plain", "p2p", "p2p_ref", "p2p_selfall", "p2p_selfall_ref"}
+UNETS = ("tiny-sd1", "tiny-sdxl")
+DITS = ("tiny-flux", "tiny-sd3")
+SD3_MODES = {"plain", "p2p", "p2p_ref"}  # SD3's default self blocks are every block: no "selfall" variant
+
+
+def _expected_samples():
+    return {(m, mode) for m in (*UNETS, "tiny-flux") for mode in MODES} | {("tiny-sd3", mode) for mode in SD3_MODES}
+METHODS = {"ddim", "null_text", "negative_prompt", "direct"}
+MACHINE = ("machine", "torch", "threads")
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "run.py"), "--quick", "--out", str(out)],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
+    )
+    log = (out / "worker.log").read_text() if (out / "worker.log").is_file() else ""
+    assert proc.returncode == 0, f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}\n{log[-3000:]}"
+    return out, json.loads((out / "results.json").read_text()), proc.stdout
+
+
+def test_every_configuration_ran_in_its_own_process(quick):
+    _, res, _ = quick
+    rows = res["rows"]
+    assert rows and all(r["ok"] for r in rows), [r.get("error") for r in rows if not r.get("ok")]
+    samples = [r for r in rows if r["kind"] == "sample"]
+    assert {(r["model"], r["mode"]) for r in samples} == _expected_samples()
+    assert {r["model"] for r in rows} == {*UNETS, *DITS}  # --quick: tiny models only
+    for r in rows:
+        for key in (*MACHINE, "median_s", "times_s", "cpu_median_s", "peak_mib", "activation_mib", "memory_method"):
+            assert key in r, (key, r["kind"], r.get("mode"))
+        assert len(r["times_s"]) == r["reps"] >= 1
+        assert r["peak_mib"] > 0
+
+
+def test_comparison_rows_and_fields(quick):
+    _, res, _ = quick
+    p2p = res["p2p_vs_plain"]
+    assert {(r["model"], r["mode"]) for r in p2p} == {(m, v) for m in (*UNETS, "tiny-flux")
+                                                      for v in ("p2p", "p2p_selfall")} | {("tiny-sd3", "p2p")}
+    for r in p2p:
+        for key in ("plain_s", "p2p_s", "time_ratio", "cpu_time_ratio", "peak_ratio", "activation_ratio",
+                    "time_goal", "peak_goal", "steps", "batch", *MACHINE):
+            assert key in r, key
+        assert r["batch"] == 2 and r["time_ratio"] > 0 and r["peak_ratio"] > 0
+    fvr = res["fast_vs_reference"]
+    assert len(fvr) == 7
+    for r in fvr:
+        for key in ("fast_s", "reference_s", "fast_peak_mib", "reference_peak_mib", "activation_ratio", *MACHINE):
+            assert key in r, key
+
+
+def test_inversion_rows(quick):
+    _, res, _ = quick
+    inv = {r["method"]: r for r in res["inversion"]}
+    assert set(inv) == METHODS
+    for method, r in inv.items():
+        for key in ("unet_evals", "plain_unet_evals", "evals_ratio", "inversion_s", "plain_s", "time_ratio", *MACHINE):
+            assert key in r, (method, key)
+        assert r["steps"] == r["plain_steps"]
+    n = inv["ddim"]["schedule_steps"]
+    assert inv["ddim"]["unet_evals"] == n  # one conditional evaluation per step
+    assert inv["ddim"]["plain_unet_evals"] == 2 * n  # cond + uncond per step
+    assert inv["null_text"]["unet_backwards"] > 0
+    assert inv["null_text"]["unet_evals"] > inv["ddim"]["unet_evals"]
+    for method in ("null_text", "negative_prompt", "direct"):
+        assert "time_goal" in inv[method]
+
+
+def test_markdown_and_goals(quick):
+    out, res, stdout = quick
+    md = (out / "results.md").read_text()
+    assert "| model |" in md and "## Goals" in md
+    assert md.strip() in stdout  # the table is printed too
+    goals = {g["goal"] for g in res["goals"]}
+    assert any(g.startswith("P2P wall time") for g in goals)
+    assert any(g.startswith("null_text inversion") for g in goals)
+    meta = res["meta"]
+    assert meta["isolation"] in ("fork", "spawn") and meta["torch"] and meta["threads"] == 1
+
+
+def test_dit_rows(quick):
+    """The MM-DiT jobs: 16-channel latents, self injection named by block, the models' table."""
+    _, res, _ = quick
+    rows = [r for r in res["rows"] if r["model"] in DITS and r["kind"] == "sample"]
+    for r in rows:
+        assert r["arch"] == ("flux" if r["model"] == "tiny-flux" else "sd3")
+        assert r["detected_as"] == ("Flux" if r["model"] == "tiny-flux" else "SD3")
+        assert r["cfg"] == (1.0 if r["model"] == "tiny-flux" else 4.5)
+        if r["mode"] != "plain":
+            assert r["store"] and r["self_blocks"] == ("all" if "selfall" in r["mode"] else "auto")
+    flux = {r["mode"]: r for r in rows if r["model"] == "tiny-flux"}
+    assert flux["p2p"]["self_blocks_used"] == "single 1"  # the later single blocks (20/38 of 2 -> 1)
+    assert flux["p2p_selfall"]["self_blocks_used"] == "double 0-1, single 0-1"
+    variants = {r["variant"] for r in res["p2p_vs_plain"] if r["model"] in DITS}
+    assert all("self injection at" in v and "(" in v for v in variants)
+    assert {d["model"] for d in res["dit_models"]} == set(DITS)
+    goals = [g for g in res["goals"] if g["goal"].startswith("fast / reference") and g["model"] in DITS]
+    assert {g["model"] for g in goals} == set(DITS)  # the DiTs' largest latent, apart from the UNets'
+
+
+def test_dit_plan_lists_the_full_width_jobs():
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "run.py"), "--dit", "--list"], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert sum(line.startswith("flux ") for line in lines) == 8  # 3 at 512 px, 5 first-step probes at 1024 px
+    assert sum(line.startswith("sd35-large ") for line in lines) == 5
+    assert not any(" invert " in line for line in lines)
+
+
+@pytest.mark.parametrize("name,blocks,want", [
+    ("flux", (2, 4), ("Flux", 3072, 24, 1.31)),
+    ("flux", (19, 38), ("Flux", 3072, 24, 11.90)),  # Flux.1 dev / schnell
+    ("sd35-large", (4,), ("SD3", 2432, 38, 0.81)),
+    ("sd35-large", (38,), ("SD3", 2432, 38, 8.06)),  # SD3.5 Large
+])
+def test_full_width_configs(name, blocks, want):
+    """The benchmark's unet_configs, built on the meta device (no memory): ComfyUI's detection maps
+    them to Flux / SD3, the width and heads are the real models', and at full depth the parameter
+    counts are Flux.1's 11.9 G and SD3.5 Large's 8.06 G (44 / 30 GiB in float32: why fewer blocks)."""
+    import bench_models
+    import comfy.model_detection
+    import comfy.ops
+    import torch
+
+    cls, hidden, heads, params_g = want
+    if name == "flux":
+        from comfy.ldm.flux.model import Flux
+
+        cfg = bench_models.flux_width_config(*blocks)
+        dm = Flux(**{k: v for k, v in cfg.items() if k != "image_model"}, device="meta", dtype=torch.float32,
+                  operations=comfy.ops.disable_weight_init)
+        assert (len(dm.double_blocks), len(dm.single_blocks)) == blocks
+        assert dm.hidden_size // dm.num_heads == 128 == sum(cfg["axes_dim"])
+    else:
+        from comfy.ldm.modules.diffusionmodules.mmdit import MMDiT
+
+        cfg = bench_models.sd35_large_width_config(*blocks)
+        dm = MMDiT(**cfg, device="meta", dtype=torch.float32, operations=comfy.ops.disable_weight_init)
+        assert len(dm.joint_blocks) == blocks[0]
+    assert type(comfy.model_detection.model_config_from_unet_config(dict(cfg))).__name__ == cls
+    assert (dm.hidden_size, dm.num_heads) == (hidden, heads)
+    assert round(sum(p.numel() for p in dm.parameters()) / 1e9, 2) == params_g
