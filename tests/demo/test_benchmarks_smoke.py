@@ -19,11 +19,12 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 MODES = {"plain", "p2p", "p2p_ref", "p2p_selfall", "p2p_selfall_ref"}
 UNETS = ("tiny-sd1", "tiny-sdxl")
 DITS = ("tiny-flux", "tiny-sd3")
-SD3_MODES = {"plain", "p2p", "p2p_ref"}  # SD3's default self blocks are every block: no "selfall" variant
+# MM-DiT: the default structure (values_outside_edit, every block) and the two others, instead of "selfall"
+DIT_MODES = {"plain", "p2p", "p2p_ref", "p2p_qk", "p2p_maps"}
 
 
 def _expected_samples():
-    return {(m, mode) for m in (*UNETS, "tiny-flux") for mode in MODES} | {("tiny-sd3", mode) for mode in SD3_MODES}
+    return {(m, mode) for m in UNETS for mode in MODES} | {(m, mode) for m in DITS for mode in DIT_MODES}
 METHODS = {"ddim", "null_text", "negative_prompt", "direct"}
 MACHINE = ("machine", "torch", "threads")
 
@@ -58,15 +59,15 @@ def test_every_configuration_ran_in_its_own_process(quick):
 def test_comparison_rows_and_fields(quick):
     _, res, _ = quick
     p2p = res["p2p_vs_plain"]
-    assert {(r["model"], r["mode"]) for r in p2p} == {(m, v) for m in (*UNETS, "tiny-flux")
-                                                      for v in ("p2p", "p2p_selfall")} | {("tiny-sd3", "p2p")}
+    assert {(r["model"], r["mode"]) for r in p2p} == ({(m, v) for m in UNETS for v in ("p2p", "p2p_selfall")}
+                                                      | {(m, v) for m in DITS for v in ("p2p", "p2p_qk", "p2p_maps")})
     for r in p2p:
         for key in ("plain_s", "p2p_s", "time_ratio", "cpu_time_ratio", "peak_ratio", "activation_ratio",
                     "time_goal", "peak_goal", "steps", "batch", *MACHINE):
             assert key in r, key
         assert r["batch"] == 2 and r["time_ratio"] > 0 and r["peak_ratio"] > 0
     fvr = res["fast_vs_reference"]
-    assert len(fvr) == 7
+    assert len(fvr) == 6  # UNets: p2p, p2p_selfall; MM-DiTs: p2p (qk / maps run no reference twin)
     for r in fvr:
         for key in ("fast_s", "reference_s", "fast_peak_mib", "reference_peak_mib", "activation_ratio", *MACHINE):
             assert key in r, key
@@ -110,10 +111,11 @@ def test_dit_rows(quick):
         assert r["detected_as"] == ("Flux" if r["model"] == "tiny-flux" else "SD3")
         assert r["cfg"] == (1.0 if r["model"] == "tiny-flux" else 4.5)
         if r["mode"] != "plain":
-            assert r["store"] and r["self_blocks"] == ("all" if "selfall" in r["mode"] else "auto")
+            assert r["store"] and r["self_blocks"] == "auto"
     flux = {r["mode"]: r for r in rows if r["model"] == "tiny-flux"}
-    assert flux["p2p"]["self_blocks_used"] == "single 1"  # the later single blocks (20/38 of 2 -> 1)
-    assert flux["p2p_selfall"]["self_blocks_used"] == "double 0-1, single 0-1"
+    assert flux["p2p"]["structure"] == "values_outside_edit"
+    assert flux["p2p"]["self_blocks_used"] == flux["p2p_qk"]["self_blocks_used"] == "double 0-1, single 0-1"
+    assert flux["p2p_maps"]["self_blocks_used"] == "single 1"  # the later single blocks (20/38 of 2 -> 1)
     variants = {r["variant"] for r in res["p2p_vs_plain"] if r["model"] in DITS}
     assert all("self injection at" in v and "(" in v for v in variants)
     assert {d["model"] for d in res["dit_models"]} == set(DITS)
@@ -126,8 +128,9 @@ def test_dit_plan_lists_the_full_width_jobs():
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
-    assert sum(line.startswith("flux ") for line in lines) == 8  # 3 at 512 px, 5 first-step probes at 1024 px
-    assert sum(line.startswith("sd35-large ") for line in lines) == 5
+    # 4 at 512 px (plain and the three MM-DiT structures), then the first-step probes at 1024 px (5, SD3.5 3)
+    assert sum(line.startswith("flux ") for line in lines) == 9
+    assert sum(line.startswith("sd35-large ") for line in lines) == 7
     assert not any(" invert " in line for line in lines)
 
 
