@@ -5,7 +5,8 @@ colour and shape, in either order, and nothing of the layout: "a red circle and 
 Geometry is coupled to the words, as a real model couples a dog's pose to "dog":
 - each colour has its own home: the object's centre is drawn around that colour's anchor
   (COLOUR_ANCHORS, +-JITTER px), so a colour word says roughly where the object is;
-- each shape has its own typical size (SHAPE_RADII, +-RADIUS_JITTER px);
+- each shape has its own typical size (SHAPE_RADII, +-RADIUS_JITTER px) and pulls the object its own
+  way from the colour's home (SHAPE_OFFSETS), so a shape swap moves it too;
 - the background's hue follows the first-named object's colour (BG_HUE_SHIFT from its hue), its
   gradient angle, saturation, value and texture are drawn per image.
 So with the same noise a naive edit of one word moves that object (and its neighbour, which must
@@ -43,6 +44,7 @@ COLOUR_ANCHORS: dict[str, tuple[float, float]] = {
 }
 JITTER = 2.5
 SHAPE_RADII = {"circle": 4.5, "square": 6.5, "triangle": 7.0, "star": 5.5}
+SHAPE_OFFSETS = {"circle": (0.0, -2.5), "square": (2.5, 0.0), "triangle": (0.0, 2.5), "star": (-2.5, 0.0)}
 RADIUS_JITTER = 0.6
 BG_HUE_SHIFT = 0.5  # background hue = first object's hue + this (+- 0.08)
 MIN_GAP = 1.0  # px between the two objects' bounding circles
@@ -100,11 +102,13 @@ def _hue(colour: str) -> float:
 
 
 def place(rng: np.random.Generator, specs: list[tuple[str, str]]) -> list[tuple[float, float, float]]:
-    """(cx, cy, r) per (colour, shape): around the colour's anchor, the shape's radius; the two
+    """(cx, cy, r) per (colour, shape): around the colour's anchor + the shape's offset, the shape's
+    radius; the two
     bounding circles kept MIN_GAP apart (resampled, then pushed apart along their axis)."""
     radii = [SHAPE_RADII[s] + rng.uniform(-RADIUS_JITTER, RADIUS_JITTER) for _, s in specs]
     for _ in range(20):
-        cs = [np.array(COLOUR_ANCHORS[c]) + rng.uniform(-JITTER, JITTER, 2) for c, _ in specs]
+        cs = [np.array(COLOUR_ANCHORS[c]) + np.array(SHAPE_OFFSETS[s]) + rng.uniform(-JITTER, JITTER, 2)
+              for c, s in specs]
         if np.linalg.norm(cs[0] - cs[1]) >= radii[0] + radii[1] + MIN_GAP:
             break
     else:

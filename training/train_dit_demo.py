@@ -47,7 +47,7 @@ WORLDS = {
     "shapes": ("p2p_demo_flux_tiny", "_work_dit",
                {"vae_steps": 300, "dec_steps": 1500, "dec_local": 0.0, "dit_steps": DIT_STEPS, "lr_halflife": 1000.0}),
     "scenes": ("p2p_demo_flux_scenes", "_work_dit_scenes",
-               {"vae_steps": 400, "dec_steps": 800, "dec_local": 3.0, "dit_steps": 6000, "lr_halflife": 1500.0}),
+               {"vae_steps": 1000, "dec_steps": 800, "dec_local": 3.0, "dit_steps": 6000, "lr_halflife": 1500.0}),
 }
 
 
@@ -60,7 +60,7 @@ def parse_args(argv=None):
     p.add_argument("--work", default=None, help="default training/_work_dit (shapes), _work_dit_scenes (scenes)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--n-train", type=int, default=8000)
-    p.add_argument("--vae-steps", type=int, default=None, help="default 300 (shapes), 400 (scenes)")
+    p.add_argument("--vae-steps", type=int, default=None, help="default 300 (shapes), 1000 (scenes)")
     p.add_argument("--vae-batch", type=int, default=16)
     p.add_argument("--vae-lr", type=float, default=1e-3)
     p.add_argument("--vae-latent-noise", type=float, default=0.1, help="half of each batch decodes latents + this x std noise")
@@ -82,6 +82,10 @@ def parse_args(argv=None):
     p.add_argument("--eval-steps", type=int, default=20)
     p.add_argument("--eval-captions", type=int, default=24)
     p.add_argument("--ckpt-every", type=int, default=100)
+    p.add_argument("--eval-methods", nargs="*", default=None,
+                   help="scenes: the edit methods the eval runs (first words: naive p2p full; default all)")
+    p.add_argument("--eval-pairs", type=int, default=16, help="scenes: edit pairs per kind in the eval")
+    p.add_argument("--eval-seeds", type=int, nargs="+", default=[0], help="scenes: the eval's seeds")
     p.add_argument("--stage", default="all", choices=["all", "vae", "decoder", "dit", "export", "eval", "peek"])
     p.add_argument("--fresh", action="store_true", help="ignore cached stages in --work")
     args = p.parse_args(argv)
