@@ -49,7 +49,7 @@ def blend_words(pair) -> str:
     return pair.new if pair.old is None else f"{pair.old}, {pair.new}"
 
 
-def run(model, clip, pair, m: Method, seed: int):
+def run(model, clip, pair, m: Method, seed: int, steps: int = 20, cfg: float = 4.0):
     """Latents [2, 16, 8, 8]: source and edit, one initial noise."""
     import dit_eval
 
@@ -62,14 +62,14 @@ def run(model, clip, pair, m: Method, seed: int):
     cond, prompts = encode_prompt_set(clip, pair.source, [pair.edit])
     neg = dit_eval._encode(clip, "")
     if m.naive and not m.blend:
-        return dit_eval._sample(model, cond, neg, 2, seed)
+        return dit_eval._sample(model, cond, neg, 2, seed, steps, cfg)
     mode = "refine" if pair.kind == "refine" else "swap"
     plan = None if m.naive else make_plan(prompts, None, mode, m.cross, m.self_)
     if m.blend:
         plan = with_blend(plan, prompts, make_blend(prompts, blend_words(pair), "", 0.3, 0.3, 0.2, 1))
     preserve = PreserveSpec(**m.preserve) if m.preserve else None
     patched, _ = apply_edit(model, plan, self_blocks="all", preserve=preserve)
-    return dit_eval._sample(patched, cond, neg, 2, seed)
+    return dit_eval._sample(patched, cond, neg, 2, seed, steps, cfg)
 
 
 def ceiling_images(vae, pair, seed: int, i: int):
@@ -87,7 +87,7 @@ def ceiling_images(vae, pair, seed: int, i: int):
     return (rec * 255 + 0.5).astype(np.uint8), x
 
 
-def measure(model, clip, vae, pairs, methods, seeds, ceiling=True, keep_images=False) -> dict:
+def measure(model, clip, vae, pairs, methods, seeds, ceiling=True, keep_images=False, steps=20, cfg=4.0) -> dict:
     import dit_eval
     from scenes_judge import edit_figures
 
@@ -103,7 +103,7 @@ def measure(model, clip, vae, pairs, methods, seeds, ceiling=True, keep_images=F
         rows = []
         for seed in seeds:
             for i, p in enumerate(pairs):
-                imgs = dit_eval.to_images(vae, run(model, clip, p, m, seed))
+                imgs = dit_eval.to_images(vae, run(model, clip, p, m, seed, steps, cfg))
                 rows.append(edit_figures(imgs[0], imgs[1], p))
                 if keep_images:
                     images[(m.name, seed, i)] = imgs
@@ -151,7 +151,7 @@ def goals(s: dict) -> list[str]:
             f"{'met' if p['iou'] >= max(0.9, n['iou'] + 0.15) else 'NOT met'}"]
 
 
-def generation_figures(model, clip, vae, n: int = 24, seed0: int = 1000) -> dict:
+def generation_figures(model, clip, vae, n: int = 24, seed0: int = 1000, steps: int = 20, cfg: float = 4.0) -> dict:
     """The judge on n sampled captions of the pairs' sources and edits (colour drawn, shape)."""
     import dit_eval
     import scenes_dataset as sd
@@ -161,7 +161,8 @@ def generation_figures(model, clip, vae, n: int = 24, seed0: int = 1000) -> dict
     neg = dit_eval._encode(clip, "")
     res = []
     for i, c in enumerate(caps):
-        img = dit_eval.to_images(vae, dit_eval._sample(model, dit_eval._encode(clip, c), neg, 1, seed0 + i))[0]
+        img = dit_eval.to_images(vae, dit_eval._sample(model, dit_eval._encode(clip, c), neg, 1, seed0 + i, steps,
+                                                        cfg))[0]
         res.append(judge(img, c))
     return summarise(res)
 
@@ -182,11 +183,12 @@ def evaluate(model_path: Path, args) -> dict:
 
     model, clip, vae = load_demo_dit_model(model_path, expected_sha256=None)
     t0 = time.time()
-    out = {"generation": generation_figures(model, clip, vae, args.eval_captions)}
+    out = {"generation": generation_figures(model, clip, vae, args.eval_captions, steps=args.eval_steps, cfg=args.cfg)}
     names = getattr(args, "eval_methods", None)
     methods = [m for m in METHODS if names is None or m.name.split(" ")[0].lower() in names]
     per_kind = getattr(args, "eval_pairs", 16)
-    s = summary(measure(model, clip, vae, sd.edit_pairs(per_kind), methods, getattr(args, "eval_seeds", [0])))
+    s = summary(measure(model, clip, vae, sd.edit_pairs(per_kind), methods, getattr(args, "eval_seeds", [0]),
+                        steps=args.eval_steps, cfg=args.cfg))
     out["edits"] = s
     out["eval_s"] = time.time() - t0
     print(markdown(s), flush=True)
