@@ -14,10 +14,26 @@ wherever it is (judge.label_pixels: nearest palette colour within COLOUR_THRESHO
 from __future__ import annotations
 
 import numpy as np
-from judge import MIN_PIXELS, _largest_blob, classify_shape, label_pixels
+from judge import MIN_PIXELS, _largest_blob, label_pixels
 from judge import object_mask as bright_mask
-from scenes_dataset import NAMES, EditPair, parse_caption
+from scenes_dataset import NAMES, SHAPES, EditPair, parse_caption, shape_mask, template_bbox
 from scipy import ndimage
+
+
+def classify_shape(blob: np.ndarray) -> tuple[str, dict]:
+    """judge.classify_shape over this world's shapes: the best-IoU template fitted to the blob's
+    bounding box."""
+    ys, xs = np.nonzero(blob)
+    x0, x1, y0, y1 = xs.min(), xs.max() + 1, ys.min(), ys.max() + 1
+    scores = {}
+    for s in SHAPES:
+        tx0, tx1, ty0, ty1 = template_bbox(s)
+        r = ((x1 - x0) / (tx1 - tx0) + (y1 - y0) / (ty1 - ty0)) / 2
+        cx = (x0 + x1) / 2 - r * (tx0 + tx1) / 2
+        cy = (y0 + y1) / 2 - r * (ty0 + ty1) / 2
+        t = shape_mask(s, cx, cy, r, size=blob.shape[0], ss=4) > 0.5
+        scores[s] = float((t & blob).sum() / max(1, (t | blob).sum()))
+    return max(scores, key=scores.get), scores
 
 
 def colours(img) -> list[str]:
@@ -28,7 +44,7 @@ def colours(img) -> list[str]:
 
 def object_mask(img, colour: str | None, lab=None) -> np.ndarray:
     """The object of this colour: its colour's largest blob, grown by the bright (judge.object_mask)
-    pixels touching it, so that the outline does not depend on how close each colour's antialiased
+    unlabelled pixels touching it, so that the outline does not depend on how close each colour's antialiased
     edge is to the palette."""
     lab = label_pixels(img) if lab is None else lab
     if colour is None:
@@ -37,7 +53,7 @@ def object_mask(img, colour: str | None, lab=None) -> np.ndarray:
     if m.sum() < MIN_PIXELS:
         return np.zeros(lab.shape, bool)
     blob = _largest_blob(m)
-    return blob | (bright_mask(img) & ndimage.binary_dilation(blob))
+    return blob | (bright_mask(img) & ndimage.binary_dilation(blob) & (lab < 0))  # not another object's colour
 
 
 def judge(img, caption: str) -> list[dict]:
