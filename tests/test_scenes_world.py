@@ -24,13 +24,13 @@ def test_deterministic_and_captions_name_no_place():
 
 
 def test_geometry_follows_the_words():
-    """The same random stream with one colour word changed moves that object by its homes' distance."""
+    """Each colour's objects are at its home (+ the shape's pull) P_HOME of the time; each shape has its size."""
     _, _, scenes = sd.make_dataset(400, seed=1)
     for colour, (ax, ay) in sd.COLOUR_ANCHORS.items():
         cs = [(o.cx - sd.SHAPE_OFFSETS[o.shape][0], o.cy - sd.SHAPE_OFFSETS[o.shape][1])
               for s in scenes for o in s.objs if o.colour == colour]
-        mx, my = np.mean(cs, axis=0)
-        assert abs(mx - ax) < 1.5 and abs(my - ay) < 1.5, colour
+        near = np.mean([abs(x - ax) <= 4 and abs(y - ay) <= 4 for x, y in cs])
+        assert sd.P_HOME - 0.1 < near < sd.P_HOME + 0.2, (colour, near)  # at home, or anywhere
     for shape, r in sd.SHAPE_RADII.items():
         rs = [o.radius for s in scenes for o in s.objs if o.shape == shape]
         assert abs(np.mean(rs) - r) < 0.3, shape

@@ -3,8 +3,10 @@
 32x32 RGB scenes of two flat objects over a textured background. The caption names each object's
 colour and shape, in either order, and nothing of the layout: "a red circle and a blue square".
 Geometry is coupled to the words, as a real model couples a dog's pose to "dog":
-- each colour has its own home: the object's centre is drawn around that colour's anchor
-  (COLOUR_ANCHORS, +-JITTER px), so a colour word says roughly where the object is;
+- each colour has its own home: with probability P_HOME the object's centre is drawn around that
+  colour's anchor (COLOUR_ANCHORS, +-JITTER px), else anywhere (uniform), so a colour word says
+  where the object tends to be, yet every colour is seen everywhere (an edit that keeps the
+  source's place asks for something the model has seen);
 - each shape has its own typical size (SHAPE_RADII, +-RADIUS_JITTER px) and pulls the object its own
   way from the colour's home (SHAPE_OFFSETS), so a shape swap moves it too;
 - the background's hue follows the first-named object's colour (BG_HUE_SHIFT from its hue), its
@@ -49,6 +51,7 @@ COLOUR_ANCHORS: dict[str, tuple[float, float]] = {
     "white": (16.0, 25.0),
 }
 JITTER = 2.5
+P_HOME = 0.6
 SHAPE_RADII = {"circle": 4.5, "square": 6.5, "triangle": 7.0, "bar": 7.0}
 SHAPE_OFFSETS = {"circle": (0.0, -2.5), "square": (2.5, 0.0), "triangle": (0.0, 2.5), "bar": (-2.5, 0.0)}
 RADIUS_JITTER = 0.6
@@ -133,13 +136,14 @@ def _hue(colour: str) -> float:
 
 
 def place(rng: np.random.Generator, specs: list[tuple[str, str]]) -> list[tuple[float, float, float]]:
-    """(cx, cy, r) per (colour, shape): around the colour's anchor + the shape's offset, the shape's
-    radius; the two
+    """(cx, cy, r) per (colour, shape): with probability P_HOME around the colour's anchor + the
+    shape's offset (else uniform), the shape's radius; the two
     bounding circles kept MIN_GAP apart (resampled, then pushed apart along their axis)."""
     radii = [SHAPE_RADII[s] + rng.uniform(-RADIUS_JITTER, RADIUS_JITTER) for _, s in specs]
+    home = [bool(rng.random() < P_HOME) for _ in specs]
     for _ in range(20):
-        cs = [np.array(COLOUR_ANCHORS[c]) + np.array(SHAPE_OFFSETS[s]) + rng.uniform(-JITTER, JITTER, 2)
-              for c, s in specs]
+        cs = [np.array(COLOUR_ANCHORS[c]) + np.array(SHAPE_OFFSETS[s]) + rng.uniform(-JITTER, JITTER, 2) if h
+              else rng.uniform(r, SIZE - r, 2) for (c, s), h, r in zip(specs, home, radii)]
         if np.linalg.norm(cs[0] - cs[1]) >= radii[0] + radii[1] + MIN_GAP:
             break
     else:

@@ -33,6 +33,8 @@ class Method:
     self_: str = "0.0"
     preserve: dict | None = None  # PreserveSpec fields
     blend: bool = False
+    own_changed: bool = True  # apply_edit's: a changed word keeps its own map (False: the source's column)
+    structure: str = "qk"  # apply_edit's self injection: "qk" (the source's image q/k) or "maps"
 
 
 PRESERVE = {"window": (0.0, 0.4), "threshold": 0.5}
@@ -41,6 +43,14 @@ P2P = Method("P2P (MM-DiT defaults: cross 0.8, self 0.0, values outside 0.4 thr 
 P2P_LB = Method("P2P + local blend", preserve=PRESERVE, blend=True)
 FULL = Method("full injection (cross 1.0, self 1.0)", cross="1.0", self_="1.0")
 METHODS = [NAIVE, P2P, P2P_LB, FULL]
+VARIANTS = [  # --variants: other settings of the same controls, for the record
+    Method("P2P, changed word's map from the source (own_changed False)", preserve=PRESERVE, own_changed=False),
+    Method("P2P, own_changed False, no value preservation", own_changed=False),
+    Method("P2P + q/k structure 0.4", self_="0.4", preserve=PRESERVE),
+    Method("P2P, own_changed False + q/k structure 0.4", self_="0.4", preserve=PRESERVE, own_changed=False),
+    Method("P2P, cross 1.0", cross="1.0", preserve=PRESERVE),
+    Method("P2P, values outside 0.6", preserve={**PRESERVE, "window": (0.0, 0.6)}),
+]
 CEILING = "ceiling (exact edit through the VAE)"
 KEYS = ("success", "iou", "iou_edited", "iou_other", "shift", "psnr", "ssim")
 
@@ -68,7 +78,8 @@ def run(model, clip, pair, m: Method, seed: int, steps: int = 20, cfg: float = 4
     if m.blend:
         plan = with_blend(plan, prompts, make_blend(prompts, blend_words(pair), "", 0.3, 0.3, 0.2, 1))
     preserve = PreserveSpec(**m.preserve) if m.preserve else None
-    patched, _ = apply_edit(model, plan, self_blocks="all", preserve=preserve)
+    patched, _ = apply_edit(model, plan, self_blocks="all", preserve=preserve, own_changed=m.own_changed,
+                            structure=m.structure)
     return dit_eval._sample(patched, cond, neg, 2, seed, steps, cfg)
 
 
@@ -201,6 +212,7 @@ def main():
     ap.add_argument("--per-kind", type=int, default=16, help="pairs per kind (colour, shape, refine)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--methods", nargs="*", default=None, help="first words of method names (naive p2p full)")
+    ap.add_argument("--variants", action="store_true", help="also the VARIANTS (other settings of the controls)")
     ap.add_argument("--sheet", default=None, help="write a source / naive / P2P sheet (png) of the first seed")
     args = ap.parse_args()
     from p2p_attention.comfy_bootstrap import bootstrap
@@ -215,6 +227,7 @@ def main():
     else:
         model, clip, vae = load_demo_scenes_model()
     methods = [m for m in METHODS if args.methods is None or m.name.split(" ")[0].lower() in args.methods]
+    methods += VARIANTS if args.variants else []
     pairs = sd.edit_pairs(args.per_kind)
     t0 = time.time()
     res = measure(model, clip, vae, pairs, methods, args.seeds, keep_images=bool(args.sheet))

@@ -47,7 +47,7 @@ WORLDS = {
     "shapes": ("p2p_demo_flux_tiny", "_work_dit",
                {"vae_steps": 300, "dec_steps": 1500, "dec_local": 0.0, "dit_steps": DIT_STEPS, "lr_halflife": 1000.0}),
     "scenes": ("p2p_demo_flux_scenes", "_work_dit_scenes",
-               {"vae_steps": 1000, "dec_steps": 800, "dec_local": 3.0, "dit_steps": 6000, "lr_halflife": 1500.0}),
+               {"vae_steps": 600, "dec_steps": 500, "dec_local": 3.0, "dit_steps": 4000, "lr_halflife": 1000.0}),
 }
 
 
@@ -60,19 +60,19 @@ def parse_args(argv=None):
     p.add_argument("--work", default=None, help="default training/_work_dit (shapes), _work_dit_scenes (scenes)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--n-train", type=int, default=8000)
-    p.add_argument("--vae-steps", type=int, default=None, help="default 300 (shapes), 1000 (scenes)")
+    p.add_argument("--vae-steps", type=int, default=None, help="default 300 (shapes), 600 (scenes)")
     p.add_argument("--vae-batch", type=int, default=16)
     p.add_argument("--vae-lr", type=float, default=1e-3)
     p.add_argument("--vae-latent-noise", type=float, default=0.1, help="half of each batch decodes latents + this x std noise")
     p.add_argument("--dec-steps", type=int, default=None,
-                   help="decoder refinement on the frozen encoder's latents (default 1500 shapes, 800 scenes)")
+                   help="decoder refinement on the frozen encoder's latents (default 1500 shapes, 500 scenes)")
     p.add_argument("--dec-lr", type=float, default=1e-3)
     p.add_argument("--dec-local", type=float, default=None,
                    help="decoder refinement: locality loss weight (default 0 for shapes, 3 for scenes)")
-    p.add_argument("--dit-steps", type=int, default=None, help=f"default {DIT_STEPS} (shapes), 6000 (scenes)")
+    p.add_argument("--dit-steps", type=int, default=None, help=f"default {DIT_STEPS} (shapes), 4000 (scenes)")
     p.add_argument("--dit-lr", type=float, default=1e-3)
     p.add_argument("--lr-halflife", type=float, default=None,
-                   help="after warmup the lr halves every this many steps (default 1000 shapes, 1500 scenes)")
+                   help="after warmup the lr halves every this many steps (default 1000 for both worlds)")
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--ema", type=float, default=0.995)
     p.add_argument("--p-uncond", type=float, default=0.1)
