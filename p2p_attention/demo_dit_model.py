@@ -29,7 +29,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DIT_DEMO_WEIGHTS = REPO_ROOT / "models" / "demo" / "p2p_demo_flux_tiny.safetensors"
 DIT_DEMO_SHA256 = "931beb5cac6803102065150f10c4d7ecdb8b5ffb5fb0c38b49ceb4878fa065ab"
 DIT_SCENES_WEIGHTS = REPO_ROOT / "models" / "demo" / "p2p_demo_flux_scenes.safetensors"
-DIT_SCENES_SHA256 = "0" * 64  # set when the file is trained (training/train_dit_demo.py --world scenes)
+DIT_SCENES_SHA256 = "3179f408e97f35190c60f8c63eb1ca3c665e28b565282594d8ab148c4ed8355a"
 DIT_DEMO_RESOLUTION = 32  # pixels; latent 8x8x16 (EmptyLatentImage / EmptySD3LatentImage width/height 64)
 LATENT_HW = 8
 T5_MIN_LENGTH = 24  # every caption of the shapes data is <= 18 T5 tokens (with its end token)
