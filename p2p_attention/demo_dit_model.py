@@ -28,6 +28,8 @@ from .model_build import ModelSpec
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DIT_DEMO_WEIGHTS = REPO_ROOT / "models" / "demo" / "p2p_demo_flux_tiny.safetensors"
 DIT_DEMO_SHA256 = "931beb5cac6803102065150f10c4d7ecdb8b5ffb5fb0c38b49ceb4878fa065ab"
+DIT_SCENES_WEIGHTS = REPO_ROOT / "models" / "demo" / "p2p_demo_flux_scenes.safetensors"
+DIT_SCENES_SHA256 = "3179f408e97f35190c60f8c63eb1ca3c665e28b565282594d8ab148c4ed8355a"
 DIT_DEMO_RESOLUTION = 32  # pixels; latent 8x8x16 (EmptyLatentImage / EmptySD3LatentImage width/height 64)
 LATENT_HW = 8
 T5_MIN_LENGTH = 24  # every caption of the shapes data is <= 18 T5 tokens (with its end token)
@@ -199,3 +201,12 @@ def load_demo_dit_model(path: str | Path | None = None, expected_sha256: str | N
                            "training/train_dit_demo.py and update DIT_DEMO_SHA256.")
     dit_sd, text_sd, vae_sd = split_state_dict(safetensors.torch.load_file(str(path)))
     return build_dit(dit_sd), build_text(text_sd), build_dit_demo_vae(vae_sd)
+
+
+def load_demo_scenes_model(path: str | Path | None = None, expected_sha256: str | None | object = _DEFAULT):
+    """(MODEL, CLIP, VAE) of the scenes demo (the same architecture, trained on
+    training/scenes_dataset.py: captions say what, not where); the shipped file is checked against
+    DIT_SCENES_SHA256."""
+    if expected_sha256 is _DEFAULT:
+        expected_sha256 = DIT_SCENES_SHA256 if path is None else None
+    return load_demo_dit_model(DIT_SCENES_WEIGHTS if path is None else path, expected_sha256)

@@ -30,6 +30,14 @@ from p2p_attention.demo_dit_model import LATENT_HW, build_dit, build_text, pack_
 from p2p_attention.maps import softmax_maps
 
 POOL = ds.SIZE // LATENT_HW  # pixels per latent pixel (4)
+WORLD = ds  # the dataset module: shapes_dataset, or scenes_dataset (set_world)
+
+
+def set_world(module) -> None:
+    """Train on another world's captions (its vocabulary(), object_words(), object_coverage())."""
+    global WORLD
+    assert module.SIZE // LATENT_HW == POOL
+    WORLD = module
 
 
 # ----------------------------------------------------------------------------- text
@@ -176,6 +184,8 @@ def out_of_place_t5(t5) -> list:
 def object_targets(scenes, captions, clip):
     """Per sample: T5 positions of each object's size/colour/shape words [N, 6] (-1 pad), the
     object they name [N, 6], the objects' coverage at the latent's resolution [N, 2, 64]."""
+    if hasattr(WORLD, "object_words"):
+        return _world_targets(scenes, captions, clip)
     n = len(scenes)
     pos = torch.full((n, 6), -1, dtype=torch.long)
     obj = torch.zeros((n, 6), dtype=torch.long)
@@ -193,6 +203,23 @@ def object_targets(scenes, captions, clip):
                 j += 1
         for k, o in enumerate(sc.objs):
             m = torch.from_numpy(ds.shape_mask(o.shape, o.cx, o.cy, o.radius, ss=4))
+            masks[i, k] = F.avg_pool2d(m[None, None], POOL).flatten()
+    return pos, obj, masks
+
+
+def _world_targets(scenes, captions, clip):
+    """object_targets for a world that says which caption words name which object."""
+    n = len(scenes)
+    pos = torch.full((n, 6), -1, dtype=torch.long)
+    obj = torch.zeros((n, 6), dtype=torch.long)
+    masks = torch.zeros((n, 2, LATENT_HW * LATENT_HW))
+    cache: dict[str, list] = {}
+    for i, (sc, cap) in enumerate(zip(scenes, captions)):
+        wpos = cache.get(cap) or cache.setdefault(cap, word_token_positions(clip, cap))
+        for j, (wi, k) in enumerate(WORLD.object_words(cap)):
+            pos[i, j], obj[i, j] = wpos[wi][0], k
+        for k in range(2):
+            m = torch.from_numpy(WORLD.object_coverage(sc, k))
             masks[i, k] = F.avg_pool2d(m[None, None], POOL).flatten()
     return pos, obj, masks
 
@@ -341,7 +368,7 @@ def used_token_ids(clip, captions=None) -> dict[str, list[int]]:
     they use no others."""
     used: dict[str, set] = {"t5": set(), "clip_l": set()}
     captions = set(captions or [])
-    for text in ds.vocabulary() + [""] + sorted(captions):
+    for text in WORLD.vocabulary() + [""] + sorted(captions):
         tok = clip.tokenize(text)
         ids = {"t5": {t for t, _ in tok["t5xxl"][0]}, "clip_l": {t for t, _ in tok["l"][0]}}
         if text in captions:
@@ -352,10 +379,10 @@ def used_token_ids(clip, captions=None) -> dict[str, list[int]]:
     return {k: sorted(v) for k, v in used.items()}
 
 
-def export(dit_sd: dict, text_sd: dict, vae_sd: dict, captions, out: Path) -> None:
+def export(dit_sd: dict, text_sd: dict, vae_sd: dict, captions, out: Path, name: str = "p2p_demo_flux_tiny") -> None:
     import safetensors.torch
 
     sd = pack_state_dict(dit_sd, text_sd, vae_sd, used_token_ids(build_text(seed=0), captions))
     out.parent.mkdir(parents=True, exist_ok=True)
     # One metadata entry: safetensors writes its metadata map in hash order (see export_weights).
-    safetensors.torch.save_file(sd, str(out), metadata={"model": "p2p_demo_flux_tiny"})
+    safetensors.torch.save_file(sd, str(out), metadata={"model": name})

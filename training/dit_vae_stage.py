@@ -92,10 +92,24 @@ def vae_psnr(vae_sd: dict, images: np.ndarray) -> float:
 
 
 # ---------------------------------------------------------------------- decoder refinement
+def locality_loss(m, z: torch.Tensor, rec: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """vae_stage.locality_loss at this VAE's 4x and 8x8 latent: one side of each latent (from a
+    random column/row 2..6 on) is replaced by another image's; decoded pixels more than 2 latent
+    pixels away from that region should not move."""
+    from vae_stage import far_from_side, replace_side
+
+    side = int(torch.randint(0, 4, (1,), generator=gen))
+    cut = int(torch.randint(3, 7, (1,), generator=gen))
+    rec2 = m.decoder(m.post_quant_conv(replace_side(z, z.roll(1, 0), side, cut)))
+    keep = 4 * (cut - 2)  # image columns (4 px per latent px) at least 2 latent px from the change
+    return (far_from_side(rec2, side, keep) - far_from_side(rec, side, keep)).abs().mean()
+
+
 def refine_decoder(vae_sd: dict, images: np.ndarray, args, probe=None) -> dict:
     """post_quant_conv + decoder trained further on the frozen (normalised) encoder's latents: the
     DiT's training data do not change, so this may run after it (or beside it). L1 + MSE, half of
-    each batch on noised latents as in train_vae. `probe(vae_sd) -> str` is logged every 100 steps."""
+    each batch on noised latents as in train_vae, plus --dec-local x locality_loss (on the clean
+    half; absent or 0: none). `probe(vae_sd) -> str` is logged every 100 steps."""
     lat = encode_all(vae_sd, images)
     m = build_dit_demo_vae(state_dict=vae_sd).first_stage_model.float().train()
     params = list(m.post_quant_conv.parameters()) + list(m.decoder.parameters())
@@ -118,14 +132,19 @@ def refine_decoder(vae_sd: dict, images: np.ndarray, args, probe=None) -> dict:
         rec = m.decoder(m.post_quant_conv(z + noise))
         l1 = (rec - x).abs().mean()
         loss = l1 + 0.5 * F.mse_loss(rec, x)
+        local = torch.zeros(())
+        if getattr(args, "dec_local", 0) > 0:
+            half = len(x) // 2
+            local = locality_loss(m, z[:half], rec[:half], gen)
+            loss = loss + args.dec_local * local
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         if step % 25 == 0 or step == args.dec_steps - 1:
-            extra = ""
+            extra = f" locality {local.item():.4f}" if getattr(args, "dec_local", 0) > 0 else ""
             if probe is not None and (step % 100 == 0 or step == args.dec_steps - 1):
                 m.eval()
-                extra = " " + probe({k: v.detach().clone() for k, v in m.state_dict().items()})
+                extra += " " + probe({k: v.detach().clone() for k, v in m.state_dict().items()})
                 m.train()
             log(f"decoder step {step}/{args.dec_steps} l1 {l1.item():.4f} psnr {_psnr(rec[: len(x) // 2], x[: len(x) // 2]):.1f} dB"
                 f"{extra}  {time.time() - t0:.0f}s")

@@ -36,28 +36,43 @@ from pathlib import Path
 import train_common  # noqa: F401  first: repo on sys.path, ComfyUI bootstrapped, one CPU thread
 
 # isort: split
-import shapes_dataset as ds
+import shapes_dataset
 import torch
 from train_common import HERE, REPO, log, set_log_file
 
 DIT_STEPS = 3000
+ds = shapes_dataset  # the world (--world): its make_dataset, SIZE, vocabulary()
+# --world: the file's (metadata) name, the work folder, and the defaults of the options left at None
+WORLDS = {
+    "shapes": ("p2p_demo_flux_tiny", "_work_dit",
+               {"vae_steps": 300, "dec_steps": 1500, "dec_local": 0.0, "dit_steps": DIT_STEPS, "lr_halflife": 1000.0}),
+    "scenes": ("p2p_demo_flux_scenes", "_work_dit_scenes",
+               {"vae_steps": 600, "dec_steps": 500, "dec_local": 3.0, "dit_steps": 4000, "lr_halflife": 1000.0}),
+}
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", default=str(REPO / "models" / "demo" / "p2p_demo_flux_tiny.safetensors"))
-    p.add_argument("--work", default=str(HERE / "_work_dit"))
+    p.add_argument("--world", default="shapes", choices=list(WORLDS),
+                   help="shapes: the layout-fixing captions (p2p_demo_flux_tiny); scenes: training/scenes_dataset.py, "
+                        "captions say what, not where (p2p_demo_flux_scenes)")
+    p.add_argument("--out", default=None, help="default models/demo/<the world's model>.safetensors")
+    p.add_argument("--work", default=None, help="default training/_work_dit (shapes), _work_dit_scenes (scenes)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--n-train", type=int, default=8000)
-    p.add_argument("--vae-steps", type=int, default=300)
+    p.add_argument("--vae-steps", type=int, default=None, help="default 300 (shapes), 600 (scenes)")
     p.add_argument("--vae-batch", type=int, default=16)
     p.add_argument("--vae-lr", type=float, default=1e-3)
     p.add_argument("--vae-latent-noise", type=float, default=0.1, help="half of each batch decodes latents + this x std noise")
-    p.add_argument("--dec-steps", type=int, default=1500, help="decoder refinement on the frozen encoder's latents")
+    p.add_argument("--dec-steps", type=int, default=None,
+                   help="decoder refinement on the frozen encoder's latents (default 1500 shapes, 500 scenes)")
     p.add_argument("--dec-lr", type=float, default=1e-3)
-    p.add_argument("--dit-steps", type=int, default=DIT_STEPS)
+    p.add_argument("--dec-local", type=float, default=None,
+                   help="decoder refinement: locality loss weight (default 0 for shapes, 3 for scenes)")
+    p.add_argument("--dit-steps", type=int, default=None, help=f"default {DIT_STEPS} (shapes), 4000 (scenes)")
     p.add_argument("--dit-lr", type=float, default=1e-3)
-    p.add_argument("--lr-halflife", type=float, default=1000.0, help="after warmup the lr halves every this many steps")
+    p.add_argument("--lr-halflife", type=float, default=None,
+                   help="after warmup the lr halves every this many steps (default 1000 for both worlds)")
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--ema", type=float, default=0.995)
     p.add_argument("--p-uncond", type=float, default=0.1)
@@ -67,9 +82,31 @@ def parse_args(argv=None):
     p.add_argument("--eval-steps", type=int, default=20)
     p.add_argument("--eval-captions", type=int, default=24)
     p.add_argument("--ckpt-every", type=int, default=100)
+    p.add_argument("--eval-methods", nargs="*", default=None,
+                   help="scenes: the edit methods the eval runs (first words: naive p2p full; default all)")
+    p.add_argument("--eval-pairs", type=int, default=16, help="scenes: edit pairs per kind in the eval")
+    p.add_argument("--eval-seeds", type=int, nargs="+", default=[0], help="scenes: the eval's seeds")
     p.add_argument("--stage", default="all", choices=["all", "vae", "decoder", "dit", "export", "eval", "peek"])
     p.add_argument("--fresh", action="store_true", help="ignore cached stages in --work")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    name, work, defaults = WORLDS[args.world]
+    args.model_name = name
+    args.out = args.out or str(REPO / "models" / "demo" / f"{name}.safetensors")
+    args.work = args.work or str(HERE / work)
+    for k, v in defaults.items():
+        if getattr(args, k) is None:
+            setattr(args, k, v)
+    return args
+
+
+def set_world(args) -> None:
+    global ds
+    if args.world == "scenes":
+        import dit_stage
+        import scenes_dataset
+
+        ds = scenes_dataset
+        dit_stage.set_world(scenes_dataset)
 
 
 def stage_vae(args, work: Path, images):
@@ -103,11 +140,17 @@ def stage_decoder(args, work: Path, vae_sd: dict, images) -> dict:
 
     from p2p_attention.demo_dit_model import build_dit_demo_vae
 
-    pairs = dit_eval.colour_swap_pairs(24)
+    if args.world == "scenes":
+        import scenes_eval
 
-    def probe(sd):
-        c = dit_eval.vae_swap_ceiling(build_dit_demo_vae(state_dict=sd), pairs)
-        return f"swap ceiling iou {c['iou']:.3f} colour {c['colour']:.3f}"
+        def probe(sd):
+            return scenes_eval.vae_probe(build_dit_demo_vae(state_dict=sd))
+    else:
+        pairs = dit_eval.colour_swap_pairs(24)
+
+        def probe(sd):
+            c = dit_eval.vae_swap_ceiling(build_dit_demo_vae(state_dict=sd), pairs)
+            return f"swap ceiling iou {c['iou']:.3f} colour {c['colour']:.3f}"
 
     log(f"decoder before refinement: {probe(vae_sd)}")
     t = time.time()
@@ -118,8 +161,20 @@ def stage_decoder(args, work: Path, vae_sd: dict, images) -> dict:
     return vae_sd
 
 
+def evaluator(args):
+    """The world's eval module: dit_eval (shapes) or scenes_eval (scenes); .evaluate(path, args)."""
+    if args.world == "scenes":
+        import scenes_eval
+
+        return scenes_eval
+    import dit_eval
+
+    return dit_eval
+
+
 def main(argv=None):
     args = parse_args(argv)
+    set_world(args)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     set_log_file(work / "log.txt")
@@ -138,10 +193,9 @@ def main(argv=None):
     if args.stage == "peek":  # a running training's checkpoint: export to <work>/peek.safetensors, eval
         out = work / "peek.safetensors"
         vae_file = work / "vae_refined.pt"
-        dit_stage.export(*torch.load(args.init), torch.load(vae_file) if vae_file.exists() else vae_sd, captions, out)
-        import dit_eval
-
-        log(f"peek {args.init}: " + json.dumps(dit_eval.evaluate(out, args), indent=1))
+        dit_stage.export(*torch.load(args.init), torch.load(vae_file) if vae_file.exists() else vae_sd, captions, out,
+                         args.model_name)
+        log(f"peek {args.init}: " + json.dumps(evaluator(args).evaluate(out, args), indent=1))
         return
     path = work / f"dit_{args.dit_steps}steps.pt"
     if args.stage in ("export", "eval") or (path.exists() and not args.fresh and args.stage != "dit"):
@@ -155,14 +209,12 @@ def main(argv=None):
     vae_sd = stage_decoder(args, work, vae_sd, images)
     out = Path(args.out)
     if args.stage != "eval":
-        dit_stage.export(*weights, vae_sd, captions, out)
+        dit_stage.export(*weights, vae_sd, captions, out, args.model_name)
         from p2p_attention.demo_model import sha256_of
 
         log(f"exported {out} ({out.stat().st_size / 2**20:.2f} MiB) sha256 {sha256_of(out)}")
     log(f"training wall time {time.time() - t0:.0f}s")
-    import dit_eval
-
-    summary = dit_eval.evaluate(out, args)
+    summary = evaluator(args).evaluate(out, args)
     log("eval: " + json.dumps(summary, indent=1))
     (work / "metrics.json").write_text(json.dumps(summary, indent=1))
 
