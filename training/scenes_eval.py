@@ -30,26 +30,24 @@ class Method:
     name: str
     naive: bool = False
     cross: str = "0.8"
-    self_: str = "0.0"
-    preserve: dict | None = None  # PreserveSpec fields
+    self_: str = "0.4"  # self_replace: the structure control's window
+    structure: str = "values_outside_edit"  # P2P Apply's mmdit_structure
     blend: bool = False
     own_changed: bool = True  # apply_edit's: a changed word keeps its own map (False: the source's column)
-    structure: str = "qk"  # apply_edit's self injection: "qk" (the source's image q/k) or "maps"
 
 
-PRESERVE = {"window": (0.0, 0.4), "threshold": 0.5}
 NAIVE = Method("naive", naive=True)
-P2P = Method("P2P (MM-DiT defaults: cross 0.8, self 0.0, values outside 0.4 thr 0.5)", preserve=PRESERVE)
-P2P_LB = Method("P2P + local blend", preserve=PRESERVE, blend=True)
-FULL = Method("full injection (cross 1.0, self 1.0)", cross="1.0", self_="1.0")
+P2P = Method("P2P (MM-DiT defaults: cross 0.8, self 0.4, values outside the edit)")
+P2P_LB = Method("P2P + local blend", blend=True)
+FULL = Method("full injection (cross 1.0, image q/k 1.0)", cross="1.0", self_="1.0", structure="image_qk")
 METHODS = [NAIVE, P2P, P2P_LB, FULL]
 VARIANTS = [  # --variants: other settings of the same controls, for the record
-    Method("P2P, changed word's map from the source (own_changed False)", preserve=PRESERVE, own_changed=False),
-    Method("P2P, own_changed False, no value preservation", own_changed=False),
-    Method("P2P + q/k structure 0.4", self_="0.4", preserve=PRESERVE),
-    Method("P2P, own_changed False + q/k structure 0.4", self_="0.4", preserve=PRESERVE, own_changed=False),
-    Method("P2P, cross 1.0", cross="1.0", preserve=PRESERVE),
-    Method("P2P, values outside 0.6", preserve={**PRESERVE, "window": (0.0, 0.6)}),
+    Method("P2P, changed word's map from the source (own_changed False)", own_changed=False),
+    Method("P2P, own_changed False, no structure", self_="0.0", own_changed=False),
+    Method("P2P with image q/k 0.4 instead", structure="image_qk"),
+    Method("P2P, own_changed False, image q/k 0.4 instead", structure="image_qk", own_changed=False),
+    Method("P2P, cross 1.0", cross="1.0"),
+    Method("P2P, values outside 0.6", self_="0.6"),
 ]
 CEILING = "ceiling (exact edit through the VAE)"
 KEYS = ("success", "iou", "iou_edited", "iou_other", "shift", "psnr", "ssim")
@@ -63,11 +61,10 @@ def run(model, clip, pair, m: Method, seed: int, steps: int = 20, cfg: float = 4
     """Latents [2, 16, 8, 8]: source and edit, one initial noise."""
     import dit_eval
 
+    from p2p_attention.apply import apply_edit
     from p2p_attention.blend import make_blend
     from p2p_attention.conditioning import encode_prompt_set
     from p2p_attention.edits import make_plan, with_blend
-    from p2p_attention.joint_injection import PreserveSpec
-    from p2p_attention.patch import apply_edit
 
     cond, prompts = encode_prompt_set(clip, pair.source, [pair.edit])
     neg = dit_eval._encode(clip, "")
@@ -77,9 +74,8 @@ def run(model, clip, pair, m: Method, seed: int, steps: int = 20, cfg: float = 4
     plan = None if m.naive else make_plan(prompts, None, mode, m.cross, m.self_)
     if m.blend:
         plan = with_blend(plan, prompts, make_blend(prompts, blend_words(pair), "", 0.3, 0.3, 0.2, 1))
-    preserve = PreserveSpec(**m.preserve) if m.preserve else None
-    patched, _ = apply_edit(model, plan, self_blocks="all", preserve=preserve, own_changed=m.own_changed,
-                            structure=m.structure)
+    patched, _ = apply_edit(model, plan, self_blocks="all", mmdit_structure=m.structure,
+                            own_changed=m.own_changed)
     return dit_eval._sample(patched, cond, neg, 2, seed, steps, cfg)
 
 
