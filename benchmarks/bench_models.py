@@ -77,7 +77,7 @@ def real_spec(name: str):
     """ModelSpec of the real-size SD1.5 or SDXL UNet (no text encoder, no VAE)."""
     import comfy.supported_models as sm
 
-    from p2p_attention.model_build import ModelSpec
+    from p2p_models.tiny_unet import ModelSpec
 
     if name == "sd15":
         unet = {**sm.SD15.unet_config, **sm.SD15.unet_extra_config, **_SD15_DETECTED}
@@ -97,7 +97,7 @@ def check_detected(name: str, spec) -> str:
     """The ComfyUI model class that model detection picks for this config (must be SD15 / SDXL)."""
     import comfy.model_detection
 
-    from p2p_attention.model_build import _unet_config
+    from p2p_models.tiny_unet import _unet_config
 
     cfg = comfy.model_detection.model_config_from_unet_config(_unet_config(spec))
     got = type(cfg).__name__ if cfg is not None else "none"
@@ -152,7 +152,7 @@ def build(name: str, seed: int = 0, blocks=None, dtype: str = "float32"):
     """-> dict(model=ModelPatcher, positive=[src, edit] CONDITIONING, prompts=PromptSet,
     negative=CONDITIONING, clip=CLIP or None, info=dict). blocks / dtype: MM-DiT models only."""
     from p2p_attention.conditioning import encode_prompt_set
-    from p2p_attention.model_build import ModelSpec, build_clip, build_unet
+    from p2p_models.tiny_unet import ModelSpec, build_clip, build_unet
 
     if name == "demo":
         return _build_demo()
@@ -200,7 +200,7 @@ def _build_demo():
     """The trained demo model: a realistic case for null-text's early stop (random weights never stop;
     the shipped checkpoint does not either, see benchmarks/README.md)."""
     from p2p_attention.conditioning import encode_prompt_set
-    from p2p_attention.demo_model import load_demo_model
+    from p2p_models.demo_unet import load_demo_model
 
     model, clip, _ = load_demo_model()
     positive, prompts = encode_prompt_set(clip, DEMO_SOURCE, [DEMO_EDIT])
@@ -288,8 +288,8 @@ def _build_dit(name: str, seed: int, blocks, dtype: str):
     [B, 2048] (SD3.5, CLIP-L + CLIP-G)."""
     import comfy.supported_models as sm
 
-    from p2p_attention import dit_build
     from p2p_attention.conditioning import encode_prompt_set
+    from p2p_models import tiny_dit as dit_build
 
     arch = arch_of(name)
     torch_dtype = _DTYPES[dtype]

@@ -17,14 +17,13 @@ import torch
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "training"))
 
-from p2p_attention.demo_dit_model import (  # noqa: E402
+from p2p_models.demo_dit import (  # noqa: E402
     DIT_DEMO_SHA256,
     DIT_DEMO_WEIGHTS,
     T5_MIN_LENGTH,
     load_demo_dit_model,
 )
-from p2p_attention.demo_model import sha256_of  # noqa: E402
-from p2p_attention.errors import P2PError  # noqa: E402
+from p2p_models.weights import DemoWeightsError, sha256_of  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +43,7 @@ def test_damaged_file_is_refused(tmp_path):
     with open(bad, "r+b") as f:
         f.seek(-16, 2)
         f.write(b"\x00" * 16)
-    with pytest.raises(P2PError, match="sha256"):
+    with pytest.raises(DemoWeightsError, match="sha256"):
         load_demo_dit_model(bad, expected_sha256=DIT_DEMO_SHA256)
 
 

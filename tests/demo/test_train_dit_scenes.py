@@ -14,7 +14,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 
-from p2p_attention.demo_model import sha256_of  # noqa: E402
+from p2p_models.weights import sha256_of  # noqa: E402
 
 TINY = [
     "--world", "scenes", "--fresh", "--n-train", "48", "--vae-steps", "3", "--vae-batch", "4", "--dec-steps", "2",
@@ -53,7 +53,7 @@ def test_every_stage_ran_and_the_eval_has_every_method(two_runs):
 
 
 def test_scenes_loader_reads_the_trained_file(two_runs):
-    from p2p_attention.demo_dit_model import load_demo_scenes_model
+    from p2p_models.demo_dit import load_demo_scenes_model
 
     model, clip, vae = load_demo_scenes_model(two_runs[0], expected_sha256=sha256_of(two_runs[0]))
     assert model.model.diffusion_model is not None and clip is not None and vae is not None

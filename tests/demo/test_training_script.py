@@ -14,7 +14,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "training"))
 
-from p2p_attention.demo_model import sha256_of  # noqa: E402
+from p2p_models.weights import sha256_of  # noqa: E402
 
 # Every stage, a few steps each (phase 3 and 4 with the attention loss), one eval caption.
 TINY = [
@@ -60,7 +60,7 @@ def test_every_stage_ran_and_logged_its_figures(two_runs):
 
 
 def test_demo_model_loader_reads_the_trained_file(two_runs):
-    from p2p_attention.demo_model import load_demo_model
+    from p2p_models.demo_unet import load_demo_model
 
     model, clip, vae = load_demo_model(two_runs[0], expected_sha256=sha256_of(two_runs[0]))
     assert model.model.diffusion_model is not None and clip is not None and vae is not None

@@ -2,8 +2,8 @@
 
 Never installed for users. tests/support/harness.py links this folder into a custom_nodes folder as
 `p2p_tiny_test_models`, so workflow tests (in-process and over HTTP) can get a MODEL, CLIP and
-VAE without checkpoint files. The models come from p2p_attention.model_build (SD1.x / SDXL) and
-p2p_attention.dit_build (Flux.1, SD3 / SD3.5), i.e. from ComfyUI's own classes with deterministic
+VAE without checkpoint files. The models come from p2p_models.tiny_unet (SD1.x / SDXL) and
+p2p_models.tiny_dit (Flux.1, SD3 / SD3.5), i.e. from ComfyUI's own classes with deterministic
 random weights.
 """
 
@@ -20,8 +20,8 @@ if str(_REPO_ROOT) not in sys.path:
 
 from comfy_api.v0_0_2 import ComfyExtension, io  # noqa: E402
 
-from p2p_attention import dit_build  # noqa: E402
-from p2p_attention.model_build import ModelSpec, build_all  # noqa: E402
+from p2p_models import tiny_dit as dit_build  # noqa: E402
+from p2p_models.tiny_unet import ModelSpec, build_all  # noqa: E402
 
 _CACHE: dict[tuple[str, int], tuple] = {}
 
