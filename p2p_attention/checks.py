@@ -10,6 +10,7 @@ import torch
 
 from .edits import CompiledEdit
 from .errors import Explain, P2PError
+from .families import FAMILIES
 from .steps import CROSS, SELF, window_steps
 
 # The key of every wrapper P2P Apply registers (OUTER_SAMPLE, and APPLY_MODEL on MM-DiT): a MODEL P2P Apply
@@ -66,7 +67,7 @@ def check_family_options(family: str | None, self_blocks: str, self_min_downsamp
     self_attn_min_downsample and map_downsample for UNet models."""
     if family is None:
         if str(self_blocks).strip().lower() not in ("", "auto"):
-            raise P2PError(f"self_blocks {self_blocks!r} applies to Flux.1 and SD3 only; on this UNet model "
+            raise P2PError(f"self_blocks {self_blocks!r} applies to MM-DiT models only; on this UNet model "
                            "(SD1.x, SD2.x, SDXL) self_attn_min_downsample chooses the self-attention layers. "
                            "Set self_blocks to 'auto'.")
         return
@@ -83,7 +84,7 @@ def check_structure(family: str | None, structure: str, choices: tuple[str, ...]
     if structure not in choices:
         raise P2PError(f"mmdit_structure {structure!r} is not one of {', '.join(choices)}.")
     if family is None and structure != default:
-        raise P2PError(f"mmdit_structure {structure!r} applies to Flux.1 and SD3 only; a UNet model injects the "
+        raise P2PError(f"mmdit_structure {structure!r} applies to MM-DiT models only; a UNet model injects the "
                        f"source's self-attention maps. Set mmdit_structure to {default}.")
 
 
@@ -94,7 +95,7 @@ def _config_name(model_patcher) -> str:
 def context_width(model_patcher) -> int | None:
     """The text context width the diffusion model takes (None when it cannot be read)."""
     dm = model_patcher.get_model_object("diffusion_model")
-    for name in ("txt_in", "context_embedder"):  # Flux.1, SD3
+    for name in dict.fromkeys(f.context_layer for f in FAMILIES):
         layer = getattr(dm, name, None)
         if isinstance(getattr(layer, "in_features", None), int):
             return layer.in_features

@@ -7,8 +7,9 @@ runtime and its attention store are built here (unet_install.py is the UNet coun
 from __future__ import annotations
 
 from .checks import WRAPPER_KEY
-from .dit_blocks import SD3, attention_blocks, patch_size, select_blocks, token_grid
+from .dit_blocks import attention_blocks, patch_size, select_blocks, token_grid
 from .dit_runtime import GRID_KEY, IMG_KEY, TXT_KEY, DiTRuntime, JointAttentionOverride
+from .families import DiTFamily
 from .joint_injection import MAPS, VALUES, RegionSpec
 from .store import AttentionStore
 from .widget_text import parse_block_ranges
@@ -29,7 +30,8 @@ def make_apply_model_wrapper(runtime: DiTRuntime, patch: int):
 
 
 class BlockTag:
-    """SD3 joint block replace patch: the block's calls carry block_type/block_index, as Flux's do."""
+    """A block replace patch (SD3's joint blocks): the block's calls carry block_type/block_index, as
+    Flux's do."""
 
     def __init__(self, index: int, prior=None):
         self.index, self.prior = index, prior
@@ -43,9 +45,9 @@ class BlockTag:
         return self
 
 
-def install_dit_edit(patched, plan, compiled, family: str, reference: bool = False, self_blocks: str = "auto",
+def install_dit_edit(patched, plan, compiled, family: DiTFamily, reference: bool = False, self_blocks: str = "auto",
                      structure: str = VALUES, region: RegionSpec = RegionSpec()) -> DiTRuntime:
-    """The override (and SD3's block tags) on `patched` (a clone); its runtime. self_blocks chooses the
+    """The override (and block tags where the family's blocks do not name themselves) on `patched` (a clone); its runtime. self_blocks chooses the
     blocks with structure injection (widget text: 'auto', 'all', 'none', 'single 20-37, double 0-1')."""
     import comfy.patcher_extension
 
@@ -56,7 +58,7 @@ def install_dit_edit(patched, plan, compiled, family: str, reference: bool = Fal
 
     patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, WRAPPER_KEY,
                                  make_apply_model_wrapper(runtime, patch_size(patched)))
-    if family != SD3:
+    if not family.tag_blocks:
         return runtime
     registered = patched.model_options.get("transformer_options", {}).get("patches_replace", {}).get("dit", {})
     for _, i in blocks:

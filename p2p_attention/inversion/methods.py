@@ -25,12 +25,12 @@ class InversionMethod:
     def check(self, guidance: float, inner_iterations: int) -> None:
         """Refuse or warn about settings, before any model call."""
 
-    def check_model(self, family: str | None) -> None:
-        """Refuse what the model family cannot do (family: adapters.model_family)."""
-        if family == "flux" and self.needs_uncond:
+    def check_model(self, family) -> None:
+        """Refuse what the model family cannot do (family: adapters.model_family, None for a UNet)."""
+        if family is not None and family.distilled and self.needs_uncond:
             raise P2PError(
-                f"method {self.name} works on the unconditional (negative) branch, which Flux.1 does not have: it "
-                "is guidance-distilled and samples at cfg 1.", fix="flux_inversion")
+                f"method {self.name} works on the unconditional (negative) branch, which {family.label} does not "
+                "have: it is guidance-distilled and samples at cfg 1.", fix="flux_inversion")
 
     def invert_step(self, run, x, s, s_low):
         """One inversion step from sigma s_low (less noise) up to s: the latent at s."""

@@ -60,8 +60,8 @@ def test_loads_as_a_flux_model(demo):
     assert isinstance(model, comfy.model_patcher.ModelPatcher)
     assert isinstance(model.model.model_config, comfy.supported_models.FluxSchnell)
     assert isinstance(model.model.latent_format, comfy.latent_formats.Flux)
-    assert model_family(model) == "flux"
-    assert attention_blocks(model, "flux") == [("double", 0), ("double", 1), ("single", 0), ("single", 1)]
+    assert model_family(model).name == "flux"
+    assert attention_blocks(model, model_family(model)) == [("double", 0), ("double", 1), ("single", 0), ("single", 1)]
     assert model.model.diffusion_model.vector_in is None  # text reaches the image through attention only
     assert isinstance(clip, comfy.sd.CLIP) and isinstance(vae, comfy.sd.VAE)
     with torch.inference_mode():
