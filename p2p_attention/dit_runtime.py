@@ -40,6 +40,7 @@ class DiTRuntime(EditRuntime):
     structure: str = inj.VALUES  # what self_replace injects (joint_injection)
     region_spec: inj.RegionSpec = field(default_factory=inj.RegionSpec)
     _region: tuple | None = None  # (step, [N, n_img] bool): this step's edited region
+    _padding: tuple | None = None  # (call key, [B, 1, 1, L]): the text padding's key mask (text_padding)
 
     def region(self, step: int):
         """The edited region of each edit item at this step (read once per step from the store)."""
@@ -48,6 +49,27 @@ class DiTRuntime(EditRuntime):
             self._region = (step, region_masks(self.store, self.compiled, self.plan.blend, self.plan.prompts,
                                                r.threshold, r.dilation))
         return self._region[1]
+
+    def text_padding(self, to: dict, b: int, n_txt: int, length: int, device, dtype):
+        """The key mask [B, 1, 1, length] (additive: -inf on padding) of prompts encoded unpadded and
+        zero-padded to one length (Chroma's T5: PromptSet.text_lengths), at the source and edit items of
+        the cond chunks; None when no item has padding. A context repeated to the cond/uncond length LCM
+        has each prompt's padding in every copy."""
+        lengths, total = self.plan.prompts.text_lengths, self.plan.prompts.length
+        if lengths is None or n_txt % total:
+            return None
+        layout = batch_layout(b, to["cond_or_uncond"], self.compiled.n_edits)
+        if not layout.groups:
+            return None
+        key = (b, tuple(to["cond_or_uncond"]), n_txt, length, str(device), dtype)
+        if self._padding is None or self._padding[0] != key:
+            pos = torch.arange(n_txt) % total
+            bias = torch.zeros(b, 1, 1, length)
+            for src, es in layout.groups:
+                for prompt, item in enumerate([src, *es]):
+                    bias[item, 0, 0, :n_txt].masked_fill_(pos >= lengths[prompt], float("-inf"))
+            self._padding = (key, bias.to(device, dtype))
+        return self._padding[1]
 
     def attend(self, backend, args, kwargs):
         to = kwargs.get("transformer_options") or {}
@@ -58,9 +80,17 @@ class DiTRuntime(EditRuntime):
         length = q.shape[2] if skip else q.shape[1]
         joint = n_txt is not None and length == n_txt + n_img
         image_only = n_img is not None and length == n_img and not joint
-        if not (joint or image_only) or kwargs.get("mask") is not None:
-            return backend(*args, **kwargs)  # another attention (e.g. Kontext references): untouched
+        mask = _mask4(kwargs.get("mask", args[4] if len(args) > 4 else None))
+        if n_txt is not None and not image_only and length >= n_txt + n_img:  # text keys first
+            padding = self.text_padding(to, q.shape[0], n_txt, k.shape[2] if skip else k.shape[1], q.device, q.dtype)
+            if padding is not None:
+                mask = padding if mask is None else (ja.as_bias(mask).to(padding.dtype) + padding)
+                args, kwargs = _with_mask(args, kwargs, mask)
+        if not (joint or image_only):
+            return backend(*args, **kwargs)  # another attention (e.g. Kontext references): not edited
         layout = batch_layout(q.shape[0], to["cond_or_uncond"], self.compiled.n_edits)
+        if mask is not None:
+            mask = mask.expand(q.shape[0], *mask.shape[1:])
         step, n_steps = self.clock(to)
         block = (to.get("block_type"), to.get("block_index"))
         structure = bool(layout.groups) and block in self.self_blocks and self.compiled.self_active(step, n_steps)
@@ -75,7 +105,7 @@ class DiTRuntime(EditRuntime):
         if joint:
             coeffs = self.compiled.cross_coefficients(step, n_steps, n_txt, q.device, q.dtype)
             if self.store is not None and layout.groups:
-                self._record(qh, kh, n_txt, layout, coeffs, to[GRID_KEY])
+                self._record(qh, kh, n_txt, layout, coeffs, to[GRID_KEY], mask)
         if structure and self.structure == inj.VALUES:
             region = self.region(step)
             if region is not None:
@@ -86,46 +116,71 @@ class DiTRuntime(EditRuntime):
                     inj.inject_outside(kh, layout.groups, n_t, ~region)
                 substituted = True
 
-        def sdpa(q_, k_, v_):
+        def sdpa(q_, k_, v_, mask_=None):
             # _inside_attn_wrapper: a wrapped backend must not hand the call back to an override.
-            out = backend(q_, k_, v_, heads, skip_reshape=True, transformer_options=to, _inside_attn_wrapper=True)
+            out = backend(q_, k_, v_, heads, skip_reshape=True, mask=mask_, transformer_options=to,
+                          _inside_attn_wrapper=True)
             return out.reshape(q_.shape[0], q_.shape[2], heads, -1).transpose(1, 2)
 
         if (coeffs is None and not inject) or not layout.groups:
             if not substituted:
                 return backend(*args, **kwargs)
-            return sdpa(qh, kh, vh).transpose(1, 2).reshape(q.shape[0], length, -1)
+            return sdpa(qh, kh, vh, mask).transpose(1, 2).reshape(q.shape[0], length, -1)
 
         edits = [e for _, es in layout.groups for e in es]
         rest = [i for i in range(q.shape[0]) if i not in set(edits)]
         out = qh.new_empty(qh.shape[0], heads, length, vh.shape[-1])
         if rest:
-            out[rest] = sdpa(qh[rest], kh[rest], vh[rest])
+            out[rest] = sdpa(qh[rest], kh[rest], vh[rest], None if mask is None else mask[rest])
         for src, es in layout.groups:
             out[es] = self._edit(sdpa, qh[src : src + 1], kh[src : src + 1], qh[es], kh[es], vh[es],
-                                 n_txt if joint else 0, coeffs, inject)
+                                 n_txt if joint else 0, coeffs, inject,
+                                 None if mask is None else mask[src : src + 1], None if mask is None else mask[es])
         return out.transpose(1, 2).reshape(q.shape[0], length, -1)
 
-    def _edit(self, sdpa, q_s, k_s, q_e, k_e, v_e, n_txt, coeffs, inject):
+    def _edit(self, sdpa, q_s, k_s, q_e, k_e, v_e, n_txt, coeffs, inject, mask_s=None, mask_e=None):
         if n_txt == 0:  # image-only attention: the source's self map on the edit's values
-            return (ja.joint_maps(q_s, k_s).expand(q_e.shape[0], -1, -1, -1) @ v_e.float()).to(v_e.dtype) \
-                if self.reference else sdpa(q_s.expand(q_e.shape[0], -1, -1, -1), k_s.expand_as(k_e), v_e)
-        text_rows = sdpa(q_e[:, :, :n_txt], k_e, v_e)
+            if self.reference:
+                maps = ja.joint_maps(q_s, k_s, ja.as_bias(mask_s)).expand(q_e.shape[0], -1, -1, -1)
+                return (maps @ v_e.float()).to(v_e.dtype)
+            return sdpa(q_s.expand(q_e.shape[0], -1, -1, -1), k_s.expand_as(k_e), v_e,
+                        None if mask_s is None else mask_s.expand(q_e.shape[0], *mask_s.shape[1:]))
+        text_rows = sdpa(q_e[:, :, :n_txt], k_e, v_e, ja.mask_rows(mask_e, slice(None, n_txt)))
         image = ja.edit_rows_reference if self.reference else (lambda *a: ja.edit_rows_fast(sdpa, *a))
-        image_rows = image(q_s[:, :, n_txt:], k_s, q_e[:, :, n_txt:], k_e, v_e, n_txt, coeffs, inject)
+        img = slice(n_txt, None)
+        image_rows = image(q_s[:, :, n_txt:], k_s, q_e[:, :, n_txt:], k_e, v_e, n_txt, coeffs, inject,
+                           ja.mask_rows(mask_s, img), ja.mask_rows(mask_e, img))
         return torch.cat([text_rows, image_rows.to(text_rows.dtype)], 2)
 
-    def _record(self, qh, kh, n_txt, layout, coeffs, grid):
-        """The cross maps (image rows over text keys, renormalised: P2P's maps) of the first cond
-        chunk, head-averaged, into the store."""
+    def _record(self, qh, kh, n_txt, layout, coeffs, grid, mask=None):
+        """The cross maps (image rows over text keys, renormalised: P2P's maps; the mask's text keys
+        applied) of the first cond chunk, head-averaged, into the store."""
         src, es = layout.groups[0]
         idx = [src, *es]
         q_img, k_txt = qh[idx][:, :, n_txt:], kh[idx][:, :, :n_txt]
+        bias = None if mask is None else ja.as_bias(ja.mask_rows(mask[idx], slice(n_txt, None))[..., :n_txt])
         total = None
         for h0 in range(0, q_img.shape[1], _STORE_HEAD_CHUNK):
-            part = ja.joint_maps(q_img[:, h0 : h0 + _STORE_HEAD_CHUNK], k_txt[:, h0 : h0 + _STORE_HEAD_CHUNK]).sum(1)
+            heads = slice(h0, h0 + _STORE_HEAD_CHUNK)
+            head_bias = bias[:, heads] if bias is not None and bias.shape[1] > 1 else bias
+            part = ja.joint_maps(q_img[:, heads], k_txt[:, heads], head_bias).sum(1)
             total = part if total is None else total + part
         self.store.add(total / q_img.shape[1], grid[0], grid[1], coeffs)
+
+
+def _mask4(mask):
+    """A backend's mask ([Lq, Lk], [B, Lq, Lk] or [B, H, Lq, Lk]) as [B or 1, H or 1, Lq or 1, Lk]."""
+    if mask is None:
+        return None
+    return mask.reshape((1,) * (4 - mask.ndim) + tuple(mask.shape)) if mask.ndim < 3 else \
+        (mask.unsqueeze(1) if mask.ndim == 3 else mask)
+
+
+def _with_mask(args, kwargs, mask):
+    """The call's arguments with `mask` as its mask (positional after heads, or the mask keyword)."""
+    if len(args) > 4:
+        return (*args[:4], mask, *args[5:]), kwargs
+    return args, {**kwargs, "mask": mask}
 
 
 class JointAttentionOverride:
