@@ -34,9 +34,12 @@ FIXES = {
     "(P2P Reweight, P2P Local Blend) on one edit before a single P2P Apply.",
     "text_encoder": "Encode the prompts (P2P Prompt Pair and the negative) with the CLIP loaded with this MODEL: the "
     "same checkpoint, or the text encoder loader that matches it (DualCLIPLoader type flux for Flux.1, "
-    "TripleCLIPLoader for SD3).",
+    "TripleCLIPLoader for SD3, CLIPLoader type chroma for Chroma).",
     "latent_for_model": "VAEEncode the image with this MODEL's VAE, or start from an empty latent made for it "
-    "(EmptySD3LatentImage for Flux.1 and SD3, EmptyLatentImage for SD1.x, SD2.x and SDXL).",
+    "(EmptySD3LatentImage for Flux.1, SD3 and Chroma, EmptyChromaRadianceLatentImage for Chroma Radiance, "
+    "EmptyLatentImage for SD1.x, SD2.x and SDXL).",
+    "cache_speedup": "Take the EasyCache / LazyCache node out of the MODEL's path (before or after P2P Apply); "
+    "sample without it.",
     "flux_inversion": "Choose method direct (exact reconstruction), fixed_point or ddim, and give the positive its "
     "distilled guidance with FluxGuidance.",
 }

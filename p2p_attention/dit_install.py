@@ -24,7 +24,10 @@ def make_apply_model_wrapper(runtime: DiTRuntime, patch: int):
         grid = token_grid(x.shape, patch)
         to[TXT_KEY], to[IMG_KEY], to[GRID_KEY] = int(c_crossattn.shape[1]), grid[0] * grid[1], grid
         to[OVERRIDE_KEY] = JointAttentionOverride(runtime, to.get(OVERRIDE_KEY))
-        return executor(x, t, c_concat, c_crossattn, control, to, **kwargs)
+        runtime.ran = set()
+        out = executor(x, t, c_concat, c_crossattn, control, to, **kwargs)
+        runtime.check_blocks_ran(to)
+        return out
 
     return apply_model
 
@@ -54,7 +57,8 @@ def install_dit_edit(patched, plan, compiled, family: DiTFamily, reference: bool
     blocks = attention_blocks(patched, family)
     chosen = select_blocks(parse_block_ranges(self_blocks), blocks, family, every=structure != MAPS)
     runtime = DiTRuntime(plan=plan, compiled=compiled, self_blocks=chosen, reference=reference,
-                         store=AttentionStore(plan.prompts), structure=structure, region_spec=region)
+                         store=AttentionStore(plan.prompts), structure=structure, region_spec=region,
+                         blocks=frozenset(blocks))
 
     patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, WRAPPER_KEY,
                                  make_apply_model_wrapper(runtime, patch_size(patched)))

@@ -73,6 +73,7 @@ class DiTRuntime(EditRuntime):
 
     def attend(self, backend, args, kwargs):
         to = kwargs.get("transformer_options") or {}
+        self.ran.add((to.get("block_type"), to.get("block_index")))
         n_txt, n_img = to.get(TXT_KEY), to.get(IMG_KEY)
         q, k, v = args[:3]
         heads = args[3] if len(args) > 3 else kwargs["heads"]

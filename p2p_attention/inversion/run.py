@@ -11,6 +11,7 @@ from typing import Callable
 import torch
 
 from ..adapters import model_family
+from ..checks import check_no_cache_speedup
 from ..errors import P2PError, warn
 from .methods import strategy
 from .result import _COUNT_KEY, Inversion, sampling_for
@@ -195,6 +196,7 @@ def invert(
     import comfy.patcher_extension
     import comfy.samplers
 
+    check_no_cache_speedup(model_patcher)  # cached steps would leave holes in the trajectory
     family = model_family(model_patcher)
     impl = strategy(method)
     impl.check_model(family)
