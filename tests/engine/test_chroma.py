@@ -238,6 +238,49 @@ def test_unequal_prompts_sample_as_their_own_plain_prompts():
     assert runtime.store.maps()[0, ..., 8:].abs().max().item() == 0
 
 
+def test_the_padding_mask_follows_the_batch_and_the_lcm_repeats():
+    """Where ComfyUI concatenates cond and uncond contexts of different lengths (a CONDCrossAttn: UNets; not
+    Chroma's CONDRegular) it repeats each to their LCM: the source's padding is masked in every copy, on the
+    cond chunk's source row only."""
+    model, clip, _ = _models("chroma")
+    _, prompts = encode_prompt_set(clip, SRC, [LONGER])  # 8 and 9 tokens: the source has 1 padding token
+    _, runtime = apply_edit(model, make_plan(prompts, None, "refine", "0.8", "0.5"))
+    to = {"cond_or_uncond": [1, 0]}  # uncond chunk first: rows 0-1 uncond, 2 source, 3 edit
+    bias = runtime.text_padding(to, 4, 18, 18 + 24, "cpu", torch.float32)  # context repeated twice
+    assert bias.shape == (4, 1, 1, 42)
+    masked = {(int(b), int(k)) for b, k in torch.nonzero(bias[:, 0, 0] == float("-inf"))}
+    assert masked == {(2, 8), (2, 17)} and bool((bias[bias != float("-inf")] == 0).all())
+    assert runtime.text_padding({"cond_or_uncond": [1]}, 2, 18, 42, "cpu", torch.float32) is None  # uncond only
+    same = apply_edit(model, _swap(encode_prompt_set(clip, SRC, [SRC])[1]))[1]
+    assert same.text_padding(to, 4, 8, 32, "cpu", torch.float32) is None  # equal lengths: nothing padded
+
+
+def test_a_negative_of_another_length_runs_in_its_own_model_call():
+    """Chroma's context is a CONDRegular (Flux's model_base): ComfyUI batches the uncond with the prompts only
+    at equal length; a 6-token negative and the 9-token set run apart, and fast = reference there."""
+    from p2p_attention.dit_runtime import TXT_KEY
+
+    model, clip, _ = _models("chroma")
+    neg = encode(clip, "blue square on the right")
+    assert neg[0][0].shape[1] == 6
+    outs = []
+    for path in ("fast", "reference"):
+        cond, prompts = encode_prompt_set(clip, SRC, [LONGER])
+        patched, runtime = apply_edit(model, make_plan(prompts, None, "refine", "0.8", "0.5"), attention_path=path)
+        seen = set()
+        attend = runtime.attend
+
+        def recording(backend, args, kwargs, attend=attend, seen=seen):
+            to = kwargs["transformer_options"]
+            seen.add((to[TXT_KEY], tuple(to["cond_or_uncond"])))
+            return attend(backend, args, kwargs)
+
+        runtime.attend = recording
+        outs.append(sample(patched, cond, neg, _latent("chroma", 2), steps=STEPS, cfg=CFG, scheduler="simple"))
+        assert seen == {(9, (0,)), (6, (1,))}
+    assert (outs[0] - outs[1]).abs().max().item() <= 2 * _noise(outs[1])
+
+
 # ----------------------------------------------------------------------------- through the sampler
 
 
@@ -392,3 +435,18 @@ def test_local_blend_on_an_inverted_photo_keeps_it_outside_the_mask():
     assert (out[0] - photo).abs().max().item() <= last_step_bound(photo)
     assert (out[1] - out[0])[:, outside].abs().max().item() <= last_step_bound(out[0])
     assert (out[1] - out[0])[:, ~outside].abs().max().item() > 100 * last_step_bound(out[0])
+
+
+def test_an_inverted_photo_edited_with_a_longer_prompt_keeps_its_reconstruction():
+    """negative_prompt inversion (the uncond branch) + refine with a longer edit: the source item, whose
+    zero padding is masked, is the inversion's own reconstruction; the edit differs from it."""
+    inv, rec = _inverted("chroma", "negative_prompt")
+    model, clip, _ = _models("chroma")
+    cond, prompts = encode_prompt_set(clip, SRC, [LONGER])
+    assert prompts.text_lengths == (8, 9)
+    patched, _ = apply_edit(model, make_plan(prompts, None, "refine", "0.8", "0.4"), inversion=inv)
+    out = sample(patched, cond, encode(clip, ""), latent_batch({"samples": inv.latent}, 2), sampler=inv.sampler,
+                 scheduler=inv.scheduler, steps=inv.steps, cfg=CFG, disable_noise=True)
+    noise = fp_bound(rec, torch.float32, unet_evals(inv.steps))
+    assert (out[0] - rec[0]).abs().max().item() <= noise
+    assert (out[1] - out[0]).abs().max().item() > 100 * noise
