@@ -148,20 +148,22 @@ def count_params(patcher) -> int:
     return sum(p.numel() for p in patcher.get_model_object("diffusion_model").parameters())
 
 
-def build(name: str, seed: int = 0, blocks=None, dtype: str = "float32"):
-    """-> dict(model=ModelPatcher, positive=[src, edit] CONDITIONING, prompts=PromptSet,
-    negative=CONDITIONING, clip=CLIP or None, info=dict). blocks / dtype: MM-DiT models only."""
+def build(name: str, seed: int = 0, blocks=None, dtype: str = "float32", edits: list[str] | None = None):
+    """-> dict(model=ModelPatcher, positive=[src, *edits] CONDITIONING, prompts=PromptSet,
+    negative=CONDITIONING, clip=CLIP or None, info=dict). blocks / dtype: MM-DiT models only;
+    edits: [EDIT] unless given (not for the demo model)."""
+    edits = edits or [EDIT]
     from p2p_attention.conditioning import encode_prompt_set
     from p2p_models.tiny_unet import ModelSpec, build_clip, build_unet
 
     if name == "demo":
         return _build_demo()
     if name in DIT_MODELS:
-        return _build_dit(name, seed, blocks, dtype)
+        return _build_dit(name, seed, blocks, dtype, edits)
     arch = arch_of(name)
     tiny = ModelSpec.tiny(arch)
     clip = build_clip(tiny, seed=seed + 1)
-    positive, prompts = encode_prompt_set(clip, SOURCE, [EDIT])
+    positive, prompts = encode_prompt_set(clip, SOURCE, edits)
     info = {"model": name, "arch": arch}
     if name in TINY_MODELS:
         model = build_unet(tiny, seed=seed)
@@ -280,7 +282,7 @@ def _dit_model(config_cls, unet_config: dict, seed: int, dtype: torch.dtype):
     return patcher, got
 
 
-def _build_dit(name: str, seed: int, blocks, dtype: str):
+def _build_dit(name: str, seed: int, blocks, dtype: str, edits: list[str]):
     """Full-width random MM-DiT (or dit_build's tiny one) and its conditioning. The PromptSet (token
     layout) comes from ComfyUI's real tokenizers in dit_build's tiny text encoders (Flux: T5 padded to
     256 tokens; SD3: 77 CLIP + 77 T5 tokens); for the full-width models the encodings are replaced by
@@ -294,7 +296,7 @@ def _build_dit(name: str, seed: int, blocks, dtype: str):
     arch = arch_of(name)
     torch_dtype = _DTYPES[dtype]
     clip = dit_build.build_flux_clip(seed + 1) if arch == "flux" else dit_build.build_sd3_clip(seed + 1)
-    positive, prompts = encode_prompt_set(clip, SOURCE, [EDIT])
+    positive, prompts = encode_prompt_set(clip, SOURCE, edits)
     info = {"model": name, "arch": arch, "dtype": dtype}
     if name in DIT_TINY:
         if arch == "flux":
