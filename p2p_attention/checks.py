@@ -18,7 +18,8 @@ from .steps import CROSS, SELF, window_steps
 WRAPPER_KEY = "p2p_attention"
 # Text context widths of the families' encoders, to say which encoder a conditioning came from.
 KNOWN_WIDTHS = {768: "SD1.x (CLIP-L)", 1024: "SD2.x (OpenCLIP-H)", 2048: "SDXL (CLIP-L + CLIP-G)",
-                4096: "Flux.1 / SD3 (T5-XXL)"}
+                4096: "Flux.1 / SD3 (T5-XXL)",
+                2560: "Z-Image (Qwen3 4B)"}
 
 
 def current_run():
@@ -96,7 +97,10 @@ def context_width(model_patcher) -> int | None:
     """The text context width the diffusion model takes (None when it cannot be read)."""
     dm = model_patcher.get_model_object("diffusion_model")
     for name in dict.fromkeys(f.context_layer for f in FAMILIES):
-        layer = getattr(dm, name, None)
+        try:
+            layer = dm.get_submodule(name)  # a dotted path too (Z-Image: cap_embedder.1)
+        except AttributeError:
+            layer = None
         if isinstance(getattr(layer, "in_features", None), int):
             return layer.in_features
     for name, module in dm.named_modules():  # UNet: the cross-attention keys
