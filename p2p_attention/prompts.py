@@ -207,6 +207,73 @@ def _build(text: str, chunks: list[list[tuple]], sub) -> TokenizedPrompt:
     )
 
 
+_WORD = re.compile(r"\S+")
+
+
+def _token_ends(tokenizer, ids: list[int]) -> list[int]:
+    """Each token's end offset in the decoded text (per-token decodes when they add up, else prefixes)."""
+    pieces = [tokenizer.decode([t]) for t in ids]
+    whole = tokenizer.decode(ids)
+    if "".join(pieces) != whole:  # a token that is part of a multi-byte character
+        return [len(tokenizer.decode(ids[: i + 1])) for i in range(len(ids))]
+    ends, n = [], 0
+    for p in pieces:
+        n += len(p)
+        ends.append(n)
+    return ends
+
+
+def _build_templated(text: str, chunk: list[tuple], sub, template: str) -> TokenizedPrompt:
+    """A prompt wrapped in a chat template (Flux.2 klein's Qwen3: KleinTokenizer.llama_template) and
+    tokenized as one piece, so byte-level BPE merges each word with the space before it: words are
+    located by the characters of the decoded text, not by tokenizing them alone. Template tokens before
+    the prompt are START, after it END, the tokenizer's padding (either side) PAD."""
+    from comfy.sd1_clip import escape_important, unescape_important
+
+    prefix, brace, suffix = template.partition("{}")
+    user = unescape_important(escape_important(text))  # what tokenize_with_weights feeds the tokenizer
+    ids, content = [], []
+    for pos, entry in enumerate(chunk):
+        if not isinstance(entry[0], int):
+            raise P2PError(f"Prompt {text!r} uses a textual-inversion embedding; Prompt-to-Prompt cannot locate "
+                           "words around embeddings. Write the prompts without 'embedding:' names.")
+        ids.append(entry[0])
+        if entry[2] != 0:
+            content.append(pos)
+    ends = _token_ends(sub.tokenizer, [ids[p] for p in content])
+    decoded = sub.tokenizer.decode([ids[p] for p in content])
+    if not brace or decoded != prefix + user + suffix:
+        raise P2PError(f"Prompt {text!r}: the text encoder's template tokens do not decode to the template around "
+                       "the prompt; Prompt-to-Prompt cannot place the words. Write plain text prompts.")
+    spans = [(m.start() + len(prefix), m.end() + len(prefix)) for m in _WORD.finditer(user)]
+    lo, hi = len(prefix), len(prefix) + len(user)
+    word_of, specials = [-1] * len(ids), [PAD] * len(ids)
+    start = 0
+    pending: list[int] = []  # whitespace-only tokens inside the prompt: they join the next word
+    for p, end in zip(content, ends):
+        a, b = start, end
+        start = end
+        if b <= lo or a >= hi:
+            specials[p] = START if b <= lo else END
+            continue
+        specials[p] = ""
+        w = next((i for i, (ws, we) in enumerate(spans) if a < we and b > ws), None)
+        if w is None:
+            pending.append(p)
+            continue
+        for q in pending + [p]:
+            word_of[q] = w
+        pending = []
+    for q in pending:  # trailing whitespace: the last word's
+        word_of[q] = len(spans) - 1
+    if any(s == "" and w < 0 for s, w in zip(specials, word_of)):
+        raise P2PError(f"Prompt {text!r} has no words; write the prompt of the image.")
+    labels = tuple("<pad>" if r == PAD else sub.tokenizer.decode([t]) for t, r in zip(ids, specials))
+    return TokenizedPrompt(text=text, ids=tuple(ids), word_of=tuple(word_of),
+                           words=tuple(user[a - lo : b - lo].lower() for a, b in spans), n_chunks=1,
+                           special=tuple(specials), token_text=labels, chunk_len=len(ids))
+
+
 def _is_chunk_list(value) -> bool:
     return isinstance(value, list) and len(value) > 0 and all(isinstance(c, list) for c in value)
 
@@ -219,10 +286,27 @@ def _equal_length_tokens(clip, texts: list[str], raw: list[dict]) -> list[dict]:
         for k, v in r.items():
             if isinstance(v, list) and len(v) == 1 and isinstance(v[0], list) and k == T5_KEY:
                 longest[k] = max(longest.get(k, 0), len(v[0]))
+    # Any other one-chunk stream of unequal lengths (a chat-template LLM's: Flux.2 klein's Qwen3 grows past 512)
+    for k in {k for r in raw for k in r} - {T5_KEY}:
+        if all(_is_chunk_list(r.get(k)) and len(r[k]) == 1 for r in raw) and len({len(r[k][0]) for r in raw}) > 1:
+            longest[k] = max(len(r[k][0]) for r in raw)
     if not longest or all(len(r[k][0]) == n for r in raw for k, n in longest.items()):
         return raw
     options = {f"{k}_min_length": n for k, n in longest.items()}
     return [clip.tokenize(t, return_word_ids=True, tokenizer_options=options) for t in texts]
+
+
+def _chat_template(clip, keys: list[str]) -> str | None:
+    """The chat template a one-stream LLM tokenizer wraps every prompt in (ComfyUI's llama_template), or
+    None. Flux.2 dev's Mistral (left padding, a system prompt, a context the model pads to 512 with
+    zeros) is refused by name."""
+    template = getattr(clip.tokenizer, "llama_template", None)
+    if not isinstance(template, str) or len(keys) != 1:
+        return None
+    if getattr(_sub_tokenizer(clip, keys[0]), "pad_left", False):
+        raise P2PError("this text encoder (Flux.2 dev's Mistral 3 Small: left padding, a system prompt) is not "
+                       "supported by Prompt-to-Prompt yet; Flux.2 klein (Qwen3 text encoder) is.")
+    return template
 
 
 def tokenize_prompts(clip, texts: list[str]) -> tuple[list[dict], list[TokenizedPrompt]]:
@@ -252,6 +336,7 @@ def tokenize_streams(clip, texts: list[str]) -> tuple[list[dict], list[dict[str,
                 r[k].append(list(empty[k][0]))
 
     clip_keys = [k for k in keys if k != T5_KEY]
+    template = _chat_template(clip, keys)
     streams = []
     for text, r in zip(texts, raw):
         if clip_keys:
@@ -264,6 +349,9 @@ def tokenize_streams(clip, texts: list[str]) -> tuple[list[dict], list[dict[str,
                         "token positions; Prompt-to-Prompt needs them aligned."
                     )
         kept = clip_keys[:1] + [k for k in keys if k == T5_KEY]
+        if template is not None:  # a chat-template LLM's one stream (Flux.2 klein)
+            streams.append({k: _build_templated(text, r[k][0], _sub_tokenizer(clip, k), template) for k in kept})
+            continue
         streams.append({k: _build(text, r[k], _sub_tokenizer(clip, k)) for k in kept})
 
     token_dicts = []
