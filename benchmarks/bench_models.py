@@ -81,13 +81,13 @@ def real_spec(name: str):
 
     if name == "sd15":
         unet = {**sm.SD15.unet_config, **sm.SD15.unet_extra_config, **_SD15_DETECTED}
-        unet.pop("adm_in_channels", None)  # None for SD1.5; model_build sets it
+        unet.pop("adm_in_channels", None)  # None for SD1.5; tiny_unet sets it
         unet.pop("use_temporal_attention", None)
         return ModelSpec(arch="sd1", unet=unet, text_l=None, text_g=None, vae=None)
     if name == "sdxl":
         extra = {k: v for k, v in sm.SDXL.unet_extra_config.items()}  # num_heads -1, num_head_channels 64
         unet = {**sm.SDXL.unet_config, **extra, **_SDXL_DETECTED}
-        unet.pop("adm_in_channels", None)  # model_build derives 1280 + 6 * 256 = 2816 from text_g
+        unet.pop("adm_in_channels", None)  # tiny_unet derives 1280 + 6 * 256 = 2816 from text_g
         unet.pop("use_temporal_attention", None)
         return ModelSpec(arch="sdxl", unet=unet, text_l=None, text_g={"hidden_size": 1280}, vae=None)
     raise ValueError(f"not a real-size model: {name!r}")
@@ -108,7 +108,7 @@ def check_detected(name: str, spec) -> str:
 
 
 def fast_init(module: torch.nn.Module, seed: int, gain: float = 1.0) -> None:
-    """Like model_build.init_weights (same scales), but fills from one tiled random pool: a
+    """Like tiny_unet.init_weights (same scales), but fills from one tiled random pool: a
     2.6 G-parameter SDXL UNet initialises at memcpy speed instead of ~1 min of randn on one core.
     The pool length is prime, so rows of a weight matrix are not copies of each other."""
     gen = torch.Generator().manual_seed(seed)
@@ -134,14 +134,14 @@ def fast_init(module: torch.nn.Module, seed: int, gain: float = 1.0) -> None:
 
 @contextlib.contextmanager
 def _patched_init():
-    from p2p_attention import model_build
+    from p2p_models import tiny_unet
 
-    original = model_build.init_weights
-    model_build.init_weights = fast_init
+    original = tiny_unet.init_weights
+    tiny_unet.init_weights = fast_init
     try:
         yield
     finally:
-        model_build.init_weights = original
+        tiny_unet.init_weights = original
 
 
 def count_params(patcher) -> int:

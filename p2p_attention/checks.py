@@ -61,7 +61,7 @@ def check_not_patched(model_patcher) -> None:
                        "replace the first.", fix="unpatched_model")
 
 
-def check_family_options(family: str | None, self_blocks: str, self_min_downsample: int, map_downsample: int,
+def check_family_options(family: str | None, self_blocks: str, self_attn_min_downsample: int, map_downsample: int,
                          auto_downsample: int, default_map_downsample: int) -> None:
     """Options of the other family's path are refused, not ignored: self_blocks is for MM-DiT models,
     self_attn_min_downsample and map_downsample for UNet models."""
@@ -71,8 +71,8 @@ def check_family_options(family: str | None, self_blocks: str, self_min_downsamp
                            "(SD1.x, SD2.x, SDXL) self_attn_min_downsample chooses the self-attention layers. "
                            "Set self_blocks to 'auto'.")
         return
-    if self_min_downsample != auto_downsample:
-        raise P2PError(f"self_attn_min_downsample {self_min_downsample} applies to UNet models only; on this "
+    if self_attn_min_downsample != auto_downsample:
+        raise P2PError(f"self_attn_min_downsample {self_attn_min_downsample} applies to UNet models only; on this "
                        f"MM-DiT model self_blocks chooses the blocks. Set it to {auto_downsample} (auto).")
     if map_downsample != default_map_downsample:
         raise P2PError(f"map_downsample {map_downsample} applies to UNet models only; an MM-DiT model keeps its "
