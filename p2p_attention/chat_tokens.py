@@ -1,5 +1,5 @@
-"""Word spans of a prompt a chat-template LLM text encoder tokenizes (Z-Image's Qwen3: ComfyUI's
-ZImageTokenizer formats the prompt into its `llama_template` and byte-level-BPE-tokenizes the whole text
+"""Word spans of a prompt a chat-template LLM text encoder tokenizes (Z-Image's and Flux.2 klein's
+Qwen3: ComfyUI's ZImageTokenizer / KleinTokenizer formats the prompt into its `llama_template` and byte-level-BPE-tokenizes the whole text
 as one segment, every token with word id 1).
 
 Byte-level BPE tokens carry the space before a word ("Ġred"), so a word cannot be tokenized on its own
@@ -34,9 +34,18 @@ def _byte_decoder() -> dict[str, int]:
 
 
 def template_of(clip) -> str | None:
-    """The chat template the CLIP's tokenizer formats every prompt into ("...{}..."), or None."""
+    """The chat template the CLIP's tokenizer formats every prompt into ("...{}..."), or None (Z-Image's
+    and Flux.2 klein's Qwen3). A left-padding one (Flux.2 dev's Mistral 3 Small, whose context the model
+    pads again on the left) is refused by name."""
     template = getattr(clip.tokenizer, "llama_template", None)
-    return template if isinstance(template, str) and "{}" in template else None
+    if not (isinstance(template, str) and "{}" in template):
+        return None
+    subs = [getattr(clip.tokenizer, n) for n in dir(clip.tokenizer) if not n.startswith("_")
+            and hasattr(getattr(clip.tokenizer, n, None), "tokens_start")]
+    if any(getattr(sub, "pad_left", False) for sub in subs):
+        raise P2PError("this text encoder (Flux.2 dev's Mistral 3 Small: left padding, a system prompt) is not "
+                       "supported by Prompt-to-Prompt yet; Flux.2 klein (Qwen3 text encoder) is.")
+    return template
 
 
 def _token_bytes(hf, tok: int) -> bytes:
