@@ -21,6 +21,10 @@ from .blend import region_masks
 from .edit_runtime import EditRuntime
 
 TXT_KEY, IMG_KEY, GRID_KEY = "p2p_txt_tokens", "p2p_img_tokens", "p2p_img_grid"
+# The conditioning's token count when the model pads the caption after it (Z-Image: TXT_KEY is then the
+# padded count; IMG_KEY counts the image pads too), and the per-model-call counter that numbers joint
+# calls on a family whose blocks do not name themselves (DiTFamily.count_blocks).
+CTX_KEY, COUNT_KEY = "p2p_context_tokens", "p2p_joint_calls"
 _STORE_HEAD_CHUNK = 4  # heads per map product while storing (bounds the transient memory)
 
 
@@ -32,6 +36,21 @@ def _heads(q, k, v, heads, skip_reshape):
     return tuple(t.reshape(b, t.shape[1], heads, -1).transpose(1, 2) for t in (q, k, v))
 
 
+def _pad_coefficients(coeffs, extra: int):
+    """The coefficients of a context followed by `extra` pad tokens the model appended (Z-Image's
+    cap_pad_token): each pad maps to itself and takes the context's last token's (an end token's)
+    a1, a2, as the prompt's own pads do."""
+    if coeffs is None or extra <= 0:
+        return coeffs
+    n, lk = coeffs.a1.shape
+    eye = torch.eye(extra, dtype=coeffs.M.dtype, device=coeffs.M.device).expand(n, -1, -1)
+    m = torch.zeros(n, lk + extra, lk + extra, dtype=coeffs.M.dtype, device=coeffs.M.device)
+    m[:, :lk, :lk], m[:, lk:, lk:] = coeffs.M, eye
+    a1 = torch.cat([coeffs.a1, coeffs.a1[:, -1:].expand(n, extra)], 1)
+    a2 = torch.cat([coeffs.a2, coeffs.a2[:, -1:].expand(n, extra)], 1)
+    return type(coeffs)(m, a1, a2, coeffs.uses_source, coeffs.uses_own)
+
+
 @dataclass
 class DiTRuntime(EditRuntime):
     """State shared by the joint-attention override of one P2P Apply on an MM-DiT."""
@@ -41,14 +60,19 @@ class DiTRuntime(EditRuntime):
     region_spec: inj.RegionSpec = field(default_factory=inj.RegionSpec)
     _region: tuple | None = None  # (step, [N, n_img] bool): this step's edited region
     _padding: tuple | None = None  # (call key, [B, 1, 1, L]): the text padding's key mask (text_padding)
+    count_type: str = ""  # the block_type of counted joint calls (DiTFamily.count_blocks)
 
-    def region(self, step: int):
-        """The edited region of each edit item at this step (read once per step from the store)."""
+    def region(self, step: int, n_img: int | None = None):
+        """The edited region of each edit item at this step (read once per step from the store); n_img:
+        the call's image tokens, when the model appends pad tokens to the grid's (outside the region)."""
         if self._region is None or self._region[0] != step:
             r = self.region_spec
             self._region = (step, region_masks(self.store, self.compiled, self.plan.blend, self.plan.prompts,
                                                r.threshold, r.dilation))
-        return self._region[1]
+        region = self._region[1]
+        if region is not None and n_img is not None and n_img > region.shape[1]:
+            region = torch.cat([region, region.new_zeros(region.shape[0], n_img - region.shape[1])], 1)
+        return region
 
     def text_padding(self, to: dict, b: int, n_txt: int, length: int, device, dtype):
         """The key mask [B, 1, 1, length] (additive: -inf on padding) of prompts encoded unpadded and
@@ -73,7 +97,6 @@ class DiTRuntime(EditRuntime):
 
     def attend(self, backend, args, kwargs):
         to = kwargs.get("transformer_options") or {}
-        self.ran.add((to.get("block_type"), to.get("block_index")))
         n_txt, n_img = to.get(TXT_KEY), to.get(IMG_KEY)
         q, k, v = args[:3]
         heads = args[3] if len(args) > 3 else kwargs["heads"]
@@ -81,9 +104,15 @@ class DiTRuntime(EditRuntime):
         length = q.shape[2] if skip else q.shape[1]
         joint = n_txt is not None and length == n_txt + n_img
         image_only = n_img is not None and length == n_img and not joint
+        block = (to.get("block_type"), to.get("block_index"))
+        if joint and block[1] is None and COUNT_KEY in to:  # blocks that do not name themselves
+            block = (self.count_type, next(to[COUNT_KEY]))
+        if block[1] is not None:
+            self.ran.add(block)  # (EditRuntime.check_blocks_ran)
         mask = _mask4(kwargs.get("mask", args[4] if len(args) > 4 else None))
         if n_txt is not None and not image_only and length >= n_txt + n_img:  # text keys first
-            padding = self.text_padding(to, q.shape[0], n_txt, k.shape[2] if skip else k.shape[1], q.device, q.dtype)
+            padding = self.text_padding(to, q.shape[0], to.get(CTX_KEY, n_txt), k.shape[2] if skip else k.shape[1],
+                                        q.device, q.dtype)
             if padding is not None:
                 mask = padding if mask is None else (ja.as_bias(mask).to(padding.dtype) + padding)
                 args, kwargs = _with_mask(args, kwargs, mask)
@@ -93,7 +122,6 @@ class DiTRuntime(EditRuntime):
         if mask is not None:
             mask = mask.expand(q.shape[0], *mask.shape[1:])
         step, n_steps = self.clock(to)
-        block = (to.get("block_type"), to.get("block_index"))
         structure = bool(layout.groups) and block in self.self_blocks and self.compiled.self_active(step, n_steps)
         inject = structure and self.structure == inj.MAPS
         qh, kh, vh = _heads(q, k, v, heads, skip)
@@ -103,12 +131,14 @@ class DiTRuntime(EditRuntime):
             qh, kh, substituted = qh.clone(), kh.clone(), True
             inj.inject_structure(qh, kh, layout.groups, n_t)
         coeffs = None
-        if joint:
-            coeffs = self.compiled.cross_coefficients(step, n_steps, n_txt, q.device, q.dtype)
+        if joint and layout.groups:  # (an unconditional-only call may have another context length)
+            n_ctx = to.get(CTX_KEY, n_txt)  # the context's tokens; the model's caption pads follow
+            coeffs = self.compiled.cross_coefficients(step, n_steps, n_ctx, q.device, q.dtype)
             if self.store is not None and layout.groups:
-                self._record(qh, kh, n_txt, layout, coeffs, to[GRID_KEY], mask)
+                self._record(qh, kh, n_txt, layout, coeffs, to[GRID_KEY], n_ctx, mask)
+            coeffs = _pad_coefficients(coeffs, n_txt - n_ctx)
         if structure and self.structure == inj.VALUES:
-            region = self.region(step)
+            region = self.region(step, n_img)
             if region is not None:
                 vh = vh.clone()
                 inj.inject_outside(vh, layout.groups, n_t, ~region)
@@ -153,13 +183,17 @@ class DiTRuntime(EditRuntime):
                            ja.mask_rows(mask_s, img), ja.mask_rows(mask_e, img))
         return torch.cat([text_rows, image_rows.to(text_rows.dtype)], 2)
 
-    def _record(self, qh, kh, n_txt, layout, coeffs, grid, mask=None):
+    def _record(self, qh, kh, n_txt, layout, coeffs, grid, n_ctx=None, mask=None):
         """The cross maps (image rows over text keys, renormalised: P2P's maps; the mask's text keys
-        applied) of the first cond chunk, head-averaged, into the store."""
+        applied) of the first cond chunk, head-averaged, into the store. n_ctx: the context's tokens among
+        the n_txt (the rest are the model's caption pads); the image rows are the grid's (pads the model
+        appends left out)."""
         src, es = layout.groups[0]
         idx = [src, *es]
-        q_img, k_txt = qh[idx][:, :, n_txt:], kh[idx][:, :, :n_txt]
-        bias = None if mask is None else ja.as_bias(ja.mask_rows(mask[idx], slice(n_txt, None))[..., :n_txt])
+        n_ctx = n_txt if n_ctx is None else n_ctx
+        rows = slice(n_txt, n_txt + grid[0] * grid[1])
+        q_img, k_txt = qh[idx][:, :, rows], kh[idx][:, :, :n_ctx]
+        bias = None if mask is None else ja.as_bias(ja.mask_rows(mask[idx], rows)[..., :n_ctx])
         total = None
         for h0 in range(0, q_img.shape[1], _STORE_HEAD_CHUNK):
             heads = slice(h0, h0 + _STORE_HEAD_CHUNK)

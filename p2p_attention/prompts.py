@@ -211,13 +211,14 @@ def _is_chunk_list(value) -> bool:
     return isinstance(value, list) and len(value) > 0 and all(isinstance(c, list) for c in value)
 
 
-def _equal_length_tokens(clip, texts: list[str], raw: list[dict]) -> list[dict]:
-    """Re-tokenize so single-chunk streams (T5) have one length across prompts (a long prompt grows
-    past the minimum length); the encoded contexts then concatenate into one batch."""
+def _equal_length_tokens(clip, texts: list[str], raw: list[dict], templated: bool = False) -> list[dict]:
+    """Re-tokenize so single-chunk streams (T5; a chat-template LLM's when `templated`) have one length
+    across prompts (a long prompt grows past the minimum length, a short one is padded with the
+    tokenizer's pad token); the encoded contexts then concatenate into one batch."""
     longest = {}
     for r in raw:
         for k, v in r.items():
-            if isinstance(v, list) and len(v) == 1 and isinstance(v[0], list) and k == T5_KEY:
+            if isinstance(v, list) and len(v) == 1 and isinstance(v[0], list) and (k == T5_KEY or templated):
                 longest[k] = max(longest.get(k, 0), len(v[0]))
     if not longest or all(len(r[k][0]) == n for r in raw for k, n in longest.items()):
         return raw
@@ -237,10 +238,13 @@ def tokenize_streams(clip, texts: list[str]) -> tuple[list[dict], list[dict[str,
     the encoded conditionings concatenate into one batch. Returns the per-prompt token dicts (for
     clip.encode_from_tokens(tokens, return_pooled=True)) and, per prompt, a TokenizedPrompt per
     stream: the CLIP keys agree on where the word tokens are (one is kept), T5 has its own."""
+    from .chat_tokens import build_templated, template_of
+
     raw = [clip.tokenize(t, return_word_ids=True) for t in texts]
     if not raw:
         return [], []
-    raw = _equal_length_tokens(clip, texts, raw)
+    template = template_of(clip)  # a chat-template LLM encoder (Z-Image's Qwen3): words by their bytes
+    raw = _equal_length_tokens(clip, texts, raw, templated=template is not None)
     keys = [k for k, v in raw[0].items() if _is_chunk_list(v)]
     if not keys:
         raise P2PError("Prompt-to-Prompt: this CLIP's tokenizer output has no token chunks.")
@@ -264,7 +268,10 @@ def tokenize_streams(clip, texts: list[str]) -> tuple[list[dict], list[dict[str,
                         "token positions; Prompt-to-Prompt needs them aligned."
                     )
         kept = clip_keys[:1] + [k for k in keys if k == T5_KEY]
-        streams.append({k: _build(text, r[k], _sub_tokenizer(clip, k)) for k in kept})
+        if template is not None:
+            streams.append({k: build_templated(text, r[k], _sub_tokenizer(clip, k), template) for k in kept})
+        else:
+            streams.append({k: _build(text, r[k], _sub_tokenizer(clip, k)) for k in kept})
 
     token_dicts = []
     for r in raw:

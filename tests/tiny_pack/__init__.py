@@ -20,7 +20,6 @@ if str(_REPO_ROOT) not in sys.path:
 
 from comfy_api.v0_0_2 import ComfyExtension, io  # noqa: E402
 
-from p2p_models import tiny_chroma  # noqa: E402
 from p2p_models import tiny_dit as dit_build  # noqa: E402
 from p2p_models.tiny_unet import ModelSpec, build_all  # noqa: E402
 
@@ -35,7 +34,8 @@ def tiny_models(arch: str, seed: int) -> tuple:
     return _CACHE[key]
 
 
-DIT_FAMILIES = ("flux", "flux_schnell", "sd3", "sd35", "chroma", "chroma_radiance")
+# flux2_klein: ComfyUI 0.33.0 on
+DIT_FAMILIES = ("flux", "flux_schnell", "sd3", "sd35", "zimage", "flux2_klein", "chroma", "chroma_radiance")
 _DIT_CACHE: dict[tuple[str, int], tuple] = {}
 
 
@@ -55,13 +55,27 @@ def tiny_dit_models(family: str, seed: int) -> dit_build.TinyModels:
     seed = int(seed)
     flux = family.startswith("flux")
     if family.startswith("chroma"):  # Chroma: the 16-channel VAE; Radiance: ComfyUI's pixel-space VAE
+        from p2p_models import tiny_chroma
+
         radiance = family == "chroma_radiance"
         model = _dit_part(family, seed, lambda: tiny_chroma.build_chroma_model(seed, radiance=radiance))
         clip = _dit_part("chroma_clip", seed + 1, lambda: tiny_chroma.build_chroma_clip(seed + 1))
         vae = (_dit_part("pixel_vae", 0, tiny_chroma.build_pixel_vae) if radiance
                else _dit_part("dit_vae", seed + 2, lambda: dit_build.build_dit_vae(seed + 2)))
         return dit_build.TinyModels(model, clip, vae)
-    if flux:
+    if family == "flux2_klein":  # p2p_models.tiny_flux2: its own latent (128 channels, 16x) and VAE
+        from p2p_models import tiny_flux2
+
+        model = _dit_part(family, seed, lambda: tiny_flux2.build_flux2_model(seed))
+        clip = _dit_part("klein_clip", seed + 1, lambda: tiny_flux2.build_klein_clip(seed + 1))
+        return dit_build.TinyModels(model, clip, _dit_part("flux2_vae", seed + 2,
+                                                           lambda: tiny_flux2.build_flux2_vae(seed + 2)))
+    if family == "zimage":  # p2p_models.tiny_zimage: Z-Image's NextDiT and Qwen3 text encoder
+        from p2p_models import tiny_zimage
+
+        model = _dit_part(family, seed, lambda: tiny_zimage.build_zimage_model(seed))
+        clip = _dit_part("zimage_clip", seed + 1, lambda: tiny_zimage.build_zimage_clip(seed + 1))
+    elif flux:
         model = _dit_part(family, seed, lambda: dit_build.build_flux_model(seed, schnell=family == "flux_schnell"))
         clip = _dit_part("flux_clip", seed + 1, lambda: dit_build.build_flux_clip(seed + 1))
     else:
