@@ -27,11 +27,13 @@ class EditRuntime:
     ran: set = field(default_factory=set)
     skips_warned: bool = False
 
-    def check_blocks_ran(self, transformer_options: dict) -> None:
+    def check_blocks_ran(self, transformer_options: dict, exempt=frozenset()) -> None:
         """After a model call (an APPLY_MODEL wrapper): warn, once per sampling run, when some of the model's
         attention blocks did not reach the edit (a cache speed-up that skips blocks, such as TeaCache or
-        First Block Cache, or a patch that replaced the edit's), so their attention was not edited."""
-        missing = self.blocks - self.ran
+        First Block Cache, or a patch that replaced the edit's), so their attention was not edited.
+        exempt: blocks another pack's block patch owns in this call (it runs them, or skips them on purpose,
+        as Skip Layer Guidance's extra pass does)."""
+        missing = self.blocks - self.ran - exempt
         self.ran = set()
         if not missing or self.skips_warned:
             return

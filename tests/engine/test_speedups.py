@@ -146,16 +146,21 @@ def test_no_warning_when_every_block_runs(heard, caplog, tiny_sd1):
     assert not [h for h in heard if SKIPPED in h]
 
 
-def test_a_block_replace_patch_that_skips_a_block_warns_once(heard, caplog):
-    """First Block Cache's way: a block replace patch returns its input without running the block."""
+class _Skipped(torch.nn.Module):
+    """A double block that is not run (returns its inputs), as a block cache's module list holds on a hit."""
+
+    def forward(self, img, txt, *args, **kwargs):
+        return img, txt
+
+
+def test_a_block_list_that_skips_a_block_warns_once(heard, caplog):
+    """First Block Cache's way (an object patch of the model's block list whose cached blocks do not run):
+    the call's attention reaches the edit in 3 of the 4 blocks."""
     model, clip, _ = _chroma()
     cond, plan = _plan(clip)
     patched, _ = apply_edit(model, plan)
-
-    def skip(args, extra):
-        return {"img": args["img"], "txt": args["txt"]}
-
-    patched.set_model_patch_replace(skip, "dit", "double_block", 1)
+    blocks = patched.get_model_object("diffusion_model").double_blocks
+    patched.add_object_patch("diffusion_model.double_blocks", torch.nn.ModuleList([blocks[0], _Skipped()]))
     with caplog.at_level(logging.WARNING):
         _sample_dit(patched, cond, clip)
     said = [h for h in heard if SKIPPED in h]
@@ -167,6 +172,23 @@ def test_a_block_replace_patch_that_skips_a_block_warns_once(heard, caplog):
     heard.clear()
     _sample_dit(patched, cond, clip)  # a new sampling run warns again
     assert len([h for h in heard if SKIPPED in h]) == 1
+
+
+def test_blocks_a_block_patch_skips_on_purpose_are_not_warned(heard):
+    """Skip Layer Guidance (ComfyUI's node) skips layers on purpose in an extra pass, through "dit" block
+    replace patches; a block patch owns its block: no warning (its pass still has the edit elsewhere)."""
+    import comfy_extras.nodes_slg as slg
+
+    model, clip, _ = _chroma()
+    cond, plan = _plan(clip)
+    guided = slg.SkipLayerGuidanceDiT.execute(model=apply_edit(model, plan)[0], scale=3.0, start_percent=0.0,
+                                              end_percent=1.0, double_layers="1", single_layers="0").result[0]
+    _sample_dit(guided, cond, clip)
+    patched, _ = apply_edit(model, plan)
+    patched.set_model_patch_replace(lambda args, extra: {"img": args["img"], "txt": args["txt"]}, "dit",
+                                    "double_block", 1)
+    _sample_dit(patched, cond, clip)
+    assert not [h for h in heard if SKIPPED in h]
 
 
 def test_a_diffusion_model_wrapper_that_returns_early_warns(heard):
