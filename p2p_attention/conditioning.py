@@ -33,12 +33,29 @@ def encode_prompt_set(clip, source: str, edits: list[str]):
         pooled.append(out.get("pooled_output"))
     has_t5 = getattr(clip.cond_stage_model, "t5xxl", None) is not None
     tokenized = [context_prompt(s, c.shape[1], has_t5) for s, c in zip(streams, conds)]
+    conds, tokenized, mask = _pad_contexts(conds, tokenized)
     _refuse_no_op_edits(clip, tokenized, conds, pooled)
     prompts = PromptSet(prompts=tuple(tokenized))
     extra = {COND_UID_KEY: prompts.uid}
+    if mask is not None:
+        extra["attention_mask"] = mask  # ComfyUI's key (Qwen-Image reads it in 0.33.0; dit_runtime masks anyway)
     if all(p is not None for p in pooled):
         extra["pooled_output"] = torch.cat(pooled)
     return [[torch.cat(conds), extra]], prompts
+
+
+def _pad_contexts(conds, tokenized):
+    """Contexts of unequal length (a text encoder without padding: Qwen-Image) padded at the end with
+    zeros to one length, so they batch; the padding is MASKED in the prompts (token maps skip it) and
+    masked out of attention (dit_runtime). -> (conds, tokenized, attention mask [1+N, L] long or None)."""
+    n = max(c.shape[1] for c in conds)
+    if all(c.shape[1] == n for c in conds):
+        return conds, tokenized, None
+    mask = torch.zeros(len(conds), n, dtype=torch.long)
+    for i, c in enumerate(conds):
+        mask[i, : c.shape[1]] = 1
+    conds = [torch.nn.functional.pad(c, (0, 0, 0, n - c.shape[1])) for c in conds]
+    return conds, [t.padded(n) for t in tokenized], mask
 
 
 def _refuse_no_op_edits(clip, tokenized, conds, pooled) -> None:

@@ -8,12 +8,13 @@ from __future__ import annotations
 from ..errors import P2PError
 from .base import DiTFamily
 from .flux import FLUX
+from .qwen_image import QWEN_IMAGE
 from .sd3 import SD3
 
-FAMILIES: tuple[DiTFamily, ...] = (FLUX, SD3)
+FAMILIES: tuple[DiTFamily, ...] = (FLUX, SD3, QWEN_IMAGE)
 UNET_LABELS = ("SD1.x", "SD2.x", "SDXL")
 # Model configs ComfyUI ships that are refused by name (not MM-DiT image models this pack edits yet).
-NOT_YET = "Flux.2, Qwen-Image, HiDream, Lumina/Z-Image, Chroma and video DiTs"
+NOT_YET = "Flux.2, HiDream, Lumina/Z-Image, Chroma and video DiTs"
 
 
 def family_of(model_patcher) -> DiTFamily:
