@@ -18,7 +18,7 @@ from .steps import CROSS, SELF, window_steps
 WRAPPER_KEY = "p2p_attention"
 # Text context widths of the families' encoders, to say which encoder a conditioning came from.
 KNOWN_WIDTHS = {768: "SD1.x (CLIP-L)", 1024: "SD2.x (OpenCLIP-H)", 2048: "SDXL (CLIP-L + CLIP-G)",
-                4096: "Flux.1 / SD3 (T5-XXL)"}
+                4096: "Flux.1 / SD3 (T5-XXL)", 3584: "Qwen-Image (Qwen2.5-VL 7B)"}
 
 
 def current_run():
