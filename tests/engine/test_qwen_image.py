@@ -267,6 +267,16 @@ def test_a_mask_that_depends_on_the_query_is_refused():
         _key_mask(torch.zeros(2, 3, 3), 2, 3)
 
 
+def test_reference_images_are_refused():
+    """Qwen-Image-Edit's (and Kontext's) reference latents add image tokens the edit would leave alone."""
+    model, clip, _ = _models()
+    cond, prompts = encode_prompt_set(clip, SRC, ["a green circle on the left"])
+    ref = [[cond[0][0], {**cond[0][1], "reference_latents": [torch.zeros(1, 16, 1, 8, 12)]}]]
+    patched, _ = apply_edit(model, _swap(prompts))
+    with pytest.raises(P2PError, match="carries reference images"):
+        sample(patched, ref, encode(clip, ""), _latent(2), steps=1, cfg=CFG, scheduler="simple")
+
+
 # ----------------------------------------------------------------------------- real images
 
 
