@@ -18,7 +18,8 @@ from .steps import CROSS, SELF, window_steps
 WRAPPER_KEY = "p2p_attention"
 # Text context widths of the families' encoders, to say which encoder a conditioning came from.
 KNOWN_WIDTHS = {768: "SD1.x (CLIP-L)", 1024: "SD2.x (OpenCLIP-H)", 2048: "SDXL (CLIP-L + CLIP-G)",
-                4096: "Flux.1 / SD3 (T5-XXL)", 3584: "Qwen-Image (Qwen2.5-VL 7B)"}
+                4096: "Flux.1 / SD3 (T5-XXL)",
+                2560: "Z-Image (Qwen3 4B)", 3584: "Qwen-Image (Qwen2.5-VL 7B)"}
 
 
 def current_run():
@@ -61,7 +62,7 @@ def check_not_patched(model_patcher) -> None:
                        "replace the first.", fix="unpatched_model")
 
 
-def check_family_options(family: str | None, self_blocks: str, self_min_downsample: int, map_downsample: int,
+def check_family_options(family: str | None, self_blocks: str, self_attn_min_downsample: int, map_downsample: int,
                          auto_downsample: int, default_map_downsample: int) -> None:
     """Options of the other family's path are refused, not ignored: self_blocks is for MM-DiT models,
     self_attn_min_downsample and map_downsample for UNet models."""
@@ -71,8 +72,8 @@ def check_family_options(family: str | None, self_blocks: str, self_min_downsamp
                            "(SD1.x, SD2.x, SDXL) self_attn_min_downsample chooses the self-attention layers. "
                            "Set self_blocks to 'auto'.")
         return
-    if self_min_downsample != auto_downsample:
-        raise P2PError(f"self_attn_min_downsample {self_min_downsample} applies to UNet models only; on this "
+    if self_attn_min_downsample != auto_downsample:
+        raise P2PError(f"self_attn_min_downsample {self_attn_min_downsample} applies to UNet models only; on this "
                        f"MM-DiT model self_blocks chooses the blocks. Set it to {auto_downsample} (auto).")
     if map_downsample != default_map_downsample:
         raise P2PError(f"map_downsample {map_downsample} applies to UNet models only; an MM-DiT model keeps its "
@@ -96,7 +97,10 @@ def context_width(model_patcher) -> int | None:
     """The text context width the diffusion model takes (None when it cannot be read)."""
     dm = model_patcher.get_model_object("diffusion_model")
     for name in dict.fromkeys(f.context_layer for f in FAMILIES):
-        layer = getattr(dm, name, None)
+        try:
+            layer = dm.get_submodule(name)  # a dotted path too (Z-Image: cap_embedder.1)
+        except AttributeError:
+            layer = None
         if isinstance(getattr(layer, "in_features", None), int):
             return layer.in_features
     for name, module in dm.named_modules():  # UNet: the cross-attention keys

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from .errors import P2PError
 
 START, END, PAD = "start", "end", "pad"
-# Positions appended only to batch prompts of unequal length (conditioning.encode_prompt_set): no token of
-# the text encoder's, masked out of attention (TokenizedPrompt.n_masked), mapped to nothing.
+# Padding that only batches prompts of unequal length, where the text encoder masks it and the model never
+# sees padding of one prompt (Qwen-Image): masked out of attention (TokenizedPrompt.n_masked), mapped to nothing.
 MASKED = "masked"
 T5_KEY = "t5xxl"  # the T5 stream of clip.tokenize (Flux.1, SD3): one chunk, its own word positions
 
@@ -71,15 +71,15 @@ class TokenizedPrompt:
         return dataclasses.replace(self, ids=self.ids[cut:], word_of=self.word_of[cut:], special=self.special[cut:],
                                    token_text=self.token_text[cut:], chunk_len=n, parts=())
 
-    def padded(self, n: int) -> TokenizedPrompt:
-        """Padded with MASKED positions to n (one chunk of a single stream)."""
-        extra = n - self.length
-        if extra <= 0:
+    def masking_tail(self, n: int) -> TokenizedPrompt:
+        """The last n positions (the tokenizer's padding, added only to batch prompts of unequal length)
+        marked MASKED: the model never sees them (conditioning.encode_prompt_set, dit_runtime)."""
+        if n <= 0:
             return self
-        return dataclasses.replace(self, ids=self.ids + (-1,) * extra, word_of=self.word_of + (-1,) * extra,
-                                   special=self.special + (MASKED,) * extra,
-                                   token_text=self.token_text + ("<masked>",) * extra, chunk_len=n,
-                                   n_masked=self.n_masked + extra)
+        if any(s != PAD for s in self.special[-n:]):
+            raise P2PError(f"Prompt {self.text!r}: the text encoder masks tokens that are not padding; "
+                           "Prompt-to-Prompt cannot place the words.")
+        return dataclasses.replace(self, special=self.special[:-n] + (MASKED,) * n, n_masked=n)
 
     def _core_positions(self, w: int, trim: bool) -> list[int]:
         pos = list(self.word_positions[w])
@@ -232,86 +232,18 @@ def _build(text: str, chunks: list[list[tuple]], sub) -> TokenizedPrompt:
     )
 
 
-def _templated(empty_chunks: list[list[tuple]]) -> bool:
-    """A stream whose empty prompt still has text: the tokenizer wraps the prompt in a chat template and
-    tokenizes the whole text as one piece (Qwen-Image's Qwen2.5-VL: every token has a word id)."""
-    return len(empty_chunks) == 1 and any(e[2] != 0 for e in empty_chunks[0])
-
-
-@functools.cache
-def _byte_decoder() -> dict[str, int]:
-    """The byte-level BPE alphabet (GPT-2's bytes_to_unicode, used by Qwen's tokenizers), reversed:
-    transformers 5's tokenizers no longer expose it."""
-    printable = [*range(ord("!"), ord("~") + 1), *range(ord("\xa1"), ord("\xac") + 1), *range(ord("\xae"), ord("\xff") + 1)]
-    chars, extra = {}, 0
-    for b in range(256):
-        if b in printable:
-            chars[chr(b)] = b
-        else:
-            chars[chr(256 + extra)] = b
-            extra += 1
-    return chars
-
-
-def _token_bytes(sub, tok: int) -> bytes:
-    """The text bytes of one token of a byte-level BPE (GPT-2 / Qwen byte alphabet), else its piece."""
-    piece = sub.tokenizer.convert_ids_to_tokens(tok)
-    decoder = _byte_decoder()
-    if all(c in decoder for c in piece):
-        return bytes(decoder[c] for c in piece)
-    return piece.replace("\u2581", " ").encode("utf-8")
-
-
-def _build_templated(text: str, chunks: list[list[tuple]], empty: list[list[tuple]], sub) -> TokenizedPrompt:
-    """A prompt inside a chat template: the template is what the prompt shares with the empty prompt's
-    tokens (head START, tail END); the prompt's tokens between are matched to its whitespace words by
-    their bytes (a byte-level BPE merges a word with its leading space: " cat")."""
-    chunk, base = chunks[0], [e[0] for e in empty[0]]
-    ids = [e[0] for e in chunk]
-    if not all(isinstance(t, int) for t in ids):
-        raise P2PError(f"Prompt {text!r} uses an embedding or an image; Prompt-to-Prompt edits plain text prompts.")
-    head = 0
-    while head < min(len(ids), len(base)) and ids[head] == base[head]:
-        head += 1
-    tail = 0
-    while tail < min(len(ids), len(base)) - head and ids[-1 - tail] == base[-1 - tail]:
-        tail += 1
-    span = ids[head : len(ids) - tail]
-    pieces = [_token_bytes(sub, t) for t in span]
-    if head + tail != len(base) or b"".join(pieces) != text.encode("utf-8"):
-        raise P2PError(f"Prompt {text!r}: cannot locate its words inside the text encoder's chat template; "
-                       "Prompt-to-Prompt needs plain text prompts (no template tokens, no leading line break).")
-    spans = [(len(text[: m.start()].encode("utf-8")), len(text[: m.end()].encode("utf-8")))
-             for m in re.finditer(r"\S+", text)]
-    words = tuple(m.group().lower() for m in re.finditer(r"\S+", text))
-    word_of, special, labels = [-1] * head, [START] * head, []
-    offset = 0
-    for piece in pieces:
-        lo, hi = offset, offset + len(piece)
-        offset = hi
-        hit = next((w for w, (a, b) in enumerate(spans) if a < hi and b > lo), -1)
-        word_of.append(hit)
-        special.append("" if hit >= 0 else PAD)  # a whitespace-only token
-    word_of += [-1] * tail
-    special += [END] * tail
-    for t in ids:
-        label = _token_bytes(sub, t).decode("utf-8", errors="backslashreplace")  # a CJK byte piece reads \xe6\x9d
-        labels.append(label.strip() or label)
-    return TokenizedPrompt(text=text, ids=tuple(ids), word_of=tuple(word_of), words=words, n_chunks=1,
-                           special=tuple(special), token_text=tuple(labels), chunk_len=len(ids))
-
-
 def _is_chunk_list(value) -> bool:
     return isinstance(value, list) and len(value) > 0 and all(isinstance(c, list) for c in value)
 
 
-def _equal_length_tokens(clip, texts: list[str], raw: list[dict]) -> list[dict]:
-    """Re-tokenize so single-chunk streams (T5) have one length across prompts (a long prompt grows
-    past the minimum length); the encoded contexts then concatenate into one batch."""
+def _equal_length_tokens(clip, texts: list[str], raw: list[dict], templated: bool = False) -> list[dict]:
+    """Re-tokenize so single-chunk streams (T5; a chat-template LLM's when `templated`) have one length
+    across prompts (a long prompt grows past the minimum length, a short one is padded with the
+    tokenizer's pad token); the encoded contexts then concatenate into one batch."""
     longest = {}
     for r in raw:
         for k, v in r.items():
-            if isinstance(v, list) and len(v) == 1 and isinstance(v[0], list) and k == T5_KEY:
+            if isinstance(v, list) and len(v) == 1 and isinstance(v[0], list) and (k == T5_KEY or templated):
                 longest[k] = max(longest.get(k, 0), len(v[0]))
     if not longest or all(len(r[k][0]) == n for r in raw for k, n in longest.items()):
         return raw
@@ -331,10 +263,13 @@ def tokenize_streams(clip, texts: list[str]) -> tuple[list[dict], list[dict[str,
     the encoded conditionings concatenate into one batch. Returns the per-prompt token dicts (for
     clip.encode_from_tokens(tokens, return_pooled=True)) and, per prompt, a TokenizedPrompt per
     stream: the CLIP keys agree on where the word tokens are (one is kept), T5 has its own."""
+    from .chat_tokens import build_templated, template_of
+
     raw = [clip.tokenize(t, return_word_ids=True) for t in texts]
     if not raw:
         return [], []
-    raw = _equal_length_tokens(clip, texts, raw)
+    template = template_of(clip)  # a chat-template LLM encoder (Z-Image's Qwen3): words by their bytes
+    raw = _equal_length_tokens(clip, texts, raw, templated=template is not None)
     keys = [k for k, v in raw[0].items() if _is_chunk_list(v)]
     if not keys:
         raise P2PError("Prompt-to-Prompt: this CLIP's tokenizer output has no token chunks.")
@@ -358,8 +293,10 @@ def tokenize_streams(clip, texts: list[str]) -> tuple[list[dict], list[dict[str,
                         "token positions; Prompt-to-Prompt needs them aligned."
                     )
         kept = clip_keys[:1] + [k for k in keys if k == T5_KEY]
-        streams.append({k: _build_templated(text, r[k], empty[k], _sub_tokenizer(clip, k)) if _templated(empty[k])
-                        else _build(text, r[k], _sub_tokenizer(clip, k)) for k in kept})
+        if template is not None:
+            streams.append({k: build_templated(text, r[k], _sub_tokenizer(clip, k), template) for k in kept})
+        else:
+            streams.append({k: _build(text, r[k], _sub_tokenizer(clip, k)) for k in kept})
 
     token_dicts = []
     for r in raw:

@@ -4,8 +4,8 @@ in what order, so every context position has its word.
 SD1/SDXL: the CLIP stream(s), one layout (CLIP-L and CLIP-G agree on positions). Flux.1: the T5
 stream only (CLIP-L gives just the pooled vector). SD3/SD3.5: the CLIP-L/G rows (77 per chunk)
 followed by the T5 rows. Qwen-Image: one stream, a chat template around the prompt, whose head the
-text encoder trims after encoding: the context is the stream's tail. Which layout a CLIP uses is read from the encoded context's length, never
-assumed from a class name (an SD3 text encoder may come without its T5).
+text encoder trims after encoding: the context is the stream's tail. Which layout a CLIP uses is
+read from the encoded context's length, never assumed from a class name (an SD3 text encoder may come without its T5).
 """
 
 from __future__ import annotations

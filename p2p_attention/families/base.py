@@ -26,10 +26,22 @@ class DiTFamily:
     # Guidance-distilled (no unconditional branch, cfg 1): inversion methods that work on the negative
     # are refused.
     distilled: bool = False
+    # The diffusion model's attribute naming the multiple it pads both streams to inside the model, with
+    # learned pad tokens after the caption and after the image tokens (Z-Image: pad_tokens_multiple); None
+    # (or the attribute None): the joint call is exactly [context | image tokens].
+    token_multiple: str | None = None
+    # The blocks do not name themselves and take no block replace patch: the override numbers the model
+    # call's joint calls in call order as the first block list's (Z-Image on ComfyUI 0.3.75; an index
+    # ComfyUI sets is used where it sets one).
+    count_blocks: bool = False
 
     def supports(self, dm) -> bool:
         """The diffusion model has this family's block lists (a config name alone could be reused)."""
         return all(hasattr(dm, attr) for _, attr in self.block_lists)
+
+    def pad_multiple(self, dm) -> int:
+        """The multiple the model pads its caption and image token counts to (1: none)."""
+        return int(getattr(dm, self.token_multiple, None) or 1) if self.token_multiple else 1
 
     def blocks(self, dm) -> list[tuple[str, int]]:
         """Every attention block as (block_type, index), in order."""

@@ -11,8 +11,11 @@ import torch
 
 from ..errors import P2PError, warn
 from ..steps import StepClock
-from .patches import DeviceCache, DirectCorrection, WeightsAsReferences, identity_weight, set_uncond_context
-from .result import _OFFICIAL_STEPS, NULL_TEXT_EPSILON, NULL_TEXT_EPSILON_SLOPE, NULL_TEXT_LR, Inversion
+from .direct import DeviceCache, DirectCorrection
+from .result import Inversion
+from .settings import _OFFICIAL_STEPS, NULL_TEXT_EPSILON, NULL_TEXT_EPSILON_SLOPE, NULL_TEXT_LR
+from .uncond_context import set_uncond_context
+from .weight_refs import WeightsAsReferences, identity_weight
 
 
 class InversionMethod:

@@ -5,9 +5,7 @@ script is one deterministic command (two fresh runs write byte-identical weights
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -16,6 +14,8 @@ import torch
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "training"))
+
+from training_runs import train_twice  # noqa: E402
 
 from p2p_models.demo_dit import (  # noqa: E402
     DIT_DEMO_SHA256,
@@ -104,18 +104,9 @@ TINY = ["--fresh", "--n-train", "48", "--vae-steps", "3", "--vae-batch", "4", "-
         "--eval-steps", "2", "--eval-captions", "1", "--ckpt-every", "1"]
 
 
-def _train(work: Path) -> Path:
-    out = work / "model.safetensors"
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    cmd = [sys.executable, str(REPO / "training" / "train_dit_demo.py"), *TINY, "--work", str(work), "--out", str(out)]
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return out
-
-
 @pytest.fixture(scope="module")
 def two_runs(tmp_path_factory):
-    return [_train(tmp_path_factory.mktemp(f"train_dit{i}")) for i in range(2)]
+    return train_twice("train_dit_demo.py", TINY, tmp_path_factory, "train_dit")
 
 
 def test_two_fresh_runs_write_identical_weights(two_runs):

@@ -5,14 +5,13 @@ p2p_demo_flux_scenes.safetensors reproducible)."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+
+from training_runs import train_twice  # noqa: E402
 
 from p2p_models.weights import sha256_of  # noqa: E402
 
@@ -23,18 +22,9 @@ TINY = [
 ]
 
 
-def _train(work: Path) -> Path:
-    out = work / "model.safetensors"
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    cmd = [sys.executable, str(REPO / "training" / "train_dit_demo.py"), *TINY, "--work", str(work), "--out", str(out)]
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return out
-
-
 @pytest.fixture(scope="module")
 def two_runs(tmp_path_factory):
-    return [_train(tmp_path_factory.mktemp(f"scenes{i}")) for i in range(2)]
+    return train_twice("train_dit_demo.py", TINY, tmp_path_factory, "scenes")
 
 
 def test_two_fresh_runs_write_identical_weights(two_runs):

@@ -13,7 +13,7 @@ import torch
 from sampling import encode, sample
 
 from p2p_attention.inversion import install_inversion, invert, methods
-from p2p_attention.inversion.patches import WeightsAsReferences, identity_weight
+from p2p_attention.inversion.weight_refs import WeightsAsReferences, identity_weight
 
 SRC = "a red cat sitting on a wooden chair"
 GUIDANCE = 7.5

@@ -36,7 +36,7 @@ def tiny_models(arch: str, seed: int) -> tuple:
     return _CACHE[key]
 
 
-DIT_FAMILIES = ("flux", "flux_schnell", "sd3", "sd35")
+DIT_FAMILIES = ("flux", "flux_schnell", "sd3", "sd35", "zimage", "flux2_klein")  # flux2_klein: ComfyUI 0.33.0 on
 _DIT_CACHE: dict[tuple[str, int], tuple] = {}
 
 
@@ -55,7 +55,19 @@ def tiny_dit_models(family: str, seed: int) -> dit_build.TinyModels:
         raise ValueError(f"unknown DiT family {family!r}: one of {DIT_FAMILIES}")
     seed = int(seed)
     flux = family.startswith("flux")
-    if flux:
+    if family == "flux2_klein":  # p2p_models.tiny_flux2: its own latent (128 channels, 16x) and VAE
+        from p2p_models import tiny_flux2
+
+        model = _dit_part(family, seed, lambda: tiny_flux2.build_flux2_model(seed))
+        clip = _dit_part("klein_clip", seed + 1, lambda: tiny_flux2.build_klein_clip(seed + 1))
+        return dit_build.TinyModels(model, clip, _dit_part("flux2_vae", seed + 2,
+                                                           lambda: tiny_flux2.build_flux2_vae(seed + 2)))
+    if family == "zimage":  # p2p_models.tiny_zimage: Z-Image's NextDiT and Qwen3 text encoder
+        from p2p_models import tiny_zimage
+
+        model = _dit_part(family, seed, lambda: tiny_zimage.build_zimage_model(seed))
+        clip = _dit_part("zimage_clip", seed + 1, lambda: tiny_zimage.build_zimage_clip(seed + 1))
+    elif flux:
         model = _dit_part(family, seed, lambda: dit_build.build_flux_model(seed, schnell=family == "flux_schnell"))
         clip = _dit_part("flux_clip", seed + 1, lambda: dit_build.build_flux_clip(seed + 1))
     else:
