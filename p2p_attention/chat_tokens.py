@@ -66,7 +66,7 @@ def build_templated(text: str, chunks: list[list[tuple]], sub, template: str):
     (token, weight, word id) entries; word id 0: padding)."""
     from comfy.sd1_clip import escape_important, unescape_important
 
-    from .prompts import END, PAD, START, TokenizedPrompt, _token_label
+    from .prompts import END, PAD, START, TokenizedPrompt
 
     if len(chunks) != 1:
         raise P2PError(f"Prompt {text!r}: the chat-template tokenizer returned {len(chunks)} chunks; expected one.")
@@ -108,6 +108,8 @@ def build_templated(text: str, chunks: list[list[tuple]], sub, template: str):
     missing = [words[i] for i in range(len(words)) if i not in set(word_of)]
     if missing:
         raise P2PError(f"Prompt {text!r}: cannot locate the word(s) {', '.join(map(repr, missing))} in ComfyUI's tokens.")
-    labels = tuple(_token_label(sub, t, r) for t, r in zip(ids, special))
+    # Readable labels (the maps' captions): each token's own text ("Ġred" reads " red").
+    labels = tuple("<pad>" if r == PAD else _token_bytes(sub.tokenizer, t).decode("utf-8", "replace")
+                   for t, r in zip(ids, special))
     return TokenizedPrompt(text=text, ids=tuple(ids), word_of=tuple(word_of), words=tuple(words), n_chunks=1,
                            special=tuple(special), token_text=labels, chunk_len=len(ids))
