@@ -17,6 +17,7 @@ import functools
 import re
 
 from .errors import P2PError
+from .tokenized import END, PAD, START, TokenizedPrompt
 
 
 @functools.cache
@@ -66,7 +67,6 @@ def build_templated(text: str, chunks: list[list[tuple]], sub, template: str):
     (token, weight, word id) entries; word id 0: padding)."""
     from comfy.sd1_clip import escape_important, unescape_important
 
-    from .prompts import END, PAD, START, TokenizedPrompt
 
     if len(chunks) != 1:
         raise P2PError(f"Prompt {text!r}: the chat-template tokenizer returned {len(chunks)} chunks; expected one.")

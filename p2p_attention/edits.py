@@ -32,10 +32,6 @@ class PromptSet:
 
     prompts: tuple[TokenizedPrompt, ...]
     uid: str = field(default_factory=lambda: uuid.uuid4().hex)
-    # Each prompt's own context length when its text encoder does not pad (Chroma's T5) and the prompts
-    # differ in length: the contexts are zero-padded to one length and P2P Apply masks the padding out
-    # of attention (dit_runtime.DiTRuntime.text_padding). None: every context is as its encoder made it.
-    text_lengths: tuple[int, ...] | None = None
 
     @property
     def source(self) -> TokenizedPrompt:

@@ -18,9 +18,7 @@ the override, so other packs' overrides and backends still apply): the edit's jo
 returns m_e from the same call; a text-keys-only call for C_src M diag(a1) V_T; and, while injecting,
 an image-keys-only call for S_src V_I. The reference path materialises the maps (tests, checking).
 
-Tensors are [B, H, L, D] (Flux's layout; the adapters convert SD3's). An attention mask (Chroma's
-padding, a Redux attention bias) is [B, 1 or H, Lq or 1, Lk], boolean (True: attend) or an additive float,
-as ComfyUI's backends take it; every call and map here applies the rows and keys of it that it covers.
+Tensors are [B, H, L, D] (Flux's layout; the adapters convert SD3's).
 """
 
 from __future__ import annotations
@@ -31,32 +29,12 @@ import torch
 
 from .maps import edited_maps, softmax_maps
 
-# attend(q, k, v[, mask]) -> [B, H, Lq, D]: one SDPA call on the model's attention backend
-Attend = Callable[..., torch.Tensor]
+# attend(q, k, v) -> [B, H, Lq, D]: one SDPA call on the model's attention backend
+Attend = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 MASS_PAD = 8  # channels added to q/k/v for the text-mass channel (a multiple of 8 keeps fast kernels)
 
 
-joint_maps = softmax_maps  # softmax(q k^T / sqrt(d) [+ mask bias]) in fp32: [B, H, Lq, Lk]
-
-
-def as_bias(mask: torch.Tensor | None) -> torch.Tensor | None:
-    """A mask as the additive float the softmax takes (a boolean mask: 0 where True, -inf where False)."""
-    if mask is None or mask.dtype != torch.bool:
-        return mask
-    return torch.zeros(mask.shape, dtype=torch.float32, device=mask.device).masked_fill(~mask, float("-inf"))
-
-
-def mask_rows(mask: torch.Tensor | None, rows: slice) -> torch.Tensor | None:
-    """The query rows `rows` of a [B, H, Lq or 1, Lk] mask (a mask broadcast over queries has one)."""
-    return mask if mask is None or mask.shape[-2] == 1 else mask[..., rows, :]
-
-
-def mask_keys(mask: torch.Tensor | None, keys: slice) -> torch.Tensor | None:
-    return None if mask is None else mask[..., keys]
-
-
-def _call(attend: Attend, q, k, v, mask):
-    return attend(q, k, v) if mask is None else attend(q, k, v, mask)
+joint_maps = softmax_maps  # softmax(q k^T / sqrt(d)) in fp32: [B, H, Lq, Lk]
 
 
 def split_maps(maps: torch.Tensor, n_txt: int):
@@ -75,9 +53,9 @@ def edit_rows_reference(q_s, k_s, q_e, k_e, v_e, n_txt: int, coeffs, inject: boo
                         mask_e=None) -> torch.Tensor:
     """The semantics: image rows of N edit items, [N, H, Q, D], from materialised joint maps.
     q_s/k_s [1, H, ., D] (source, q at the image rows only), q_e [N, H, Q, D], k_e/v_e [N, H, L, D];
-    mask_s / mask_e: the call's mask at the source's / the edits' image rows, or None."""
-    _, c_src, s_src = split_maps(joint_maps(q_s, k_s, as_bias(mask_s)), n_txt)
-    m_e, c_e, s_e = split_maps(joint_maps(q_e, k_e, as_bias(mask_e)), n_txt)
+    mask_s/mask_e: additive key masks [1 / N, 1, 1, L] (text padding), or None."""
+    _, c_src, s_src = split_maps(joint_maps(q_s, k_s, mask_s), n_txt)
+    m_e, c_e, s_e = split_maps(joint_maps(q_e, k_e, mask_e), n_txt)
     c_new = edited_cross_map(c_src, c_e, coeffs)
     s_new = s_src.expand_as(s_e) if inject else s_e
     v = v_e.float()
@@ -97,11 +75,16 @@ def _with_mass_channel(q, k, v, indicator):
     return q2, k2, torch.cat([v, extra], -1)
 
 
+def _masked(attend: Attend, q, k, v, mask):
+    """attend with a key mask when there is one (an Attend with masks takes it as a 4th argument)."""
+    return attend(q, k, v) if mask is None else attend(q, k, v, mask)
+
+
 def edit_rows_fast(attend: Attend, q_s, k_s, q_e, k_e, v_e, n_txt: int, coeffs, inject: bool, mask_s=None,
                    mask_e=None) -> torch.Tensor:
-    """edit_rows_reference on SDPA calls only (no map is materialised); each call takes the keys of the
-    masks it covers (a softmax over a subset of the keys renormalises the masked row over that subset)."""
+    """edit_rows_reference on SDPA calls only (no map is materialised)."""
     n, d = q_e.shape[0], v_e.shape[-1]
+    src_mask = None if mask_s is None else mask_s.expand(n, -1, -1, -1)
     v_txt, v_img = v_e[:, :, :n_txt], v_e[:, :, n_txt:]
     own_txt = v_txt if coeffs is None or not coeffs.uses_own else coeffs.a2[:, None, :, None] * v_txt
     if coeffs is not None and not coeffs.uses_own:
@@ -110,20 +93,16 @@ def edit_rows_fast(attend: Attend, q_s, k_s, q_e, k_e, v_e, n_txt: int, coeffs, 
     indicator = torch.zeros(v_e.shape[2], dtype=v_e.dtype, device=v_e.device)
     indicator[:n_txt] = 1
     q2, k2, v2 = _with_mass_channel(q_e, k_e, torch.cat([own_txt, own_img], 2), indicator)
-    joint = _call(attend, q2, k2, v2, mask_e)
+    joint = _masked(attend, q2, k2, v2, mask_e)
     out, m = joint[..., :d], joint[..., d : d + 1]
     if coeffs is not None and coeffs.uses_source:
         # C_src M diag(a1) V_T == SDPA over the source's text keys with values M diag(a1) V_T
         mapped_v = torch.einsum("nij,nhjd->nhid", coeffs.M.to(v_e.dtype), coeffs.a1[:, None, :, None] * v_txt)
-        src_txt = _call(attend, q_s.expand(n, -1, -1, -1), k_s[:, :, :n_txt].expand(n, -1, -1, -1), mapped_v,
-                        _expand(mask_keys(mask_s, slice(None, n_txt)), n))
+        src_txt = _masked(attend, q_s.expand(n, -1, -1, -1), k_s[:, :, :n_txt].expand(n, -1, -1, -1), mapped_v,
+                          None if src_mask is None else src_mask[..., :n_txt])
         out = out + m * src_txt
     if inject:
-        src_img = _call(attend, q_s.expand(n, -1, -1, -1), k_s[:, :, n_txt:].expand(n, -1, -1, -1), v_img,
-                        _expand(mask_keys(mask_s, slice(n_txt, None)), n))
+        src_img = _masked(attend, q_s.expand(n, -1, -1, -1), k_s[:, :, n_txt:].expand(n, -1, -1, -1), v_img,
+                          None if src_mask is None else src_mask[..., n_txt:])
         out = out + (1 - m) * src_img
     return out
-
-
-def _expand(mask, n: int):
-    return None if mask is None else mask.expand(n, *mask.shape[1:])

@@ -144,11 +144,11 @@ def _sdpa(q, k, v, mask=None):
 def test_masked_fast_joint_edit_equals_the_reference(kind, inject):
     n_txt, n_img = 7, 12
     g, q_s, k_s, q_e, k_e, v_e = _random_call(4, n_txt, n_img)
-    if kind == "padding":  # boolean key mask broadcast over queries: the last 2 text tokens of the source
-        mask_s = torch.ones(1, 1, 1, n_txt + n_img, dtype=torch.bool)
-        mask_s[..., n_txt - 2 : n_txt] = False
-        mask_e = torch.ones(2, 1, 1, n_txt + n_img, dtype=torch.bool)
-        mask_e[1, ..., n_txt - 1] = False
+    if kind == "padding":  # key mask broadcast over queries (additive, as the runtime hands it over): the
+        mask_s = torch.zeros(1, 1, 1, n_txt + n_img)  # last 2 text tokens of the source, the last of edit 2
+        mask_s[..., n_txt - 2 : n_txt] = float("-inf")
+        mask_e = torch.zeros(2, 1, 1, n_txt + n_img)
+        mask_e[1, ..., n_txt - 1] = float("-inf")
     else:  # a full additive bias per head and query, -inf on some text keys (a Redux attention bias)
         mask_s = torch.randn(1, 2, n_img, n_txt + n_img, generator=g)
         mask_e = torch.randn(2, 2, n_img, n_txt + n_img, generator=g)
@@ -169,7 +169,7 @@ def test_a_masked_key_is_a_removed_key():
     coeffs = _coeffs(n_txt - 2, 2, g)
     keep = torch.ones(n_txt + n_img, dtype=torch.bool)
     keep[n_txt - 2 : n_txt] = False
-    mask = keep.view(1, 1, 1, -1)
+    mask = torch.zeros(1, 1, 1, n_txt + n_img).masked_fill(~keep, float("-inf"))
     full = _coeffs(n_txt, 2, torch.Generator())
     full.M.zero_()
     full.M[:, : n_txt - 2, : n_txt - 2] = coeffs.M
@@ -187,7 +187,7 @@ def test_a_masked_key_is_a_removed_key():
 
 def test_chroma_t5_words_align_without_padding():
     """Chroma's T5: no start token, the words, '</s>', no padding; a shorter prompt of a set is
-    zero-padded to the longest (its positions labelled pad) and its own length kept for the mask."""
+    zero-padded to the longest, its padding MASKED."""
     from p2p_attention.token_maps import refine_mapper, swap_mapper
 
     clip = _models("chroma").clip
@@ -196,8 +196,8 @@ def test_chroma_t5_words_align_without_padding():
     magenta = edit.word_positions[1]
     assert len(magenta) == 3 and len(src.word_positions[1]) == 1  # 'red' is one piece, 'magenta' three
     n_src, n_edit = 8, 10  # the words' pieces ('a' is two: '▁', 'a') and '</s>'
-    assert ps.text_lengths == (n_src, n_edit) and src.length == edit.length == cond[0][0].shape[1] == n_edit
-    assert src.special == ("",) * 7 + ("end", "pad", "pad") and edit.special == ("",) * 9 + ("end",)
+    assert (src.n_masked, edit.n_masked) == (2, 0) and src.length == edit.length == cond[0][0].shape[1] == n_edit
+    assert src.special == ("",) * 7 + ("end", "masked", "masked") and edit.special == ("",) * 9 + ("end",)
     assert not cond[0][0][0, n_src:].any() and cond[0][0][0, :n_src].abs().amax(-1).gt(0).all()
     assert torch.equal(cond[0][0][:1, :n_src], encode(clip, SRC)[0][0])  # as CLIPTextEncode encodes it
     M, alpha = swap_mapper(src, edit)
@@ -210,10 +210,10 @@ def test_chroma_t5_words_align_without_padding():
     big = longer.edits[0].word_positions[1]
     assert alpha[list(big)].eq(0).all() and alpha.sum() == longer.source.length - len(big)  # the rest found again
     # equal lengths: nothing padded, nothing to mask
-    assert encode_prompt_set(clip, SRC, ["a green circle on the left"])[1].text_lengths is None
+    assert not any(p.n_masked for p in encode_prompt_set(clip, SRC, ["a green circle on the left"])[1].prompts)
     long = " ".join(["red circle"] * 150)  # no 256 (Flux) or 77 (SD3) limit: one chunk as long as the prompt
     cond, ps = encode_prompt_set(clip, long, [SRC])
-    assert ps.source.length == cond[0][0].shape[1] == 301 and ps.text_lengths == (301, n_src)
+    assert ps.source.length == cond[0][0].shape[1] == 301 and [p.n_masked for p in ps.prompts] == [0, 301 - n_src]
 
 
 def test_unequal_prompts_sample_as_their_own_plain_prompts():
@@ -226,7 +226,7 @@ def test_unequal_prompts_sample_as_their_own_plain_prompts():
         return make_plan(p, None, "refine", "0.8", "0.5")
 
     out, cond, neg, runtime, prompts = _run("chroma", refine, [LONGER])
-    assert prompts.text_lengths == (8, 9)
+    assert [p.n_masked for p in prompts.prompts] == [1, 0]
     noise = _noise(out)
     own = _plain("chroma", encode(clip, SRC), neg, 1)
     assert (out[0] - own[0]).abs().max().item() <= noise
@@ -238,21 +238,22 @@ def test_unequal_prompts_sample_as_their_own_plain_prompts():
     assert runtime.store.maps()[0, ..., 8:].abs().max().item() == 0
 
 
-def test_the_padding_mask_follows_the_batch_and_the_lcm_repeats():
-    """Where ComfyUI concatenates cond and uncond contexts of different lengths (a CONDCrossAttn: UNets; not
-    Chroma's CONDRegular) it repeats each to their LCM: the source's padding is masked in every copy, on the
-    cond chunk's source row only."""
+def test_the_padding_mask_follows_the_batch():
+    """The source's MASKED padding is masked on the cond chunk's source row only, in whichever order the
+    chunks come; nothing when no prompt is padded, or on an uncond-only call."""
+    from p2p_attention.batch import batch_layout
+
     model, clip, _ = _models("chroma")
     _, prompts = encode_prompt_set(clip, SRC, [LONGER])  # 8 and 9 tokens: the source has 1 padding token
     _, runtime = apply_edit(model, make_plan(prompts, None, "refine", "0.8", "0.5"))
-    to = {"cond_or_uncond": [1, 0]}  # uncond chunk first: rows 0-1 uncond, 2 source, 3 edit
-    bias = runtime.text_padding(to, 4, 18, 18 + 24, "cpu", torch.float32)  # context repeated twice
-    assert bias.shape == (4, 1, 1, 42)
+    layout = batch_layout(4, [1, 0], 1)  # uncond chunk first: rows 0-1 uncond, 2 source, 3 edit
+    bias = runtime._key_bias(None, layout, 4, 9 + 24, 9, "cpu")
+    assert bias.shape == (4, 1, 1, 33)
     masked = {(int(b), int(k)) for b, k in torch.nonzero(bias[:, 0, 0] == float("-inf"))}
-    assert masked == {(2, 8), (2, 17)} and bool((bias[bias != float("-inf")] == 0).all())
-    assert runtime.text_padding({"cond_or_uncond": [1]}, 2, 18, 42, "cpu", torch.float32) is None  # uncond only
+    assert masked == {(2, 8)} and bool((bias[bias != float("-inf")] == 0).all())
+    assert runtime._key_bias(None, batch_layout(2, [1], 1), 2, 33, 9, "cpu") is None  # uncond only
     same = apply_edit(model, _swap(encode_prompt_set(clip, SRC, [SRC])[1]))[1]
-    assert same.text_padding(to, 4, 8, 32, "cpu", torch.float32) is None  # equal lengths: nothing padded
+    assert same._key_bias(None, layout, 4, 8 + 24, 8, "cpu") is None  # equal lengths: nothing padded
 
 
 def test_a_negative_of_another_length_runs_in_its_own_model_call():
@@ -443,7 +444,7 @@ def test_an_inverted_photo_edited_with_a_longer_prompt_keeps_its_reconstruction(
     inv, rec = _inverted("chroma", "negative_prompt")
     model, clip, _ = _models("chroma")
     cond, prompts = encode_prompt_set(clip, SRC, [LONGER])
-    assert prompts.text_lengths == (8, 9)
+    assert [p.n_masked for p in prompts.prompts] == [1, 0]
     patched, _ = apply_edit(model, make_plan(prompts, None, "refine", "0.8", "0.4"), inversion=inv)
     out = sample(patched, cond, encode(clip, ""), latent_batch({"samples": inv.latent}, 2), sampler=inv.sampler,
                  scheduler=inv.scheduler, steps=inv.steps, cfg=CFG, disable_noise=True)
