@@ -92,3 +92,13 @@ def test_the_refused_models_are_the_engines(refused):
     assert refused in source and dit_blocks.dit_family.__doc__  # the refusal message names it
     for section in ("Install in ComfyUI", "Model families", "Limits"):
         assert refused in " ".join(_section(section).split()), f"README ({section}) leaves out {refused}"
+
+
+def test_the_registry_metadata_ships_its_icon():
+    import tomllib
+
+    meta = tomllib.loads((REPO / "pyproject.toml").read_text())
+    comfy = meta["tool"]["comfy"]
+    assert (REPO / comfy["Icon"]).is_file(), comfy["Icon"]
+    assert comfy["requires-comfyui"] and comfy["PublisherId"] and comfy["DisplayName"]
+    assert "urls" not in meta["project"], "only an address known to be real belongs in [project.urls]"
