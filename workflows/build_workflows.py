@@ -7,7 +7,7 @@
 * `workflows/api/<name>.json`: the API format of the same graph (what `POST /prompt` takes and
   the frontend's "Export (API)" writes), used by the server tests.
 
-Each template kind is written twice from one function: on the pack's demo model (`p2p_demo_*`, runs as
+Each template kind is written twice from one function: on the pack's demo model (`p2p_demo*`, runs as
 it is: P2P Demo Model as the loader, its latent size, captions in its words) and on a checkpoint
 (`p2p_sd15_*`, `p2p_sdxl_*`), the same graph. The thumbnails `workflows/<name>.jpg` are drawn by
 `make demo` (scripts/demo.py) from runs of the demo templates, not here.
@@ -256,14 +256,12 @@ HOW_IT_WORKS = (
 def _dit_notes(model: Model) -> list[str]:
     """What an MM-DiT template's user needs to know beyond the UNet ones."""
     if model.key in ("flux", "demo_flux"):
-        notes = ["**On Flux.** Text and image tokens attend jointly: unchanged words take the source's image→text "
-                 "attention, the swapped word keeps its own, and during `self_replace` the edit takes the source's "
-                 "image values outside the edited words' region (P2P Apply's `mmdit_structure`, in every block), "
-                 "so the rest of the image stays. Flux.1 dev is guidance-distilled: cfg 1 with *FluxGuidance*, no "
-                 "negative pass; the local blend works at cfg 1 as well."]
+        notes = ["**On Flux.** Text and image attend jointly: unchanged words keep the source's attention and, "
+                 "during `self_replace`, the edit takes the source's image values outside the edited words' region "
+                 "(P2P Apply's `mmdit_structure`). Flux.1 dev is guidance-distilled: cfg 1 with *FluxGuidance*."]
         if model.ckpt is None:
-            notes.append("The demo model has no guidance embedding and samples at cfg 4: its *FluxGuidance* node is "
-                         "inert, kept so that the graph is the Flux.1 dev template's.")
+            notes.append("The demo model samples at cfg 4 and ignores *FluxGuidance* (kept: the graph is the Flux.1 "
+                         "dev one).")
         return notes
     if model.key == "sd35":
         return ["**On SD3.5.** Its CLIP-L, CLIP-G and T5 token streams are each aligned word by word with the "
@@ -275,10 +273,9 @@ def _dit_notes(model: Model) -> list[str]:
 
 def _model_note(model: Model, twin_of: str | None) -> str:
     if model.ckpt is None and model.demo_loader == "P2PDemoFluxModel":
-        return (f"**Runs as is** on *P2P Demo Flux Model*, the pack's tiny Flux (the Flux.1 classes at a tiny size) "
-                f"trained on the same coloured shapes (32x32 images; a 64x64 EmptySD3LatentImage is its 8x8 "
-                f"latent): press **Run**. Its edits are weaker than the SD1 demo's. The words it knows: "
-                f"{DEMO_WORDS}. The same graph for Flux.1 dev: `{twin_of}`.")
+        return (f"**Runs as is** on *P2P Demo Flux Model*, a tiny Flux trained on coloured shapes (32x32 images; "
+                f"a 64x64 EmptySD3LatentImage is its 8x8 latent): press **Run**. Words it knows: {DEMO_WORDS}. "
+                f"For Flux.1 dev: `{twin_of}`.")
     if model.ckpt is None:
         return (f"**Runs as is** on *P2P Demo Model*, the pack's tiny model trained on coloured shapes (32x32 "
                 f"images; a 128x128 EmptyLatentImage is its 16x16 latent): press **Run**. The words it knows: "
@@ -310,6 +307,19 @@ def _front(wf: Workflow, model: Model, source: str, edits: str) -> tuple[WNode, 
     return loader, pair, neg, batch
 
 
+# The demo models draw 32x32 images: enlarged (nearest-exact, so every pixel stays a sharp block) before a
+# save or preview node, they are readable on the node and in the queue's previews.
+DEMO_ENLARGE = 8
+
+
+def _shown(wf: Workflow, model: Model, images: Out, col: int, scale: int = DEMO_ENLARGE) -> Out:
+    """`images` as a save/preview node gets them: on a demo model, enlarged `scale` times."""
+    if model.ckpt is not None:
+        return images
+    return wf.add("ImageScaleBy", col, 82, _title=f"Enlarge x{scale} (demo: 32 px images)", image=images,
+                  upscale_method="nearest-exact", scale_by=float(scale))[0]
+
+
 def _sample_and_save(wf: Workflow, model: Model, loader: WNode, pair: WNode, neg: WNode, batch: WNode,
                      edit: WNode, save_col: int = 3, save_height: float = 300) -> tuple[WNode, WNode, WNode]:
     apply = wf.add("P2PApply", 2, 146, model=loader[0], edit=edit[0], **model.apply, attention_path="fast")
@@ -319,23 +329,27 @@ def _sample_and_save(wf: Workflow, model: Model, loader: WNode, pair: WNode, neg
     ks = wf.add("KSampler", 3, 262, model=apply[0], positive=positive, negative=neg[0],
                 latent_image=batch[0], **model.sampler)
     dec = wf.add("VAEDecode", 3, 46, samples=ks[0], vae=loader[2])
-    wf.add("SaveImage", save_col, save_height, _title="Source + edits", images=dec[0], filename_prefix=f"p2p/{wf.name}")
-    return apply, ks, dec
+    shown = _shown(wf, model, dec[0], save_col)
+    if model.ckpt is not None or save_col != 3:
+        wf.add("SaveImage", save_col, save_height, _title="Source + edits", images=shown, filename_prefix=f"p2p/{wf.name}")
+    else:  # the four-column demo templates: the enlarged images need less height than a checkpoint's
+        wf.add("SaveImage", save_col, 220, _title="Source + edits", images=shown, filename_prefix=f"p2p/{wf.name}")
+    return apply, ks, dec, shown
 
 
-# The file names are all the template browser shows of a custom node pack's template (its title; frontend 1.32
-# also writes the name with spaces as its description), so they say what the template does; the demo ones sort
-# first (numbered in reading order).
+# The file names are all the template browser shows of a custom node pack's template (its card's title, cut
+# after about 25 characters; frontend 1.32 also writes the name with spaces as its description), so they are
+# short and say what the template does. Both frontends list a pack's templates in the server's order by default
+# (1.32.9 sorts by date, which these have none of; 1.49.6's default sort keeps the order), and the pack serves
+# them sorted by name (template_order.py): the demo ones first, numbered in reading order.
 NAMES = {  # kind -> {Model.key: file name}
-    "word_swap": {"demo": "p2p_demo_1_word_swap_colours", "sd15": "p2p_sd15_word_swap_cat_to_dog",
-                  "sdxl": "p2p_sdxl_word_swap_cat_to_dog"},
-    "refine": {"demo": "p2p_demo_2_refine_add_words", "sd15": "p2p_sd15_refine_add_words",
-               "sd35": "p2p_sd35_refine_add_words"},
-    "reweight": {"demo": "p2p_demo_3_reweight_on_word_swap", "sd15": "p2p_sd15_reweight_on_word_swap"},
-    "local_blend": {"demo": "p2p_demo_4_local_blend_and_maps", "sd15": "p2p_sd15_local_blend_and_maps",
-                    "demo_flux": "p2p_demo_6_flux_word_swap_local_blend", "flux": "p2p_flux_word_swap_local_blend"},
-    "real_image": {"demo": "p2p_demo_5_real_image_edit", "sd15": "p2p_sd15_real_image_edit",
-                   "demo_flux": "p2p_demo_7_flux_real_image_edit", "flux": "p2p_flux_real_image_edit"},
+    "word_swap": {"demo": "p2p_demo1_word_swap", "sd15": "p2p_sd15_word_swap", "sdxl": "p2p_sdxl_word_swap"},
+    "refine": {"demo": "p2p_demo2_refine", "sd15": "p2p_sd15_refine", "sd35": "p2p_sd35_refine"},
+    "reweight": {"demo": "p2p_demo3_reweight", "sd15": "p2p_sd15_reweight"},
+    "local_blend": {"demo": "p2p_demo4_local_blend", "sd15": "p2p_sd15_local_blend",
+                    "demo_flux": "p2p_demo6_flux_blend", "flux": "p2p_flux_local_blend"},
+    "real_image": {"demo": "p2p_demo5_photo_edit", "sd15": "p2p_sd15_photo_edit",
+                   "demo_flux": "p2p_demo7_flux_photo", "flux": "p2p_flux_photo_edit"},
 }
 TWINS = {"sd15": "demo", "sdxl": "demo", "flux": "demo_flux", "demo": "sd15", "demo_flux": "flux"}
 
@@ -469,7 +483,7 @@ def local_blend_maps(model: Model) -> Workflow:
     title = "word swap + local blend" if flux else "local blend + attention maps"
     wf = Workflow(name, model.arch, title, labels, twin, columns=dict(COLUMNS_5))
     wf.note(
-        560,
+        640 if flux else 560,
         f"# {'Word swap + local blend + attention maps' if flux else 'Local blend + attention maps'} ({model.label})",
         what,
         "*P2P Attention Maps* shows where each token of prompt `prompt_index` (0 = the source) attended while "
@@ -484,22 +498,23 @@ def local_blend_maps(model: Model) -> Workflow:
     swap = wf.add("P2PWordSwap", 2, 102, prompts=pair[1], cross_replace="0.8", self_replace=model.self_replace)
     blend = wf.add("P2PLocalBlend", 2, 200, prompts=pair[1], words=blend_words, subtract="", threshold=0.3,
                    subtract_threshold=0.3, start_blend=0.2, dilation=1, edit=swap[0])
-    apply, ks, dec = _sample_and_save(wf, model, loader, pair, neg, batch, blend, save_col=4, save_height=280)
+    demo = model.ckpt is None
+    apply, ks, dec, shown = _sample_and_save(wf, model, loader, pair, neg, batch, blend, save_col=4,
+                                             save_height=230 if demo else 280)
+    # on a demo model the maps are drawn over the enlarged images: the grid and the mask come out enlarged too
     maps = wf.add("P2PAttentionMaps", 3, 170, attention_store=apply[1], samples=ks[0], prompt_index=0,
-                  words=map_words, threshold=map_threshold, image=dec[0], vae_downscale=model.vae_downscale)
-    wf.add("SaveImage", 4, 180, _title="Attention maps (source tokens)", images=maps[0],
+                  words=map_words, threshold=map_threshold, image=shown, vae_downscale=model.vae_downscale)
+    wf.add("SaveImage", 4, 150 if demo else 180, _title="Attention maps (source tokens)", images=maps[0],
            filename_prefix="p2p/attention_maps")
     m2i = wf.add("MaskToImage", 3, 26, mask=maps[1])
-    wf.add("PreviewImage", 4, 180, _title="Mask of the chosen words", images=m2i[0])
+    wf.add("PreviewImage", 4, 150 if demo else 180, _title="Mask of the chosen words", images=m2i[0])
     return wf
 
 
 METHOD_CHOICE = ("4. `method` of *P2P Invert*: `direct` (exact reconstruction, fast), `null_text` (the official null-text "
                  "inversion, slowest), `negative_prompt`, `ddim` (the baseline, drifts).")
-METHOD_CHOICE_FLOW = ("4. `method` of *P2P Invert*: `direct` (exact reconstruction, fast), `fixed_point` (each step "
-                      "solved so that the sampler retraces it: a closer reconstruction than `ddim` for a few more "
-                      "model calls), `ddim` (the baseline, drifts). Flux.1 has no negative branch: `null_text` and "
-                      "`negative_prompt` are refused.")
+METHOD_CHOICE_FLOW = ("4. `method` of *P2P Invert*: `direct` (exact reconstruction, fast), `fixed_point` (closer "
+                      "than `ddim`), `ddim` (drifts); Flux.1 refuses `null_text` and `negative_prompt`.")
 
 
 def real_image_edit(model: Model) -> Workflow:
@@ -510,11 +525,10 @@ def real_image_edit(model: Model) -> Workflow:
     if model.ckpt is None:
         image, source, edits, words = DEMO_PHOTO, DEMO_PHOTO_CAPTION, DEMO_PHOTO_EDIT, "square"
         labels = ["reconstruction", "blue -> red square"]
-        what = (f"Edits an image you load: `{DEMO_PHOTO}`, shapes drawn by the demo's dataset renderer (not by the "
-                f"model; `make demo-ui` puts it in the input folder, else load any image). *P2P Invert* finds the "
-                f"noise from which the sampler redraws it under the source prompt; then the edit (*a big **blue** "
-                f"square* → ***red***, only inside *square*) works as on a generated image. Saved: the "
-                f"reconstruction (item 0) and the edit.")
+        what = (f"Edits an image you load: `{DEMO_PHOTO}`, shapes drawn by the demo's dataset renderer (`make "
+                f"demo-ui` puts it in the input folder). *P2P Invert* finds the noise the sampler redraws it from; "
+                f"then *a big **blue** square* → ***red***, only inside *square*. Saved: the reconstruction (item 0) "
+                f"and the edit.")
     else:
         image, source, edits, words = REAL_IMAGE, REAL_SOURCE, REAL_EDITS, "dress"
         labels = ["reconstruction", "pink -> blue dress", "pink -> red dress"]
@@ -530,14 +544,12 @@ def real_image_edit(model: Model) -> Workflow:
         "**Change first:**",
         f"1. the image in *Load Image* (*Upscale Image* makes it {px}x{px});\n"
         "2. the **source prompt**, a short description of the image, in **both** *Source prompt for P2P Invert* "
-        "and `source` of *P2P Prompt Pair* (identical texts);\n"
-        "3. `edits` of *P2P Prompt Pair* (same word count: a word swap) and `words` of *P2P Local Blend*, the "
-        "region that may change (bypass it with Ctrl+B to free the whole image);\n"
+        "and `source` of *P2P Prompt Pair*;\n"
+        "3. `edits` (same word count) and `words` of *P2P Local Blend*, the region that may change;\n"
         + (METHOD_CHOICE_FLOW if model.flow else METHOD_CHOICE),
-        f"**The sampler must match the inversion** (P2P Apply says what differs): *KSampler (Advanced)* with "
-        f"`add_noise` disable, `{sampler}` / `{scheduler}`, the inversion's `steps` ({steps}) and `cfg` = its "
-        f"`guidance` ({guidance:g}): change both nodes together.",
-        *_dit_notes(model),
+        f"**The sampler must match the inversion** (P2P Apply says what differs): *KSampler (Advanced)*, "
+        f"`add_noise` disable, `{sampler}` / `{scheduler}`, `steps` {steps}, `cfg` = `guidance` ({guidance:g}).",
+        *_dit_notes(model)[1:],  # "On Flux" is the word swap + local blend template's
         _model_note(model, other),
     )
     loader = _loader(wf, model)
@@ -567,7 +579,8 @@ def real_image_edit(model: Model) -> Workflow:
                 sampler_name=sampler, scheduler=scheduler, start_at_step=0, end_at_step=10000,
                 return_with_leftover_noise="disable")
     dec = wf.add("VAEDecode", 4, 46, samples=ks[0], vae=loader[2])
-    wf.add("SaveImage", 4, 300, _title="Reconstruction + edits", images=dec[0], filename_prefix=f"p2p/{name}")
+    wf.add("SaveImage", 4, 300 if model.ckpt is not None else 220, _title="Reconstruction + edits",
+           images=_shown(wf, model, dec[0], 4), filename_prefix=f"p2p/{name}")
     return wf
 
 

@@ -396,7 +396,7 @@ def test_workflow_drops_and_runs_in_the_frontend(name, server, playwright, tmp_p
 def test_missing_node_dialog_is_detected(server, playwright, tmp_path):
     """The check above can fail: a workflow with an unknown node type raises the frontend's
     missing-nodes dialog, and the watcher records it."""
-    ui = load_ui("p2p_sd15_word_swap_cat_to_dog")
+    ui = load_ui("p2p_sd15_word_swap")
     for node in ui["nodes"]:
         if node["type"] == "P2PWordSwap":
             node["type"] = "P2PNoSuchNode"
@@ -544,17 +544,17 @@ def test_every_template_is_listed_and_opens_readable(server, playwright, tmp_pat
 # local blend stays within the demo decoder's reach (README: 4.3 on 0.3.75), far below the edited half.
 # The margins absorb float differences between ComfyUI versions.
 DEMO_BOUNDS: dict[str, dict[str, tuple[str, float]]] = {
-    "p2p_demo_1_word_swap_colours": {"edit1": (">", 8), "edit2": (">", 8)},  # 14.4, 16.9
-    "p2p_demo_2_refine_add_words": {"edit1": (">", 4)},  # 8.2: sizes change, colours stay
-    "p2p_demo_3_reweight_on_word_swap": {"edit1": (">", 8)},  # 15.5 (the swap; the reweight adds ~2)
-    "p2p_demo_4_local_blend_and_maps": {
+    "p2p_demo1_word_swap": {"edit1": (">", 8), "edit2": (">", 8)},  # 14.4, 16.9
+    "p2p_demo2_refine": {"edit1": (">", 4)},  # 8.2: sizes change, colours stay
+    "p2p_demo3_reweight": {"edit1": (">", 8)},  # 15.5 (the swap; the reweight adds ~2)
+    "p2p_demo4_local_blend": {
         "edit1": (">", 5),  # 9.0
         "edited half (circle)": (">", 8),  # 13.8
         "kept half (square)": ("<", 6),  # 4.3
         "inside the mask": (">", 40),  # 73: the maps' mask of 'circle' (threshold 0.3)
     },
     # the Flux demo: its 4x VAE decodes one latent cell to 4x4 px, so the kept half's reach is wider
-    "p2p_demo_6_flux_word_swap_local_blend": {
+    "p2p_demo6_flux_blend": {
         "edit1": (">", 5),  # 12.9
         "edited half (circle)": (">", 8),  # 20.9
         "kept half (square)": ("<", 8),  # 4.8
@@ -562,13 +562,13 @@ DEMO_BOUNDS: dict[str, dict[str, tuple[str, float]]] = {
     },
     # the Flux demo's real image: its 4x VAE (no locality loss) spreads the square's change into the
     # circle's half (measured 12.1 there against 34.2 in the square's)
-    "p2p_demo_7_flux_real_image_edit": {
+    "p2p_demo7_flux_photo": {
         "edit1": (">", 8),  # 23.1
         "edited half (square)": (">", 20),  # 34.2
         "kept half (circle)": ("<", 18),  # 12.1
         "reconstruction vs photo": ("<", 20),  # 7.2: the Flux demo VAE's round trip of the photo
     },
-    "p2p_demo_5_real_image_edit": {
+    "p2p_demo5_photo_edit": {
         "edit1": (">", 8),  # 14.6
         "edited half (square)": (">", 12),  # 21.9
         "kept half (circle)": ("<", 10),  # 7.2
@@ -580,17 +580,20 @@ DEMO_BOUNDS: dict[str, dict[str, tuple[str, float]]] = {
 def demo_figures(name: str, api: dict, images: dict[str, list[np.ndarray]], photo: np.ndarray) -> dict[str, float]:
     main = next(nid for nid, n in api.items() if n["class_type"] == "SaveImage"
                 and n["inputs"]["filename_prefix"] == f"p2p/{name}")
+    k = images[main][0].shape[0] // photo.shape[0]  # the demo templates enlarge their 32 px images (nearest-exact)
+    images = {nid: [im[::k, ::k] for im in ims] for nid, ims in images.items()}
     source, *edits = images[main]
     diffs = [np.abs(e - source).mean(-1) for e in edits]
     figures = {f"edit{k + 1}": float(d.mean()) for k, d in enumerate(diffs)}
     half = source.shape[1] // 2
-    if "local_blend" in name:
+    kinds = {n["class_type"] for n in api.values()}
+    if "PreviewImage" in kinds:  # local blend: its mask previewed
         left, right = diffs[0][:, :half], diffs[0][:, half:]
         figures |= {"edited half (circle)": float(left.mean()), "kept half (square)": float(right.mean())}
         mask = next(images[nid][0] for nid, n in api.items() if n["class_type"] == "PreviewImage")[..., 0] > 127
         figures["inside the mask"] = float(diffs[0][mask].mean())
         figures["mask share"] = float(mask.mean())
-    if "real_image" in name:
+    if "P2PInvert" in kinds:  # a real image
         left, right = diffs[0][:, :half], diffs[0][:, half:]
         figures |= {"edited half (square)": float(right.mean()), "kept half (circle)": float(left.mean()),
                     "reconstruction vs photo": float(np.abs(source - photo).mean())}
