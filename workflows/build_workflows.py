@@ -140,6 +140,9 @@ class WNode:
 # ones (1740 x 850 px) on a full-HD browser window (1920x960 canvas); tests/browser/test_browser.py checks it.
 COLUMNS_4 = {0: (0, 360), 1: (390, 340), 2: (760, 320), 3: (1110, 300)}
 COLUMNS_5 = {0: (0, 340), 1: (370, 320), 2: (720, 320), 3: (1070, 300), 4: (1400, 320)}
+# The flow-model real-image templates have a sixth column (the composite that keeps the photo's pixels outside
+# the edited region): narrower columns keep them within the five-column width.
+COLUMNS_6 = {0: (0, 360), 1: (385, 255), 2: (665, 255), 3: (945, 255), 4: (1225, 255), 5: (1505, 255)}
 ROW_GAP = 50
 
 
@@ -536,9 +539,10 @@ def real_image_edit(model: Model) -> Workflow:
                 "which the sampler redraws it under the source prompt; then the edit (*a girl in a **pink** "
                 "dress* → ***blue*** / ***red***, only inside *dress*) works as on a generated image. Saved: the "
                 "reconstruction (item 0) and the edits.")
-    wf = Workflow(name, model.arch, "edit a real image", labels, twin, columns=dict(COLUMNS_5))
+    wf = Workflow(name, model.arch, "edit a real image", labels, twin,
+                  columns=dict(COLUMNS_6 if model.flow else COLUMNS_5))
     wf.note(
-        600,
+        660 if model.flow else 600,
         f"# Edit a real image ({model.label})",
         what,
         "**Change first:**",
@@ -550,6 +554,7 @@ def real_image_edit(model: Model) -> Workflow:
         f"**The sampler must match the inversion** (P2P Apply says what differs): *KSampler (Advanced)*, "
         f"`add_noise` disable, `{sampler}` / `{scheduler}`, `steps` {steps}, `cfg` = `guidance` ({guidance:g}).",
         *_dit_notes(model)[1:],  # "On Flux" is the word swap + local blend template's
+        *([KEEP_OUTSIDE] if model.flow else []),
         _model_note(model, other),
     )
     loader = _loader(wf, model)
@@ -579,9 +584,33 @@ def real_image_edit(model: Model) -> Workflow:
                 sampler_name=sampler, scheduler=scheduler, start_at_step=0, end_at_step=10000,
                 return_with_leftover_noise="disable")
     dec = wf.add("VAEDecode", 4, 46, samples=ks[0], vae=loader[2])
-    wf.add("SaveImage", 4, 300 if model.ckpt is not None else 220, _title="Reconstruction + edits",
-           images=_shown(wf, model, dec[0], 4), filename_prefix=f"p2p/{name}")
+    shown, save_col = dec[0], 4
+    if model.flow:
+        shown, save_col = _keep_outside(wf, model, apply, ks, dec, words), 5
+    wf.add("SaveImage", save_col, 300 if model.ckpt is not None else 220, _title="Reconstruction + edits",
+           images=_shown(wf, model, shown, save_col), filename_prefix=f"p2p/{name}")
     return wf
+
+
+# A VAE decoder normalises over the whole image (GroupNorm, mid-block attention): on the Flux demo model a
+# strong edit of one object shifts the colour of another although its latent is the source's to the bit
+# (the yellow circle turned orange, mean G 209 -> 183, when the square turned red). Pasting the edit onto the
+# reconstruction inside the blend's region only keeps everything else pixel-exact.
+KEEP_OUTSIDE = ("**Outside the edit: the reconstruction's pixels.** The decoder mixes the whole image, so an edit "
+                "can tint what the blend kept: *Image Composite Masked* pastes each edit onto the reconstruction "
+                "only inside the blend's region (*P2P Attention Maps* of the same `words`, grown by one token).")
+
+
+def _keep_outside(wf: Workflow, model: Model, apply: WNode, ks: WNode, dec: WNode, words: str) -> Out:
+    """Every edit pasted onto the reconstruction (item 0) inside the blend region, the reconstruction elsewhere."""
+    token_px = model.vae_downscale * (1 if model.ckpt is None else 2)  # Flux.1 packs 2x2 latent cells per token
+    maps = wf.add("P2PAttentionMaps", 4, 170, attention_store=apply[1], samples=ks[0], prompt_index=1,
+                  words=words, threshold=0.3, vae_downscale=model.vae_downscale)
+    grown = wf.add("GrowMask", 4, 82, mask=maps[1], expand=token_px, tapered_corners=False)
+    outside = wf.add("InvertMask", 5, 26, mask=grown[0])
+    rec = wf.add("ImageFromBatch", 5, 82, _title="Reconstruction (item 0)", image=dec[0], batch_index=0, length=1)
+    return wf.add("ImageCompositeMasked", 5, 138, destination=dec[0], source=rec[0], x=0, y=0,
+                  resize_source=False, mask=outside[0])[0]
 
 
 def all_workflows() -> list[Workflow]:

@@ -355,3 +355,30 @@ def test_inversion_workflows_sample_with_the_inversion_settings(name):
         # the official 50 steps on a SD checkpoint, 20 on Flux.1 dev (ComfyUI's example); make demo's 20 on the demo
         assert inv["inputs"]["method"] == "direct"
         assert inv["inputs"]["steps"] == (20 if WORKFLOWS[name] in ("demo", "flux") else 50)
+
+
+def test_flux_demo_photo_edit_keeps_the_kept_object_s_colour(server):
+    """p2p_demo7_flux_photo on the real demo photo: the square turns red and the circle keeps the
+    reconstruction's colour (the decoder alone turned it orange, mean RGB 234/209/48 -> 228/183/56: the
+    template pastes the edit onto the reconstruction inside the blend's region only; docs/workflows.md)."""
+    import numpy as np
+
+    sys.path.append(str(REPO / "scripts"))
+    sys.path.append(str(REPO / "training"))
+    import demo
+
+    demo.draw_photo(server.input_dir / demo.PHOTO)
+    photo = np.asarray(Image.open(server.input_dir / demo.PHOTO).convert("RGB"), np.float64)
+    circle = (photo[..., 0] > 150) & (photo[..., 1] > 150) & (photo[..., 2] < 120)  # yellow
+    square = (photo[..., 2] > 150) & (photo[..., 0] < 120)  # blue
+    api = load_api("p2p_demo7_flux_photo")
+    save = next(nid for nid, n in api.items() if n["class_type"] == "SaveImage")
+    images = server.run(api, timeout=300)[save]["images"]
+    rec, edit = (np.asarray(Image.open(io.BytesIO(server.fetch_image(i["filename"], i.get("subfolder", ""))))
+                            .convert("RGB"), np.float64) for i in images)
+    k = rec.shape[0] // photo.shape[0]  # enlarged x8, nearest-exact
+    rec, edit = rec[::k, ::k], edit[::k, ::k]
+    assert circle.sum() > 50 and square.sum() > 50
+    assert np.abs(edit - rec)[circle].mean() < 1.0, (rec[circle].mean(0), edit[circle].mean(0))
+    red = edit[square].mean(0)
+    assert red[0] > red[2] + 40 and np.abs(edit - rec)[square].mean() > 40, red
