@@ -13,7 +13,8 @@ import torch
 from ..adapters import model_family
 from ..errors import P2PError, warn
 from .methods import strategy
-from .result import _COUNT_KEY, Inversion, sampling_for
+from .result import Inversion
+from .settings import _COUNT_KEY, sampling_for
 
 
 class _InversionRun:

@@ -1,13 +1,12 @@
 """The README's countable claims against what the pack ships and the engine supports: the template
-names and counts (workflows/*.json), the model families (p2p_attention's adapters: the UNet families of
-adapters.py and dit_blocks._FAMILIES), the refused DiTs (dit_blocks' message) and the node table (the
-pack's NODES)."""
+names and counts (workflows/*.json), the model families (p2p_attention.families: UNET_LABELS and every
+family's label), the models refused by name (families.NOT_YET), the node table (the pack's NODES) and
+the registry metadata (pyproject.toml)."""
 
 from __future__ import annotations
 
 import re
 
-import pytest
 from workflow_util import REPO, WORKFLOW_DIR
 
 README = (REPO / "README.md").read_text()
@@ -17,11 +16,6 @@ NUMBERS = {w: i for i, w in enumerate(
 ORDINALS = {w: i + 1 for i, w in enumerate("first second third fourth fifth sixth seventh eighth ninth tenth".split())}
 TEMPLATES = sorted(p.stem for p in WORKFLOW_DIR.glob("*.json"))
 DEMOS = [n for n in TEMPLATES if n.startswith("p2p_demo")]
-# How the README names each family the engine serves (dit_blocks' family constants; the UNet ones by
-# the names adapters.py gives them).
-DIT_NAMES = {"flux": "Flux.1", "sd3": "SD3"}
-
-
 def _section(title: str) -> str:
     m = re.search(rf"^## {re.escape(title)}\n(.*?)(?=^## |\Z)", README, re.S | re.M)
     assert m, f"README has no section {title!r}"
@@ -55,43 +49,41 @@ def test_the_node_table_lists_every_node_of_the_pack(pack):
     assert rows == names, (rows, names)
 
 
-def _unet_families() -> list[str]:
-    from p2p_attention import adapters
+def _families() -> tuple[list[str], list[str]]:
+    """(every family label the engine serves: the UNet ones, then families.FAMILIES'; the names of the
+    models it refuses by name, families.NOT_YET)."""
+    from p2p_attention import families
 
-    m = re.search(r"UNet models \(([^)]*)\)", adapters.__doc__)
-    return [s.strip() for s in m.group(1).split(",")]
+    labels = [*families.UNET_LABELS, *(f.label for f in families.FAMILIES)]
+    refused = [n.strip() for n in re.split(r",| and ", families.NOT_YET) if n.strip()]
+    return labels, refused
 
 
 def test_the_engine_families_are_the_readme_families():
-    from p2p_attention import dit_blocks
-
-    assert set(dit_blocks._FAMILIES.values()) == set(DIT_NAMES), "a new MM-DiT family: name it in DIT_NAMES and the README"
-    families = [*_unet_families(), *DIT_NAMES.values()]
-    assert families == ["SD1.x", "SD2.x", "SDXL", "Flux.1", "SD3"], families
-    table = re.findall(r"^\| ([^|]+?) \|", _section("Model families"), re.M)[1:]  # past the header
-    assert [f for f in families if not any(f in row for row in table)] == [], table
-    assert len(table) == 4, table  # SD1.x/SD2.x, SDXL, Flux.1, SD3/SD3.5
-    # every sentence that lists the supported models names them all
+    labels, _ = _families()
+    table = " ".join(_section("Model families").split())
+    assert [f for f in labels if f not in table and f.replace("/", ", ") not in table] == [], labels
+    # every sentence that lists the supported models names every family (Flux.2 klein and dev as "Flux.2")
+    groups = sorted({f.split(" ")[0] for f in labels})
     claims = {
         "intro": README.split("\n\n")[1],
-        "install": re.search(r"Supported\s+models:(.*?)\(see Model families\)", README, re.S).group(1),
+        "install": re.search(r"Supported\s+models:(.*?)\(see\s+Model families\)", README, re.S).group(1),
         "limits": re.search(r"^- Models:(.*?)\. ", _section("Limits"), re.S | re.M).group(1),
         "P2P Apply": re.search(r"\*\*P2P Apply\*\* \| `model` \(([^)]*)\)", README).group(1),
     }
     for where, text in claims.items():
         text = " ".join(text.split())
-        missing = [f for f in families if f not in text]
+        missing = [f for f in groups if f not in text]
         assert not missing, f"README ({where}) leaves out {missing}: {text!r}"
 
 
-@pytest.mark.parametrize("refused", ["Flux.2", "Qwen-Image", "HiDream", "Z-Image"])
-def test_the_refused_models_are_the_engines(refused):
-    from p2p_attention import dit_blocks
-
-    source = (REPO / "p2p_attention" / "dit_blocks.py").read_text()
-    assert refused in source and dit_blocks.dit_family.__doc__  # the refusal message names it
+def test_the_refused_models_are_the_engines():
+    _, refused = _families()
+    assert refused, "families.NOT_YET names no model"
     for section in ("Install in ComfyUI", "Model families", "Limits"):
-        assert refused in " ".join(_section(section).split()), f"README ({section}) leaves out {refused}"
+        text = " ".join(_section(section).split())
+        missing = [m for m in refused if m.removesuffix(" DiTs") not in text]
+        assert not missing, f"README ({section}) leaves out the refused {missing}"
 
 
 def test_the_registry_metadata_ships_its_icon():
