@@ -606,10 +606,13 @@ def _keep_outside(wf: Workflow, model: Model, apply: WNode, ks: WNode, dec: WNod
     token_px = model.vae_downscale * (1 if model.ckpt is None else 2)  # Flux.1 packs 2x2 latent cells per token
     maps = wf.add("P2PAttentionMaps", 4, 170, attention_store=apply[1], samples=ks[0], prompt_index=1,
                   words=words, threshold=0.3, vae_downscale=model.vae_downscale)
-    grown = wf.add("GrowMask", 4, 82, mask=maps[1], expand=token_px, tapered_corners=False)
-    outside = wf.add("InvertMask", 5, 26, mask=grown[0])
+    # titled: ComfyUI 0.33.0 renamed these nodes' display names ("Grow Mask"), which the API files carry
+    grown = wf.add("GrowMask", 4, 82, _title="Grow the region by one token", mask=maps[1], expand=token_px,
+                   tapered_corners=False)
+    outside = wf.add("InvertMask", 5, 26, _title="Outside the region", mask=grown[0])
     rec = wf.add("ImageFromBatch", 5, 82, _title="Reconstruction (item 0)", image=dec[0], batch_index=0, length=1)
-    return wf.add("ImageCompositeMasked", 5, 138, destination=dec[0], source=rec[0], x=0, y=0,
+    return wf.add("ImageCompositeMasked", 5, 138, _title="Edits inside the region only", destination=dec[0],
+                  source=rec[0], x=0, y=0,
                   resize_source=False, mask=outside[0])[0]
 
 
