@@ -128,6 +128,7 @@ def make_post_cfg(spec: LocalBlendSpec, store, prompts: PromptSet):
         store.last_masks = masks
         src = denoised[:1]
         out = denoised.clone()
+        masks = masks.reshape(*masks.shape[:2], *(1,) * (denoised.ndim - 4), *masks.shape[-2:])  # 5-d: frames
         out[1:] = src + masks * (denoised[1:] - src)
         return out
 

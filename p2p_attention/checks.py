@@ -19,7 +19,7 @@ WRAPPER_KEY = "p2p_attention"
 # Text context widths of the families' encoders, to say which encoder a conditioning came from.
 KNOWN_WIDTHS = {768: "SD1.x (CLIP-L)", 1024: "SD2.x (OpenCLIP-H)", 2048: "SDXL (CLIP-L + CLIP-G)",
                 4096: "Flux.1 / SD3 (T5-XXL)",
-                2560: "Z-Image (Qwen3 4B)"}
+                2560: "Z-Image (Qwen3 4B)", 3584: "Qwen-Image (Qwen2.5-VL 7B)"}
 
 
 def current_run():
@@ -117,6 +117,12 @@ def latent_channels(model_patcher) -> int | None:
 
 def check_model_inputs(model_patcher, conds: dict, latent_image, width: int | None, channels: int | None) -> None:
     """The conditionings' width and the latent's channels must be the MODEL's (checked before sampling)."""
+    for kind in ("positive", "negative"):
+        if any(isinstance(c, dict) and c.get("reference_latents") is not None for c in conds.get(kind, [])):
+            # Their image tokens join the joint attention, which the edit then leaves alone: no edit at all.
+            raise P2PError(f"the {kind} conditioning carries reference images (ReferenceLatent, Qwen-Image-Edit's "
+                           "or Flux Kontext's image inputs); Prompt-to-Prompt edits text-to-image sampling only: "
+                           "sample without reference images, or edit a photo with P2P Invert.")
     if width is not None:
         for kind in ("positive", "negative"):
             for c in conds.get(kind, []):

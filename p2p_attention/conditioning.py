@@ -26,19 +26,40 @@ def encode_prompt_set(clip, source: str, edits: list[str]):
     if not edits:
         raise P2PError("no edit prompt. Write one edited prompt per line in 'edits'.")
     token_dicts, streams = tokenize_streams(clip, [source, *edits])
-    conds, pooled = [], []
+    conds, pooled, masks = [], [], []
     for tokens in token_dicts:
         out = clip.encode_from_tokens(tokens, return_pooled=True, return_dict=True)
         conds.append(out.pop("cond"))
         pooled.append(out.get("pooled_output"))
+        masks.append(out.get("attention_mask"))
     has_t5 = getattr(clip.cond_stage_model, "t5xxl", None) is not None
     tokenized = [context_prompt(s, c.shape[1], has_t5) for s, c in zip(streams, conds)]
+    tokenized, mask = _masked_padding(streams, tokenized, masks)
     _refuse_no_op_edits(clip, tokenized, conds, pooled)
     prompts = PromptSet(prompts=tuple(tokenized))
     extra = {COND_UID_KEY: prompts.uid}
+    if mask is not None:
+        extra["attention_mask"] = mask
     if all(p is not None for p in pooled):
         extra["pooled_output"] = torch.cat(pooled)
     return [[torch.cat(conds), extra]], prompts
+
+
+def _masked_padding(streams, tokenized, masks):
+    """A text encoder that trims a chat template's head after encoding and masks padding (Qwen-Image's: a
+    single prompt is never padded, the model masks padding): the padding that batches the prompts to one
+    length is MASKED, and its attention mask goes with the conditioning (ComfyUI 0.33.0's Qwen-Image reads
+    it; dit_runtime masks it on every ComfyUI). Other encoders' padding stays what their models see.
+    -> (tokenized, attention mask [1+N, L] long or None)."""
+    trimmed = [sum(s.length for s in st.values()) > t.length for st, t in zip(streams, tokenized)]
+    if not any(m is not None for m in masks) or not all(trimmed):
+        return tokenized, None
+    rows = [torch.ones(t.length, dtype=torch.long) if m is None else m.reshape(-1).long().cpu()
+            for t, m in zip(tokenized, masks)]
+    if any(r.shape[0] != t.length for r, t in zip(rows, tokenized)):
+        return tokenized, None
+    tokenized = [t.masking_tail(int((r == 0).sum())) for t, r in zip(tokenized, rows)]
+    return tokenized, torch.stack(rows)
 
 
 def _refuse_no_op_edits(clip, tokenized, conds, pooled) -> None:

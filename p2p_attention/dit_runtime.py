@@ -19,6 +19,7 @@ from . import joint_injection as inj
 from .batch import batch_layout
 from .blend import region_masks
 from .edit_runtime import EditRuntime
+from .errors import P2PError
 
 TXT_KEY, IMG_KEY, GRID_KEY = "p2p_txt_tokens", "p2p_img_tokens", "p2p_img_grid"
 # The conditioning's token count when the model pads the caption after it (Z-Image: TXT_KEY is then the
@@ -26,6 +27,24 @@ TXT_KEY, IMG_KEY, GRID_KEY = "p2p_txt_tokens", "p2p_img_tokens", "p2p_img_grid"
 # calls on a family whose blocks do not name themselves (DiTFamily.count_blocks).
 CTX_KEY, COUNT_KEY = "p2p_context_tokens", "p2p_joint_calls"
 _STORE_HEAD_CHUNK = 4  # heads per map product while storing (bounds the transient memory)
+
+
+def _key_mask(mask, batch: int, length: int):
+    """A backend call's attention mask (bool: True attends; else additive; ComfyUI's 2-, 3- or 4-d
+    shapes) as an additive fp32 key mask [B, 1, 1, L], or None. A mask that differs per query or head
+    cannot be split into the edit's calls: refused, not ignored."""
+    if mask is None:
+        return None
+    m = mask
+    if m.dtype == torch.bool:
+        m = torch.zeros(m.shape, device=m.device).masked_fill(~m, float("-inf"))
+    m = m.float()
+    while m.ndim < 4:
+        m = m.unsqueeze(0 if m.ndim == 2 else 1)
+    if m.shape[1] != 1 or m.shape[2] != 1 or m.shape[-1] != length:
+        raise P2PError(f"this model's attention mask {tuple(mask.shape)} depends on the query or the head; "
+                       "Prompt-to-Prompt can edit only calls whose mask hides keys (text padding).")
+    return m.expand(batch, -1, -1, -1)
 
 
 def _heads(q, k, v, heads, skip_reshape):
@@ -82,9 +101,13 @@ class DiTRuntime(EditRuntime):
         length = q.shape[2] if skip else q.shape[1]
         joint = n_txt is not None and length == n_txt + n_img
         image_only = n_img is not None and length == n_img and not joint
-        if not (joint or image_only) or kwargs.get("mask") is not None:
+        mask = args[4] if len(args) > 4 else kwargs.get("mask")
+        if not (joint or image_only):
             return backend(*args, **kwargs)  # another attention (e.g. Kontext references): untouched
         layout = batch_layout(q.shape[0], to["cond_or_uncond"], self.compiled.n_edits)
+        bias = self._key_bias(mask, layout, q.shape[0], length, n_txt if joint else 0, q.device)
+        if joint and layout.groups and any(p.n_masked for p in self.plan.prompts.prompts):
+            args, kwargs = args[:4], {**kwargs, "mask": bias.to(q.dtype)}  # + the prompts' padding
         step, n_steps = self.clock(to)
         block = (to.get("block_type"), to.get("block_index"))
         if joint and block[1] is None and COUNT_KEY in to:  # blocks that do not name themselves
@@ -102,7 +125,7 @@ class DiTRuntime(EditRuntime):
             n_ctx = to.get(CTX_KEY, n_txt)  # the context's tokens; the model's caption pads follow
             coeffs = self.compiled.cross_coefficients(step, n_steps, n_ctx, q.device, q.dtype)
             if self.store is not None and layout.groups:
-                self._record(qh, kh, n_txt, layout, coeffs, to[GRID_KEY], n_ctx)
+                self._record(qh, kh, n_txt, layout, coeffs, to[GRID_KEY], n_ctx, bias)
             coeffs = _pad_coefficients(coeffs, n_txt - n_ctx)
         if structure and self.structure == inj.VALUES:
             region = self.region(step, n_img)
@@ -114,46 +137,70 @@ class DiTRuntime(EditRuntime):
                     inj.inject_outside(kh, layout.groups, n_t, ~region)
                 substituted = True
 
-        def sdpa(q_, k_, v_):
+        def sdpa(q_, k_, v_, mask_=None):
             # _inside_attn_wrapper: a wrapped backend must not hand the call back to an override.
-            out = backend(q_, k_, v_, heads, skip_reshape=True, transformer_options=to, _inside_attn_wrapper=True)
+            out = backend(q_, k_, v_, heads, mask=None if mask_ is None else mask_.to(q_.dtype), skip_reshape=True,
+                          transformer_options=to, _inside_attn_wrapper=True)
             return out.reshape(q_.shape[0], q_.shape[2], heads, -1).transpose(1, 2)
 
         if (coeffs is None and not inject) or not layout.groups:
             if not substituted:
                 return backend(*args, **kwargs)
-            return sdpa(qh, kh, vh).transpose(1, 2).reshape(q.shape[0], length, -1)
+            return sdpa(qh, kh, vh, bias).transpose(1, 2).reshape(q.shape[0], length, -1)
 
         edits = [e for _, es in layout.groups for e in es]
         rest = [i for i in range(q.shape[0]) if i not in set(edits)]
         out = qh.new_empty(qh.shape[0], heads, length, vh.shape[-1])
         if rest:
-            out[rest] = sdpa(qh[rest], kh[rest], vh[rest])
+            out[rest] = sdpa(qh[rest], kh[rest], vh[rest], None if bias is None else bias[rest])
         for src, es in layout.groups:
+            masks = (None, None) if bias is None else (bias[src : src + 1], bias[es])
             out[es] = self._edit(sdpa, qh[src : src + 1], kh[src : src + 1], qh[es], kh[es], vh[es],
-                                 n_txt if joint else 0, coeffs, inject)
+                                 n_txt if joint else 0, coeffs, inject, *masks)
         return out.transpose(1, 2).reshape(q.shape[0], length, -1)
 
-    def _edit(self, sdpa, q_s, k_s, q_e, k_e, v_e, n_txt, coeffs, inject):
+    def _key_bias(self, mask, layout, batch: int, length: int, n_txt: int, device):
+        """The call's additive key mask [B, 1, 1, L] fp32: the model's mask (ComfyUI 0.33.0 masks Qwen-Image's
+        text padding), and the prompts' MASKED padding on the cond chunks' rows (0.3.75 passes no mask);
+        None when nothing is masked (Flux.1, SD3: unchanged calls)."""
+        bias = _key_mask(mask, batch, length)
+        pads = [p.n_masked for p in self.plan.prompts.prompts]
+        if n_txt == 0 or not any(pads) or not layout.groups:
+            return bias
+        if n_txt != self.plan.prompts.length:
+            raise P2PError(f"the text context has {n_txt} tokens, the Prompt Pair's prompts {self.plan.prompts.length}: "
+                           "give P2P Apply's sampler the Prompt Pair's conditioning.")
+        own = torch.zeros(batch, 1, 1, length, device=device)
+        for src, es in layout.groups:
+            for row, pad in zip([src, *es], pads):
+                own[row, ..., n_txt - pad : n_txt] = float("-inf")
+        return own if bias is None else torch.minimum(bias.to(device), own)
+
+    def _edit(self, sdpa, q_s, k_s, q_e, k_e, v_e, n_txt, coeffs, inject, mask_s=None, mask_e=None):
         if n_txt == 0:  # image-only attention: the source's self map on the edit's values
-            return (ja.joint_maps(q_s, k_s).expand(q_e.shape[0], -1, -1, -1) @ v_e.float()).to(v_e.dtype) \
-                if self.reference else sdpa(q_s.expand(q_e.shape[0], -1, -1, -1), k_s.expand_as(k_e), v_e)
-        text_rows = sdpa(q_e[:, :, :n_txt], k_e, v_e)
-        image = ja.edit_rows_reference if self.reference else (lambda *a: ja.edit_rows_fast(sdpa, *a))
-        image_rows = image(q_s[:, :, n_txt:], k_s, q_e[:, :, n_txt:], k_e, v_e, n_txt, coeffs, inject)
+            return (ja.joint_maps(q_s, k_s, mask_s).expand(q_e.shape[0], -1, -1, -1) @ v_e.float()).to(v_e.dtype) \
+                if self.reference else sdpa(q_s.expand(q_e.shape[0], -1, -1, -1), k_s.expand_as(k_e), v_e,
+                                            None if mask_s is None else mask_s.expand(q_e.shape[0], -1, -1, -1))
+        text_rows = sdpa(q_e[:, :, :n_txt], k_e, v_e, mask_e)
+        image = ja.edit_rows_reference if self.reference else (lambda *a, **kw: ja.edit_rows_fast(sdpa, *a, **kw))
+        image_rows = image(q_s[:, :, n_txt:], k_s, q_e[:, :, n_txt:], k_e, v_e, n_txt, coeffs, inject,
+                           mask_s=mask_s, mask_e=mask_e)
         return torch.cat([text_rows, image_rows.to(text_rows.dtype)], 2)
 
-    def _record(self, qh, kh, n_txt, layout, coeffs, grid, n_ctx=None):
+    def _record(self, qh, kh, n_txt, layout, coeffs, grid, n_ctx=None, bias=None):
         """The cross maps (image rows over text keys, renormalised: P2P's maps) of the first cond
         chunk, head-averaged, into the store. n_ctx: the context's tokens among the n_txt (the rest are
-        the model's caption pads); the image rows are the grid's (pads the model appends left out)."""
+        the model's caption pads); the image rows are the grid's (pads the model appends left out); bias:
+        the call's key mask (_key_bias) or None."""
         src, es = layout.groups[0]
         idx = [src, *es]
         n_ctx = n_txt if n_ctx is None else n_ctx
         q_img, k_txt = qh[idx][:, :, n_txt : n_txt + grid[0] * grid[1]], kh[idx][:, :, :n_ctx]
+        key_mask = None if bias is None else bias[idx][..., :n_ctx]  # masked text padding: no map
         total = None
         for h0 in range(0, q_img.shape[1], _STORE_HEAD_CHUNK):
-            part = ja.joint_maps(q_img[:, h0 : h0 + _STORE_HEAD_CHUNK], k_txt[:, h0 : h0 + _STORE_HEAD_CHUNK]).sum(1)
+            part = ja.joint_maps(q_img[:, h0 : h0 + _STORE_HEAD_CHUNK], k_txt[:, h0 : h0 + _STORE_HEAD_CHUNK],
+                                 key_mask).sum(1)
             total = part if total is None else total + part
         self.store.add(total / q_img.shape[1], grid[0], grid[1], coeffs)
 

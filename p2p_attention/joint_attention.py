@@ -49,11 +49,13 @@ def edited_cross_map(c_src: torch.Tensor, c_e: torch.Tensor, coeffs) -> torch.Te
     return c_e if coeffs is None else edited_maps(c_src, c_e, coeffs)
 
 
-def edit_rows_reference(q_s, k_s, q_e, k_e, v_e, n_txt: int, coeffs, inject: bool) -> torch.Tensor:
+def edit_rows_reference(q_s, k_s, q_e, k_e, v_e, n_txt: int, coeffs, inject: bool, mask_s=None,
+                        mask_e=None) -> torch.Tensor:
     """The semantics: image rows of N edit items, [N, H, Q, D], from materialised joint maps.
-    q_s/k_s [1, H, ., D] (source, q at the image rows only), q_e [N, H, Q, D], k_e/v_e [N, H, L, D]."""
-    _, c_src, s_src = split_maps(joint_maps(q_s, k_s), n_txt)
-    m_e, c_e, s_e = split_maps(joint_maps(q_e, k_e), n_txt)
+    q_s/k_s [1, H, ., D] (source, q at the image rows only), q_e [N, H, Q, D], k_e/v_e [N, H, L, D];
+    mask_s/mask_e: additive key masks [1 / N, 1, 1, L] (text padding), or None."""
+    _, c_src, s_src = split_maps(joint_maps(q_s, k_s, mask_s), n_txt)
+    m_e, c_e, s_e = split_maps(joint_maps(q_e, k_e, mask_e), n_txt)
     c_new = edited_cross_map(c_src, c_e, coeffs)
     s_new = s_src.expand_as(s_e) if inject else s_e
     v = v_e.float()
@@ -73,9 +75,16 @@ def _with_mass_channel(q, k, v, indicator):
     return q2, k2, torch.cat([v, extra], -1)
 
 
-def edit_rows_fast(attend: Attend, q_s, k_s, q_e, k_e, v_e, n_txt: int, coeffs, inject: bool) -> torch.Tensor:
+def _masked(attend: Attend, q, k, v, mask):
+    """attend with a key mask when there is one (an Attend with masks takes it as a 4th argument)."""
+    return attend(q, k, v) if mask is None else attend(q, k, v, mask)
+
+
+def edit_rows_fast(attend: Attend, q_s, k_s, q_e, k_e, v_e, n_txt: int, coeffs, inject: bool, mask_s=None,
+                   mask_e=None) -> torch.Tensor:
     """edit_rows_reference on SDPA calls only (no map is materialised)."""
     n, d = q_e.shape[0], v_e.shape[-1]
+    src_mask = None if mask_s is None else mask_s.expand(n, -1, -1, -1)
     v_txt, v_img = v_e[:, :, :n_txt], v_e[:, :, n_txt:]
     own_txt = v_txt if coeffs is None or not coeffs.uses_own else coeffs.a2[:, None, :, None] * v_txt
     if coeffs is not None and not coeffs.uses_own:
@@ -84,14 +93,16 @@ def edit_rows_fast(attend: Attend, q_s, k_s, q_e, k_e, v_e, n_txt: int, coeffs, 
     indicator = torch.zeros(v_e.shape[2], dtype=v_e.dtype, device=v_e.device)
     indicator[:n_txt] = 1
     q2, k2, v2 = _with_mass_channel(q_e, k_e, torch.cat([own_txt, own_img], 2), indicator)
-    joint = attend(q2, k2, v2)
+    joint = _masked(attend, q2, k2, v2, mask_e)
     out, m = joint[..., :d], joint[..., d : d + 1]
     if coeffs is not None and coeffs.uses_source:
         # C_src M diag(a1) V_T == SDPA over the source's text keys with values M diag(a1) V_T
         mapped_v = torch.einsum("nij,nhjd->nhid", coeffs.M.to(v_e.dtype), coeffs.a1[:, None, :, None] * v_txt)
-        src_txt = attend(q_s.expand(n, -1, -1, -1), k_s[:, :, :n_txt].expand(n, -1, -1, -1), mapped_v)
+        src_txt = _masked(attend, q_s.expand(n, -1, -1, -1), k_s[:, :, :n_txt].expand(n, -1, -1, -1), mapped_v,
+                          None if src_mask is None else src_mask[..., :n_txt])
         out = out + m * src_txt
     if inject:
-        src_img = attend(q_s.expand(n, -1, -1, -1), k_s[:, :, n_txt:].expand(n, -1, -1, -1), v_img)
+        src_img = _masked(attend, q_s.expand(n, -1, -1, -1), k_s[:, :, n_txt:].expand(n, -1, -1, -1), v_img,
+                          None if src_mask is None else src_mask[..., n_txt:])
         out = out + (1 - m) * src_img
     return out

@@ -12,9 +12,11 @@ from __future__ import annotations
 import torch
 
 
-def softmax_maps(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-    """softmax(q k^T / sqrt(d)) in fp32: q [B, H, Lq, D], k [B, H, Lk, D] -> [B, H, Lq, Lk]."""
-    return torch.softmax(q.float() @ k.float().transpose(-1, -2) * q.shape[-1] ** -0.5, dim=-1)
+def softmax_maps(q: torch.Tensor, k: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """softmax(q k^T / sqrt(d) + mask) in fp32: q [B, H, Lq, D], k [B, H, Lk, D] -> [B, H, Lq, Lk]; mask:
+    additive, broadcast to the logits (masked keys: -inf), or None."""
+    logits = q.float() @ k.float().transpose(-1, -2) * q.shape[-1] ** -0.5
+    return torch.softmax(logits if mask is None else logits + mask.float(), dim=-1)
 
 
 def edited_maps(src: torch.Tensor, own: torch.Tensor, coeffs) -> torch.Tensor:

@@ -14,7 +14,14 @@ from __future__ import annotations
 
 from .chat_tokens import build_templated, template_of
 from .errors import P2PError
-from .tokenized import END, PAD, START, T5_KEY, TokenizedPrompt  # noqa: F401  (the prompt types live there)
+from .tokenized import (  # noqa: F401  (the prompt types live there)
+    END,
+    MASKED,
+    PAD,
+    START,
+    T5_KEY,
+    TokenizedPrompt,
+)
 
 # ----------------------------------------------------------------------------- tokenization
 

@@ -3,8 +3,9 @@ in what order, so every context position has its word.
 
 SD1/SDXL: the CLIP stream(s), one layout (CLIP-L and CLIP-G agree on positions). Flux.1: the T5
 stream only (CLIP-L gives just the pooled vector). SD3/SD3.5: the CLIP-L/G rows (77 per chunk)
-followed by the T5 rows. Which layout a CLIP uses is read from the encoded context's length, never
-assumed from a class name (an SD3 text encoder may come without its T5).
+followed by the T5 rows. Qwen-Image: one stream, a chat template around the prompt, whose head the
+text encoder trims after encoding: the context is the stream's tail. Which layout a CLIP uses is
+read from the encoded context's length, never assumed from a class name (an SD3 text encoder may come without its T5).
 """
 
 from __future__ import annotations
@@ -48,6 +49,9 @@ def context_prompt(streams: dict[str, TokenizedPrompt], context_length: int, has
             continue
         if sum(streams[k].length for k in layout) == context_length:
             return concat_streams([streams[k] for k in layout])
+    if len(keys) == 1 and streams[keys[0]].length > context_length:
+        # One stream, longer than the context: the encoder trimmed a chat template's head (Qwen-Image)
+        return streams[keys[0]].tail(context_length)
     sizes = ", ".join(f"{k} {streams[k].length}" for k in keys)
     raise P2PError(f"the text encoder's context has {context_length} tokens, which no combination of its "
                    f"token streams ({sizes}) explains; Prompt-to-Prompt cannot place the words.")

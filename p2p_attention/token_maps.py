@@ -37,12 +37,12 @@ def _map_specials(src: TokenizedPrompt, edit: TokenizedPrompt, M: torch.Tensor, 
         lo, hi = c * L, (c + 1) * L
         slots: dict[str, list[int]] = {START: [], END: [], PAD: []}
         for i in range(lo, hi):
-            if src_roles[i]:
+            if src_roles[i] in slots:  # not a word token, nor MASKED batch padding (maps to nothing)
                 slots[src_roles[i]].append(i)
         count = {START: 0, END: 0, PAD: 0}
         for j in range(lo, hi):
             role = edit_roles[j]
-            if not role:
+            if role not in count:
                 continue
             k = count[role]
             count[role] += 1

@@ -3,11 +3,17 @@ end, pad); written by prompts.py (CLIP, T5) and chat_tokens.py (chat-template LL
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import re
 from dataclasses import dataclass
 
+from .errors import P2PError
+
 START, END, PAD = "start", "end", "pad"
+# Padding that only batches prompts of unequal length, where the text encoder masks it and the model never
+# sees padding of one prompt (Qwen-Image): masked out of attention (TokenizedPrompt.n_masked), mapped to nothing.
+MASKED = "masked"
 T5_KEY = "t5xxl"  # the T5 stream of clip.tokenize (Flux.1, SD3): one chunk, its own word positions
 
 _EDGE_PUNCT = re.compile(r"^[\W_]+|[\W_]+$")
@@ -31,6 +37,7 @@ class TokenizedPrompt:
     token_text: tuple[str, ...] = ()  # per position: readable token ("cat", ",", "<|endoftext|>", "<pad>")
     chunk_len: int = 77  # 0 for a prompt over several streams
     parts: tuple = ()  # the streams' own TokenizedPrompts (text_streams.concat_streams), else ()
+    n_masked: int = 0  # trailing MASKED positions (batch padding the attention must not see)
 
     @property
     def length(self) -> int:
@@ -44,6 +51,26 @@ class TokenizedPrompt:
             if w >= 0:
                 out[w].append(pos)
         return tuple(tuple(p) for p in out)
+
+    def tail(self, n: int) -> TokenizedPrompt:
+        """The last n positions: the context of a text encoder that trims a template's head after
+        encoding (Qwen-Image). Only template tokens may be dropped."""
+        cut = self.length - n
+        if cut < 0 or any(w >= 0 for w in self.word_of[:cut]):
+            raise P2PError(f"Prompt {self.text!r}: the text encoder's context ({n} tokens) leaves out words of the "
+                           "prompt; Prompt-to-Prompt cannot place them.")
+        return dataclasses.replace(self, ids=self.ids[cut:], word_of=self.word_of[cut:], special=self.special[cut:],
+                                   token_text=self.token_text[cut:], chunk_len=n, parts=())
+
+    def masking_tail(self, n: int) -> TokenizedPrompt:
+        """The last n positions (the tokenizer's padding, added only to batch prompts of unequal length)
+        marked MASKED: the model never sees them (conditioning.encode_prompt_set, dit_runtime)."""
+        if n <= 0:
+            return self
+        if any(s != PAD for s in self.special[-n:]):
+            raise P2PError(f"Prompt {self.text!r}: the text encoder masks tokens that are not padding; "
+                           "Prompt-to-Prompt cannot place the words.")
+        return dataclasses.replace(self, special=self.special[:-n] + (MASKED,) * n, n_masked=n)
 
     def _core_positions(self, w: int, trim: bool) -> list[int]:
         pos = list(self.word_positions[w])

@@ -23,6 +23,8 @@ from comfy_api.v0_0_2 import ComfyExtension, io  # noqa: E402
 from p2p_models import tiny_dit as dit_build  # noqa: E402
 from p2p_models.tiny_unet import ModelSpec, build_all  # noqa: E402
 
+from .qwen_image import P2PTestTinyQwenImage  # noqa: E402
+
 _CACHE: dict[tuple[str, int], tuple] = {}
 
 
@@ -126,7 +128,7 @@ class P2PTestTinyDiTModel(io.ComfyNode):
 
 class TinyTestModels(ComfyExtension):
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
-        return [P2PTestTinyModel, P2PTestTinyDiTModel]
+        return [P2PTestTinyModel, P2PTestTinyDiTModel, P2PTestTinyQwenImage]
 
 
 async def comfy_entrypoint() -> TinyTestModels:
