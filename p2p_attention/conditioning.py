@@ -34,7 +34,8 @@ def encode_prompt_set(clip, source: str, edits: list[str]):
     has_t5 = getattr(clip.cond_stage_model, "t5xxl", None) is not None
     tokenized = [context_prompt(s, c.shape[1], has_t5) for s, c in zip(streams, conds)]
     _refuse_no_op_edits(clip, tokenized, conds, pooled)
-    prompts = PromptSet(prompts=tuple(tokenized))
+    source_extra = {"pooled_output": pooled[0]} if pooled[0] is not None else {}
+    prompts = PromptSet(prompts=tuple(tokenized), source_conditioning=[[conds[0], source_extra]])
     extra = {COND_UID_KEY: prompts.uid}
     if all(p is not None for p in pooled):
         extra["pooled_output"] = torch.cat(pooled)
@@ -84,6 +85,21 @@ def _warn_identical_edits(clip, tokenized, conds, pooled) -> None:
         why = (f": {', '.join(repr(w) for w in words)} are outside this model's vocabulary (zero embeddings)"
                if words else "")
         warn("edit prompts %s encode exactly alike%s, so they will give the same image.", group, why)
+
+
+def encodes_alike(a: torch.Tensor | None, b: torch.Tensor | None, tolerance: float = 1e-3) -> bool | None:
+    """Whether two text contexts ([1, L, D]) encode the same prompt: equal to `tolerance` of their scale
+    over the tokens both have (a Prompt Pair pads every prompt to the longest one's chunk count, so the
+    source's row may be longer than its own encoding). None when they cannot be compared (no tensor,
+    another width: another text encoder, which P2P Apply's sampling check reports)."""
+    if not isinstance(a, torch.Tensor) or not isinstance(b, torch.Tensor) or a.ndim != 3 or b.ndim != 3:
+        return None
+    if a.shape[-1] != b.shape[-1]:
+        return None
+    n = min(a.shape[1], b.shape[1])
+    x, y = a[0, :n].detach().float().cpu(), b[0, :n].detach().float().cpu()
+    scale = float(torch.maximum(x.abs().amax(), y.abs().amax()).clamp_min(1e-12))
+    return float((x - y).abs().amax()) <= tolerance * scale
 
 
 def split_edit_lines(text: str) -> list[str]:

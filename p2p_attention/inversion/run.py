@@ -258,5 +258,6 @@ def invert(
         nan_steps=run.nan_steps,
         seconds=time.perf_counter() - started,
         model_id=id(model_patcher.model),
+        positive_context=pos[0][0].detach().cpu() if isinstance(pos[0][0], torch.Tensor) else None,
         **impl.result(run, pos, neg),
     )

@@ -52,6 +52,7 @@ class Case:
     chained: bool = False
     inversion: dict | None = None  # P2P Invert inputs (its image: an empty one, encoded)
     foreign_latent: bool = False  # the latent encoded by the other demo model's VAE
+    invert_text: str | None = None  # P2P Invert's positive prompt (default: the source)
 
 
 def build(c: Case) -> tuple[Graph, dict]:
@@ -71,7 +72,7 @@ def build(c: Case) -> tuple[Graph, dict]:
         lat = g.node("EmptyLatentImage", width=128, height=128, batch_size=c.latent_batch_size)
     inv = None
     if c.inversion is not None:
-        inv = g.node("P2PInvert", model=m[0], positive=g.node("CLIPTextEncode", clip=clip, text=c.source),
+        inv = g.node("P2PInvert", model=m[0], positive=g.node("CLIPTextEncode", clip=clip, text=c.invert_text or c.source),
                      negative=neg, latent=lat, **{"method": "ddim", "steps": 5, "guidance": 1.0 if c.flux else 5.0,
                                                   "inner_iterations": 2, **c.inversion})
         lat = inv
@@ -212,6 +213,14 @@ ROWS = {
     "window_without_steps": (Case(flux=True, control_inputs={"self_replace": "0.5-0.52"}),
                              Warn("progress:sampler", "self_replace 0.5-0.52 select(s) no step of this 5-step")),
     "one_step_inversion": (Case(inversion={"steps": 1}), Warn("progress:sampler", "all 1 sampling step(s)")),
+    "inversion_of_another_prompt": (Case(inversion={}, invert_text=SRC.replace("big", "small")),
+                                    Warn("ui:apply", "the inversion was made under a positive prompt other than")),
+    "flux_inversion_of_another_prompt": (Case(flux=True, inversion={"method": "direct"},
+                                              invert_text=SRC.replace("circle", "square")),
+                                         Warn("ui:apply", "the inversion was made under a positive prompt other")),
+    "inversion_of_the_source": (Case(inversion={}), Deliberate("the same prompt: no warning")),
+    "flux_inversion_of_the_source": (Case(flux=True, inversion={"method": "direct"}),
+                                     Deliberate("the same prompt: no warning")),
     "noisy_sampler": (Case(sampler={"sampler_name": "euler_ancestral"}),
                       Warn("progress:sampler", "adds fresh random noise")),
 }
