@@ -56,16 +56,35 @@ def _refuse_no_op_edits(clip, tokenized, conds, pooled) -> None:
         msg = f"edit prompt {i} ({edit.text!r}) encodes exactly like the source, so it would give the source image back unchanged"
         if words:
             msg += f": {', '.join(repr(w) for w in words)} are outside this model's vocabulary (zero embeddings)"
-        msg += ". Change words the model knows"
-        known = known_vocabulary(clip)
-        msg += f": {', '.join(known)}." if known else "."
-        raise P2PError(msg)
+        raise P2PError(msg + _known_words_hint(clip))
+    _refuse_unknown_new_words(clip, tokenized)
     _warn_identical_edits(clip, tokenized, conds, pooled)
     for p in tokenized:
         words = unknown_words(clip, p)
         if words:
             warn("%s in %r are outside this model's vocabulary (zero embeddings) and have no effect.",
                  ", ".join(repr(w) for w in words), p.text)
+
+
+def _known_words_hint(clip) -> str:
+    known = known_vocabulary(clip)
+    return ". Change words the model knows" + (f": {', '.join(known)}." if known else ".")
+
+
+def _refuse_unknown_new_words(clip, tokenized) -> None:
+    """A word an edit swaps in or inserts (one the source lacks) that the model cannot represent: the
+    edit's tokens there carry nothing, so what the word should draw vanishes instead of changing (e.g.
+    'circle' -> 'dog' on the demo model). Refused with the words the model knows. Unknown words the
+    source has too are only warned about (they change nothing between source and edit)."""
+    source_words = set(tokenized[0].words)
+    for i, edit in enumerate(tokenized[1:], start=1):
+        new = [w for w in unknown_words(clip, edit) if w not in source_words]
+        if new:
+            listed = ", ".join(repr(w) for w in new)
+            raise P2PError(
+                f"edit prompt {i} ({edit.text!r}): {listed} {'is' if len(new) == 1 else 'are'} outside this model's "
+                "vocabulary (zero embeddings), so the model cannot draw what the edit puts there: the edited "
+                "object would vanish instead of changing" + _known_words_hint(clip))
 
 
 def _warn_identical_edits(clip, tokenized, conds, pooled) -> None:

@@ -137,6 +137,16 @@ ROWS = {
     "word_count": (Case(edits=SRC + " big"), Error("P2P Word Swap", ("the source has", "Use P2P Refine"))),
     "unknown_edit_word": (Case(source=SRC.replace("red", "crimson"), edits=SRC.replace("red", "scarlet")),
                           Error("P2P Prompt Pair", ("outside this model's vocabulary", "Change words the model knows"))),
+    "unknown_swapped_word": (Case(edits=SRC.replace("circle", "dog")),
+                             Error("P2P Prompt Pair", ("edit prompt 1", "'dog' is outside this model's vocabulary",
+                                                       "would vanish", "Change words the model knows: ", "circle"))),
+    "unknown_inserted_word": (Case(edits=SRC.replace("big red", "big fluffy red"), control="P2PRefine"),
+                              Error("P2P Prompt Pair", ("'fluffy' is outside this model's vocabulary",
+                                                        "Change words the model knows"))),
+    "unknown_words_among_edits": (Case(edits=f"{EDIT}\n" + SRC.replace("red circle", "crimson dog")),
+                                  Error("P2P Prompt Pair", ("edit prompt 2", "'crimson', 'dog' are outside",))),
+    "flux_unknown_swapped_word": (Case(flux=True, edits=SRC.replace("circle", "dog")),
+                                  Error("P2P Prompt Pair", ("'dog' is outside this model's vocabulary",))),
     # --- windows ---
     "window_syntax": (Case(control_inputs={"cross_replace": "abc"}), Error("P2P Word Swap", ("not a step window",))),
     "window_range": (Case(control_inputs={"self_replace": "0.9-0.2"}),
@@ -219,7 +229,7 @@ ROWS = {
     # --- warnings the user sees, the result still produced ---
     "edit_equals_source": (Case(edits=SRC), Warn("ui:apply", "equal the source and no word is reweighted")),
     "edits_identical_unknown_words": (
-        Case(edits="\n".join(SRC.replace("red", w) for w in ("crimson", "scarlet", "green"))),
+        Case(source=SRC + " crimson scarlet", edits=f"{EDIT} crimson\n{EDIT} scarlet", control="P2PRefine"),
         Warn("ui:pair", "edit prompts [1, 2] encode exactly alike: 'crimson', 'scarlet' are outside")),
     "unknown_word": (Case(source=SRC + " photo", edits=EDIT + " photo"), Warn("ui:pair", "'photo' in")),
     "one_step": (Case(sampler={"steps": 1}), Warn("progress:sampler", "all 1 sampling step(s) are inside")),
