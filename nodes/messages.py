@@ -25,6 +25,8 @@ FIXES = {
     "SamplerCustom (add_noise off, BasicScheduler, denoise 1.0) with those settings.",
     "inverted_latent": "Feed P2P Invert's LATENT output, through P2P Latent Batch, to the sampler.",
     "inversion_input": "Connect 'inversion' to P2P Invert's inversion output.",
+    "inversion_source": "Connect P2P Prompt Pair's 'prompts' output to 'prompts' (or a CLIPTextEncode of the source "
+    "prompt to 'positive').",
     "original_model": "Connect the original MODEL, not one already patched with an inversion.",
     "one_negative": "Connect one CLIPTextEncode of an empty prompt as negative.",
     "encode_text": "Connect a CLIPTextEncode output.",

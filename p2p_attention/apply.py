@@ -130,7 +130,8 @@ def apply_edit(
     if same and inversion is None:  # with an inversion, an identical edit is a reconstruction check
         warn("edit prompt(s) %s equal the source and no word is reweighted: they will give the source image "
              "back.", same)
-    if inversion is not None:
+    if inversion is not None and getattr(inversion, "prompts_uid", None) != plan.prompts.uid:
+        # (an inversion given these prompts compared its positive with their source already)
         warn_other_source(plan.prompts, getattr(inversion, "positive_context", None))
     patched = model_patcher.clone()
     if family is None:

@@ -121,6 +121,28 @@ def encodes_alike(a: torch.Tensor | None, b: torch.Tensor | None, tolerance: flo
     return float((x - y).abs().amax()) <= tolerance * scale
 
 
+def inversion_positive(positive, prompts):
+    """The conditioning an inversion runs under: `positive` (the source prompt encoded on its own, or a
+    Prompt Pair's conditioning, whose row 0 is used), else the source row of `prompts` (a PromptSet),
+    so the source prompt is written once. Both given: the positive, warned about when it encodes
+    another prompt than the prompts' source."""
+    source = getattr(prompts, "source_conditioning", None) if prompts is not None else None
+    if prompts is not None and source is None:
+        raise P2PError("the prompts carry no source conditioning.", fix="inversion_source")
+    if positive is None:
+        if source is None:
+            raise P2PError("no source prompt to invert under: the inversion needs the source prompt's "
+                           "conditioning or the prompts.", fix="inversion_source")
+        return source
+    if source is not None:
+        given = positive[0][0] if isinstance(positive, list) and positive and positive[0] else None
+        if isinstance(given, torch.Tensor) and encodes_alike(source[0][0], given[:1]) is False:
+            warn("the positive prompt is not the prompts' source %r (their text encodings differ); the inversion "
+                 "runs under the positive, so the source will not reconstruct the image. Remove the positive to "
+                 "invert under the source prompt, or encode the same text.", prompts.source.text)
+    return positive
+
+
 def split_edit_lines(text: str) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip()]
 

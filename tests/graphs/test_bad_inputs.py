@@ -53,6 +53,7 @@ class Case:
     inversion: dict | None = None  # P2P Invert inputs (its image: an empty one, encoded)
     foreign_latent: bool = False  # the latent encoded by the other demo model's VAE
     invert_text: str | None = None  # P2P Invert's positive prompt (default: the source)
+    invert_source: str = "positive"  # P2P Invert's source prompt: "positive", "prompts" (the pair's), "both", "none"
 
 
 def build(c: Case) -> tuple[Graph, dict]:
@@ -72,9 +73,14 @@ def build(c: Case) -> tuple[Graph, dict]:
         lat = g.node("EmptyLatentImage", width=128, height=128, batch_size=c.latent_batch_size)
     inv = None
     if c.inversion is not None:
-        inv = g.node("P2PInvert", model=m[0], positive=g.node("CLIPTextEncode", clip=clip, text=c.invert_text or c.source),
-                     negative=neg, latent=lat, **{"method": "ddim", "steps": 5, "guidance": 1.0 if c.flux else 5.0,
-                                                  "inner_iterations": 2, **c.inversion})
+        source_in = {}
+        if c.invert_source in ("positive", "both"):
+            source_in["positive"] = g.node("CLIPTextEncode", clip=clip, text=c.invert_text or c.source)
+        if c.invert_source in ("prompts", "both"):
+            source_in["prompts"] = pair[1]
+        inv = g.node("P2PInvert", model=m[0], negative=neg, latent=lat, **source_in,
+                     **{"method": "ddim", "steps": 5, "guidance": 1.0 if c.flux else 5.0, "inner_iterations": 2,
+                        **c.inversion})
         lat = inv
     if c.latent_batch:
         lat = g.node("P2PLatentBatch", latent=lat, prompts=pair[1])
@@ -106,7 +112,8 @@ def build(c: Case) -> tuple[Graph, dict]:
                   threshold=0.0, vae_downscale=2)
     g.node("PreviewImage", _id="maps", images=maps[0])
     g.node("PreviewImage", _id="save", images=g.node("VAEDecode", samples=out, vae=m[2]))
-    return g, {"pair": pair.id, "edit": edit.id, "apply": apply.id, "sampler": out.id, "maps": maps.id}
+    return g, {"pair": pair.id, "edit": edit.id, "apply": apply.id, "sampler": out.id, "maps": maps.id,
+               "invert": inv.id if inv is not None else None}
 
 
 def _self_blocks_empty_is_auto(outputs):
@@ -242,6 +249,18 @@ ROWS = {
                                               invert_text=SRC.replace("circle", "square")),
                                          Warn("ui:apply", "the inversion was made under a positive prompt other")),
     "inversion_of_the_source": (Case(inversion={}), Deliberate("the same prompt: no warning")),
+    "inversion_under_the_prompts": (Case(inversion={}, invert_source="prompts"),
+                                    Deliberate("the source written once (P2P Invert's prompts): no warning")),
+    "flux_inversion_under_the_prompts": (Case(flux=True, inversion={"method": "direct"}, invert_source="prompts"),
+                                         Deliberate("the source written once on Flux: no warning")),
+    "inversion_positive_and_prompts_alike": (Case(inversion={}, invert_source="both"),
+                                             Deliberate("both given, the same prompt: no warning")),
+    "inversion_positive_other_than_prompts": (
+        Case(inversion={}, invert_source="both", invert_text=SRC.replace("big", "small")),
+        Warn("ui:invert", "the positive prompt is not the prompts' source")),
+    "inversion_without_source": (Case(inversion={}, invert_source="none"),
+                                 Error("P2P Invert", ("no source prompt to invert under",
+                                                      "Connect P2P Prompt Pair's 'prompts' output to 'prompts'"))),
     "flux_inversion_of_the_source": (Case(flux=True, inversion={"method": "direct"}),
                                      Deliberate("the same prompt: no warning")),
     "noisy_sampler": (Case(sampler={"sampler_name": "euler_ancestral"}),
