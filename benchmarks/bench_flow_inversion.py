@@ -40,7 +40,7 @@ def _setup():
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     sys.path.insert(0, str(REPO))
     sys.path.insert(0, str(HERE))
-    from p2p_attention.comfy_bootstrap import bootstrap
+    from p2p_models.comfy_bootstrap import bootstrap
 
     bootstrap(cpu=True)
     import torch
@@ -53,7 +53,7 @@ def _model(name: str, size: int):
     import torch
 
     if name == "demo-flux":
-        from p2p_attention.demo_dit_model import LATENT_HW, load_demo_dit_model
+        from p2p_models.demo_dit import LATENT_HW, load_demo_dit_model
 
         model, clip, _ = load_demo_dit_model()
         pos = _encode(clip, "a big yellow circle on the left and a big blue square on the right")

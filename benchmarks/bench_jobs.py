@@ -27,8 +27,8 @@ from p2p_testkit.memory import PeakMemory
 from p2p_testkit.sampling import sample
 
 P2P_MODES = {
-    # mode: (reference, self_min_downsample); None = ComfyUI's plain sampling, no patch. On an MM-DiT
-    # self_min_downsample None -> self_blocks "auto" (the default blocks), 1 -> "all".
+    # mode: (reference, self_attn_min_downsample); None = ComfyUI's plain sampling, no patch. On an MM-DiT
+    # self_attn_min_downsample None -> self_blocks "auto" (the default blocks), 1 -> "all".
     "plain": None,
     "p2p": (False, None),
     "p2p_ref": (True, None),
@@ -211,7 +211,7 @@ def _sample_job(job, built, mem):
             self_min = self_min or DEFAULT_SELF_MIN_DOWNSAMPLE
             model, runtime = apply_edit(model, plan, attention_path="reference" if reference else "fast",
                                         self_attn_min_downsample=self_min)
-            extra["self_min_downsample"] = self_min
+            extra["self_attn_min_downsample"] = self_min
         extra["store"] = runtime.store is not None
 
     def once():

@@ -77,17 +77,17 @@ def real_spec(name: str):
     """ModelSpec of the real-size SD1.5 or SDXL UNet (no text encoder, no VAE)."""
     import comfy.supported_models as sm
 
-    from p2p_attention.model_build import ModelSpec
+    from p2p_models.tiny_unet import ModelSpec
 
     if name == "sd15":
         unet = {**sm.SD15.unet_config, **sm.SD15.unet_extra_config, **_SD15_DETECTED}
-        unet.pop("adm_in_channels", None)  # None for SD1.5; model_build sets it
+        unet.pop("adm_in_channels", None)  # None for SD1.5; tiny_unet sets it
         unet.pop("use_temporal_attention", None)
         return ModelSpec(arch="sd1", unet=unet, text_l=None, text_g=None, vae=None)
     if name == "sdxl":
         extra = {k: v for k, v in sm.SDXL.unet_extra_config.items()}  # num_heads -1, num_head_channels 64
         unet = {**sm.SDXL.unet_config, **extra, **_SDXL_DETECTED}
-        unet.pop("adm_in_channels", None)  # model_build derives 1280 + 6 * 256 = 2816 from text_g
+        unet.pop("adm_in_channels", None)  # tiny_unet derives 1280 + 6 * 256 = 2816 from text_g
         unet.pop("use_temporal_attention", None)
         return ModelSpec(arch="sdxl", unet=unet, text_l=None, text_g={"hidden_size": 1280}, vae=None)
     raise ValueError(f"not a real-size model: {name!r}")
@@ -97,7 +97,7 @@ def check_detected(name: str, spec) -> str:
     """The ComfyUI model class that model detection picks for this config (must be SD15 / SDXL)."""
     import comfy.model_detection
 
-    from p2p_attention.model_build import _unet_config
+    from p2p_models.tiny_unet import _unet_config
 
     cfg = comfy.model_detection.model_config_from_unet_config(_unet_config(spec))
     got = type(cfg).__name__ if cfg is not None else "none"
@@ -108,7 +108,7 @@ def check_detected(name: str, spec) -> str:
 
 
 def fast_init(module: torch.nn.Module, seed: int, gain: float = 1.0) -> None:
-    """Like model_build.init_weights (same scales), but fills from one tiled random pool: a
+    """Like tiny_unet.init_weights (same scales), but fills from one tiled random pool: a
     2.6 G-parameter SDXL UNet initialises at memcpy speed instead of ~1 min of randn on one core.
     The pool length is prime, so rows of a weight matrix are not copies of each other."""
     gen = torch.Generator().manual_seed(seed)
@@ -134,34 +134,36 @@ def fast_init(module: torch.nn.Module, seed: int, gain: float = 1.0) -> None:
 
 @contextlib.contextmanager
 def _patched_init():
-    from p2p_attention import model_build
+    from p2p_models import tiny_unet
 
-    original = model_build.init_weights
-    model_build.init_weights = fast_init
+    original = tiny_unet.init_weights
+    tiny_unet.init_weights = fast_init
     try:
         yield
     finally:
-        model_build.init_weights = original
+        tiny_unet.init_weights = original
 
 
 def count_params(patcher) -> int:
     return sum(p.numel() for p in patcher.get_model_object("diffusion_model").parameters())
 
 
-def build(name: str, seed: int = 0, blocks=None, dtype: str = "float32"):
-    """-> dict(model=ModelPatcher, positive=[src, edit] CONDITIONING, prompts=PromptSet,
-    negative=CONDITIONING, clip=CLIP or None, info=dict). blocks / dtype: MM-DiT models only."""
+def build(name: str, seed: int = 0, blocks=None, dtype: str = "float32", edits: list[str] | None = None):
+    """-> dict(model=ModelPatcher, positive=[src, *edits] CONDITIONING, prompts=PromptSet,
+    negative=CONDITIONING, clip=CLIP or None, info=dict). blocks / dtype: MM-DiT models only;
+    edits: [EDIT] unless given (not for the demo model)."""
+    edits = edits or [EDIT]
     from p2p_attention.conditioning import encode_prompt_set
-    from p2p_attention.model_build import ModelSpec, build_clip, build_unet
+    from p2p_models.tiny_unet import ModelSpec, build_clip, build_unet
 
     if name == "demo":
         return _build_demo()
     if name in DIT_MODELS:
-        return _build_dit(name, seed, blocks, dtype)
+        return _build_dit(name, seed, blocks, dtype, edits)
     arch = arch_of(name)
     tiny = ModelSpec.tiny(arch)
     clip = build_clip(tiny, seed=seed + 1)
-    positive, prompts = encode_prompt_set(clip, SOURCE, [EDIT])
+    positive, prompts = encode_prompt_set(clip, SOURCE, edits)
     info = {"model": name, "arch": arch}
     if name in TINY_MODELS:
         model = build_unet(tiny, seed=seed)
@@ -200,7 +202,7 @@ def _build_demo():
     """The trained demo model: a realistic case for null-text's early stop (random weights never stop;
     the shipped checkpoint does not either, see benchmarks/README.md)."""
     from p2p_attention.conditioning import encode_prompt_set
-    from p2p_attention.demo_model import load_demo_model
+    from p2p_models.demo_unet import load_demo_model
 
     model, clip, _ = load_demo_model()
     positive, prompts = encode_prompt_set(clip, DEMO_SOURCE, [DEMO_EDIT])
@@ -280,7 +282,7 @@ def _dit_model(config_cls, unet_config: dict, seed: int, dtype: torch.dtype):
     return patcher, got
 
 
-def _build_dit(name: str, seed: int, blocks, dtype: str):
+def _build_dit(name: str, seed: int, blocks, dtype: str, edits: list[str]):
     """Full-width random MM-DiT (or dit_build's tiny one) and its conditioning. The PromptSet (token
     layout) comes from ComfyUI's real tokenizers in dit_build's tiny text encoders (Flux: T5 padded to
     256 tokens; SD3: 77 CLIP + 77 T5 tokens); for the full-width models the encodings are replaced by
@@ -288,13 +290,13 @@ def _build_dit(name: str, seed: int, blocks, dtype: str):
     [B, 2048] (SD3.5, CLIP-L + CLIP-G)."""
     import comfy.supported_models as sm
 
-    from p2p_attention import dit_build
     from p2p_attention.conditioning import encode_prompt_set
+    from p2p_models import tiny_dit as dit_build
 
     arch = arch_of(name)
     torch_dtype = _DTYPES[dtype]
     clip = dit_build.build_flux_clip(seed + 1) if arch == "flux" else dit_build.build_sd3_clip(seed + 1)
-    positive, prompts = encode_prompt_set(clip, SOURCE, [EDIT])
+    positive, prompts = encode_prompt_set(clip, SOURCE, edits)
     info = {"model": name, "arch": arch, "dtype": dtype}
     if name in DIT_TINY:
         if arch == "flux":

@@ -66,7 +66,7 @@ METHOD_NAMES = {"null_text_fast": "null-text, warm start (default)", "null_text"
 def _setup(device: str):
     sys.path.append(str(REPO))
     sys.path.insert(0, str(HERE))
-    from p2p_attention.comfy_bootstrap import bootstrap
+    from p2p_models.comfy_bootstrap import bootstrap
 
     bootstrap(cpu=(device == "cpu"))
     import torch
@@ -85,7 +85,7 @@ def _build(job):
 
     name = job["model"]
     if name == "tiny":
-        from p2p_attention.model_build import ModelSpec, build_all
+        from p2p_models.tiny_unet import ModelSpec, build_all
 
         spec = ModelSpec.tiny("sd1")
         spec.v_prediction = True
@@ -94,7 +94,7 @@ def _build(job):
         latent = torch.randn(1, 4, 8, 8, generator=gen) / 0.18215
         return model, encode(clip, TINY_SOURCE), encode(clip, ""), latent, "random latent (tests' source_latent)"
     if name == "demo":
-        from p2p_attention.demo_model import load_demo_model
+        from p2p_models.demo_unet import load_demo_model
 
         model, clip, _ = load_demo_model()
         pos, neg = encode(clip, DEMO_SOURCE), encode(clip, "")

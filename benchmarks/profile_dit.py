@@ -92,7 +92,7 @@ def main(argv=None) -> int:
                     help="also one memory-profiled run of each (peak live tensor bytes, and what runs at the peak)")
     a = ap.parse_args(argv)
 
-    from p2p_attention.comfy_bootstrap import bootstrap
+    from p2p_models.comfy_bootstrap import bootstrap
 
     bootstrap(cpu=True)
     import torch

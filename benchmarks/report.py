@@ -249,7 +249,7 @@ def markdown(res: dict) -> str:
             "|---|---|---|---|---|---|---|---|---|",
         ]
         for d in res["dit_models"]:
-            lines.append(f"| {d['model']} | {d['detected_as']} | {d.get('blocks') or 'tiny (dit_build)'} | "
+            lines.append(f"| {d['model']} | {d['detected_as']} | {d.get('blocks') or 'tiny (p2p_models.tiny_dit)'} | "
                          f"{d['hidden_size']} | {d['heads']} | {_f(d['unet_params_M'], 1)} | {d['context_dim']} | "
                          f"{d['text_tokens']} | {d.get('dtype') or 'float32'} |")
         lines.append("")

@@ -32,7 +32,7 @@ import report  # noqa: E402
 RANDOM_TINY = ("tiny-sd1", "tiny-sdxl")  # ModelSpec.tiny, random weights
 TINY = (*RANDOM_TINY, "demo")  # + the pack's trained demo model (models/demo/)
 REAL = ("sd15", "sdxl")
-# MM-DiT: full-width Flux.1 / SD3.5 Large with fewer blocks (bench_models.DIT_BLOCKS), dit_build's tiny ones.
+# MM-DiT: full-width Flux.1 / SD3.5 Large with fewer blocks (bench_models.DIT_BLOCKS), p2p_models.tiny_dit's tiny ones.
 DIT_REAL = ("flux", "sd35-large")
 DIT_TINY = ("tiny-flux", "tiny-sd3")
 DIT = DIT_REAL + DIT_TINY

@@ -27,7 +27,7 @@ def _setup(device: str, serve: bool = False):
     # ComfyUI first on sys.path (its nodes.py must win over the pack's nodes/ package), then the repo.
     sys.path.append(str(REPO))
     sys.path.insert(0, str(HERE))
-    from p2p_attention.comfy_bootstrap import bootstrap
+    from p2p_models.comfy_bootstrap import bootstrap
 
     bootstrap(cpu=(device == "cpu"))
     import torch
@@ -49,7 +49,7 @@ def _setup(device: str, serve: bool = False):
 
     # Building a tiny CLIP imports transformers' tokenizer machinery (~20 s on a busy core); do it
     # once here so the forked jobs do not each pay it. Nothing built here is kept.
-    from p2p_attention.model_build import ModelSpec, build_clip
+    from p2p_models.tiny_unet import ModelSpec, build_clip
 
     for arch in ("sd1", "sdxl"):
         build_clip(ModelSpec.tiny(arch)).tokenize(bench_models.SOURCE)

@@ -2,8 +2,10 @@
 
 from comfy_api.v0_0_2 import io
 
-from ..p2p_attention.demo_dit_model import load_demo_dit_model
-from ..p2p_attention.demo_model import load_demo_model
+from ..p2p_attention.errors import P2PError
+from ..p2p_models.demo_dit import load_demo_dit_model
+from ..p2p_models.demo_unet import load_demo_model
+from ..p2p_models.weights import DemoWeightsError
 from .common import node_schema
 from .messages import reported_by
 
@@ -27,7 +29,10 @@ class _DemoLoader(io.ComfyNode):
     @classmethod
     def execute(cls) -> io.NodeOutput:
         with reported_by(cls):
-            return io.NodeOutput(*cls.load())
+            try:
+                return io.NodeOutput(*cls.load())
+            except DemoWeightsError as e:
+                raise P2PError(str(e)) from None
 
 
 class P2PDemoModel(_DemoLoader):

@@ -111,8 +111,8 @@ def apply_edit(
     own_changed: bool = True,
 ):
     """A patched clone of `model_patcher` (the input is never mutated) and its runtime. The settings
-    carry P2P Apply's widget names; below this function attention_path is the runtimes' `reference` bool
-    and self_attn_min_downsample the UNet runtime's `self_min_downsample`.
+    carry P2P Apply's widget names, and keep them down to the runtimes; only attention_path becomes the
+    runtimes' `reference` bool (attention_path == "reference").
     UNet models: self_attn_min_downsample 0 (auto) is 2 with an inversion (real image), else 4, as the
     official notebooks; map_downsample sets the store's resolution. MM-DiT models (Flux.1, SD3):
     self_blocks chooses the blocks with structure injection (dit_install.install_dit_edit).

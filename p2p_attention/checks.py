@@ -10,6 +10,7 @@ import torch
 
 from .edits import CompiledEdit
 from .errors import Explain, P2PError
+from .families import FAMILIES
 from .steps import CROSS, SELF, window_steps
 
 # The key of every wrapper P2P Apply registers (OUTER_SAMPLE, and APPLY_MODEL on MM-DiT): a MODEL P2P Apply
@@ -17,7 +18,8 @@ from .steps import CROSS, SELF, window_steps
 WRAPPER_KEY = "p2p_attention"
 # Text context widths of the families' encoders, to say which encoder a conditioning came from.
 KNOWN_WIDTHS = {768: "SD1.x (CLIP-L)", 1024: "SD2.x (OpenCLIP-H)", 2048: "SDXL (CLIP-L + CLIP-G)",
-                4096: "Flux.1 / SD3 (T5-XXL)"}
+                4096: "Flux.1 / SD3 (T5-XXL)",
+                2560: "Z-Image (Qwen3 4B)"}
 
 
 def current_run():
@@ -60,18 +62,18 @@ def check_not_patched(model_patcher) -> None:
                        "replace the first.", fix="unpatched_model")
 
 
-def check_family_options(family: str | None, self_blocks: str, self_min_downsample: int, map_downsample: int,
+def check_family_options(family: str | None, self_blocks: str, self_attn_min_downsample: int, map_downsample: int,
                          auto_downsample: int, default_map_downsample: int) -> None:
     """Options of the other family's path are refused, not ignored: self_blocks is for MM-DiT models,
     self_attn_min_downsample and map_downsample for UNet models."""
     if family is None:
         if str(self_blocks).strip().lower() not in ("", "auto"):
-            raise P2PError(f"self_blocks {self_blocks!r} applies to Flux.1 and SD3 only; on this UNet model "
+            raise P2PError(f"self_blocks {self_blocks!r} applies to MM-DiT models only; on this UNet model "
                            "(SD1.x, SD2.x, SDXL) self_attn_min_downsample chooses the self-attention layers. "
                            "Set self_blocks to 'auto'.")
         return
-    if self_min_downsample != auto_downsample:
-        raise P2PError(f"self_attn_min_downsample {self_min_downsample} applies to UNet models only; on this "
+    if self_attn_min_downsample != auto_downsample:
+        raise P2PError(f"self_attn_min_downsample {self_attn_min_downsample} applies to UNet models only; on this "
                        f"MM-DiT model self_blocks chooses the blocks. Set it to {auto_downsample} (auto).")
     if map_downsample != default_map_downsample:
         raise P2PError(f"map_downsample {map_downsample} applies to UNet models only; an MM-DiT model keeps its "
@@ -83,7 +85,7 @@ def check_structure(family: str | None, structure: str, choices: tuple[str, ...]
     if structure not in choices:
         raise P2PError(f"mmdit_structure {structure!r} is not one of {', '.join(choices)}.")
     if family is None and structure != default:
-        raise P2PError(f"mmdit_structure {structure!r} applies to Flux.1 and SD3 only; a UNet model injects the "
+        raise P2PError(f"mmdit_structure {structure!r} applies to MM-DiT models only; a UNet model injects the "
                        f"source's self-attention maps. Set mmdit_structure to {default}.")
 
 
@@ -94,8 +96,11 @@ def _config_name(model_patcher) -> str:
 def context_width(model_patcher) -> int | None:
     """The text context width the diffusion model takes (None when it cannot be read)."""
     dm = model_patcher.get_model_object("diffusion_model")
-    for name in ("txt_in", "context_embedder"):  # Flux.1, SD3
-        layer = getattr(dm, name, None)
+    for name in dict.fromkeys(f.context_layer for f in FAMILIES):
+        try:
+            layer = dm.get_submodule(name)  # a dotted path too (Z-Image: cap_embedder.1)
+        except AttributeError:
+            layer = None
         if isinstance(getattr(layer, "in_features", None), int):
             return layer.in_features
     for name, module in dm.named_modules():  # UNet: the cross-attention keys

@@ -6,9 +6,12 @@ runtime and its attention store are built here (unet_install.py is the UNet coun
 
 from __future__ import annotations
 
+import itertools
+
 from .checks import WRAPPER_KEY
-from .dit_blocks import SD3, attention_blocks, patch_size, select_blocks, token_grid
-from .dit_runtime import GRID_KEY, IMG_KEY, TXT_KEY, DiTRuntime, JointAttentionOverride
+from .dit_blocks import attention_blocks, patch_size, select_blocks, token_grid
+from .dit_runtime import COUNT_KEY, CTX_KEY, GRID_KEY, IMG_KEY, TXT_KEY, DiTRuntime, JointAttentionOverride
+from .families import DiTFamily
 from .joint_injection import MAPS, VALUES, RegionSpec
 from .store import AttentionStore
 from .widget_text import parse_block_ranges
@@ -16,12 +19,22 @@ from .widget_text import parse_block_ranges
 OVERRIDE_KEY = "optimized_attention_override"
 
 
-def make_apply_model_wrapper(runtime: DiTRuntime, patch: int):
+def _padded(n: int, multiple: int) -> int:
+    return -(-n // multiple) * multiple
+
+
+def make_apply_model_wrapper(runtime: DiTRuntime, patch: int, multiple: int = 1, count_blocks: bool = False):
+    """multiple: the model pads caption and image tokens to it (families.DiTFamily.token_multiple);
+    count_blocks: each call gets a counter that numbers its joint calls (DiTFamily.count_blocks)."""
     def apply_model(executor, x, t, c_concat=None, c_crossattn=None, control=None, transformer_options=None,
                     **kwargs):
         to = dict(transformer_options or {})
         grid = token_grid(x.shape, patch)
-        to[TXT_KEY], to[IMG_KEY], to[GRID_KEY] = int(c_crossattn.shape[1]), grid[0] * grid[1], grid
+        n_ctx = int(c_crossattn.shape[1])
+        to[TXT_KEY], to[IMG_KEY], to[GRID_KEY] = _padded(n_ctx, multiple), _padded(grid[0] * grid[1], multiple), grid
+        to[CTX_KEY] = n_ctx
+        if count_blocks:
+            to[COUNT_KEY] = itertools.count()
         to[OVERRIDE_KEY] = JointAttentionOverride(runtime, to.get(OVERRIDE_KEY))
         return executor(x, t, c_concat, c_crossattn, control, to, **kwargs)
 
@@ -29,7 +42,8 @@ def make_apply_model_wrapper(runtime: DiTRuntime, patch: int):
 
 
 class BlockTag:
-    """SD3 joint block replace patch: the block's calls carry block_type/block_index, as Flux's do."""
+    """A block replace patch (SD3's joint blocks): the block's calls carry block_type/block_index, as
+    Flux's do."""
 
     def __init__(self, index: int, prior=None):
         self.index, self.prior = index, prior
@@ -43,20 +57,23 @@ class BlockTag:
         return self
 
 
-def install_dit_edit(patched, plan, compiled, family: str, reference: bool = False, self_blocks: str = "auto",
+def install_dit_edit(patched, plan, compiled, family: DiTFamily, reference: bool = False, self_blocks: str = "auto",
                      structure: str = VALUES, region: RegionSpec = RegionSpec()) -> DiTRuntime:
-    """The override (and SD3's block tags) on `patched` (a clone); its runtime. self_blocks chooses the
+    """The override (and block tags where the family's blocks do not name themselves) on `patched` (a clone); its runtime. self_blocks chooses the
     blocks with structure injection (widget text: 'auto', 'all', 'none', 'single 20-37, double 0-1')."""
     import comfy.patcher_extension
 
     blocks = attention_blocks(patched, family)
     chosen = select_blocks(parse_block_ranges(self_blocks), blocks, family, every=structure != MAPS)
     runtime = DiTRuntime(plan=plan, compiled=compiled, self_blocks=chosen, reference=reference,
-                         store=AttentionStore(plan.prompts), structure=structure, region_spec=region)
+                         store=AttentionStore(plan.prompts), structure=structure, region_spec=region,
+                         count_type=family.block_lists[0][0])
 
+    dm = patched.get_model_object("diffusion_model")
     patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, WRAPPER_KEY,
-                                 make_apply_model_wrapper(runtime, patch_size(patched)))
-    if family != SD3:
+                                 make_apply_model_wrapper(runtime, patch_size(patched), family.pad_multiple(dm),
+                                                          family.count_blocks))
+    if not family.tag_blocks:
         return runtime
     registered = patched.model_options.get("transformer_options", {}).get("patches_replace", {}).get("dit", {})
     for _, i in blocks:

@@ -21,6 +21,10 @@ from .blend import region_masks
 from .edit_runtime import EditRuntime
 
 TXT_KEY, IMG_KEY, GRID_KEY = "p2p_txt_tokens", "p2p_img_tokens", "p2p_img_grid"
+# The conditioning's token count when the model pads the caption after it (Z-Image: TXT_KEY is then the
+# padded count; IMG_KEY counts the image pads too), and the per-model-call counter that numbers joint
+# calls on a family whose blocks do not name themselves (DiTFamily.count_blocks).
+CTX_KEY, COUNT_KEY = "p2p_context_tokens", "p2p_joint_calls"
 _STORE_HEAD_CHUNK = 4  # heads per map product while storing (bounds the transient memory)
 
 
@@ -32,6 +36,21 @@ def _heads(q, k, v, heads, skip_reshape):
     return tuple(t.reshape(b, t.shape[1], heads, -1).transpose(1, 2) for t in (q, k, v))
 
 
+def _pad_coefficients(coeffs, extra: int):
+    """The coefficients of a context followed by `extra` pad tokens the model appended (Z-Image's
+    cap_pad_token): each pad maps to itself and takes the context's last token's (an end token's)
+    a1, a2, as the prompt's own pads do."""
+    if coeffs is None or extra <= 0:
+        return coeffs
+    n, lk = coeffs.a1.shape
+    eye = torch.eye(extra, dtype=coeffs.M.dtype, device=coeffs.M.device).expand(n, -1, -1)
+    m = torch.zeros(n, lk + extra, lk + extra, dtype=coeffs.M.dtype, device=coeffs.M.device)
+    m[:, :lk, :lk], m[:, lk:, lk:] = coeffs.M, eye
+    a1 = torch.cat([coeffs.a1, coeffs.a1[:, -1:].expand(n, extra)], 1)
+    a2 = torch.cat([coeffs.a2, coeffs.a2[:, -1:].expand(n, extra)], 1)
+    return type(coeffs)(m, a1, a2, coeffs.uses_source, coeffs.uses_own)
+
+
 @dataclass
 class DiTRuntime(EditRuntime):
     """State shared by the joint-attention override of one P2P Apply on an MM-DiT."""
@@ -40,14 +59,19 @@ class DiTRuntime(EditRuntime):
     structure: str = inj.VALUES  # what self_replace injects (joint_injection)
     region_spec: inj.RegionSpec = field(default_factory=inj.RegionSpec)
     _region: tuple | None = None  # (step, [N, n_img] bool): this step's edited region
+    count_type: str = ""  # the block_type of counted joint calls (DiTFamily.count_blocks)
 
-    def region(self, step: int):
-        """The edited region of each edit item at this step (read once per step from the store)."""
+    def region(self, step: int, n_img: int | None = None):
+        """The edited region of each edit item at this step (read once per step from the store); n_img:
+        the call's image tokens, when the model appends pad tokens to the grid's (outside the region)."""
         if self._region is None or self._region[0] != step:
             r = self.region_spec
             self._region = (step, region_masks(self.store, self.compiled, self.plan.blend, self.plan.prompts,
                                                r.threshold, r.dilation))
-        return self._region[1]
+        region = self._region[1]
+        if region is not None and n_img is not None and n_img > region.shape[1]:
+            region = torch.cat([region, region.new_zeros(region.shape[0], n_img - region.shape[1])], 1)
+        return region
 
     def attend(self, backend, args, kwargs):
         to = kwargs.get("transformer_options") or {}
@@ -63,6 +87,8 @@ class DiTRuntime(EditRuntime):
         layout = batch_layout(q.shape[0], to["cond_or_uncond"], self.compiled.n_edits)
         step, n_steps = self.clock(to)
         block = (to.get("block_type"), to.get("block_index"))
+        if joint and block[1] is None and COUNT_KEY in to:  # blocks that do not name themselves
+            block = (self.count_type, next(to[COUNT_KEY]))
         structure = bool(layout.groups) and block in self.self_blocks and self.compiled.self_active(step, n_steps)
         inject = structure and self.structure == inj.MAPS
         qh, kh, vh = _heads(q, k, v, heads, skip)
@@ -72,12 +98,14 @@ class DiTRuntime(EditRuntime):
             qh, kh, substituted = qh.clone(), kh.clone(), True
             inj.inject_structure(qh, kh, layout.groups, n_t)
         coeffs = None
-        if joint:
-            coeffs = self.compiled.cross_coefficients(step, n_steps, n_txt, q.device, q.dtype)
+        if joint and layout.groups:  # (an unconditional-only call may have another context length)
+            n_ctx = to.get(CTX_KEY, n_txt)  # the context's tokens; the model's caption pads follow
+            coeffs = self.compiled.cross_coefficients(step, n_steps, n_ctx, q.device, q.dtype)
             if self.store is not None and layout.groups:
-                self._record(qh, kh, n_txt, layout, coeffs, to[GRID_KEY])
+                self._record(qh, kh, n_txt, layout, coeffs, to[GRID_KEY], n_ctx)
+            coeffs = _pad_coefficients(coeffs, n_txt - n_ctx)
         if structure and self.structure == inj.VALUES:
-            region = self.region(step)
+            region = self.region(step, n_img)
             if region is not None:
                 vh = vh.clone()
                 inj.inject_outside(vh, layout.groups, n_t, ~region)
@@ -115,12 +143,14 @@ class DiTRuntime(EditRuntime):
         image_rows = image(q_s[:, :, n_txt:], k_s, q_e[:, :, n_txt:], k_e, v_e, n_txt, coeffs, inject)
         return torch.cat([text_rows, image_rows.to(text_rows.dtype)], 2)
 
-    def _record(self, qh, kh, n_txt, layout, coeffs, grid):
+    def _record(self, qh, kh, n_txt, layout, coeffs, grid, n_ctx=None):
         """The cross maps (image rows over text keys, renormalised: P2P's maps) of the first cond
-        chunk, head-averaged, into the store."""
+        chunk, head-averaged, into the store. n_ctx: the context's tokens among the n_txt (the rest are
+        the model's caption pads); the image rows are the grid's (pads the model appends left out)."""
         src, es = layout.groups[0]
         idx = [src, *es]
-        q_img, k_txt = qh[idx][:, :, n_txt:], kh[idx][:, :, :n_txt]
+        n_ctx = n_txt if n_ctx is None else n_ctx
+        q_img, k_txt = qh[idx][:, :, n_txt : n_txt + grid[0] * grid[1]], kh[idx][:, :, :n_ctx]
         total = None
         for h0 in range(0, q_img.shape[1], _STORE_HEAD_CHUNK):
             part = ja.joint_maps(q_img[:, h0 : h0 + _STORE_HEAD_CHUNK], k_txt[:, h0 : h0 + _STORE_HEAD_CHUNK]).sum(1)

@@ -12,83 +12,9 @@ The token mappers of word swap and refinement are in token_maps.py.
 
 from __future__ import annotations
 
-import functools
-import re
-from dataclasses import dataclass
-
+from .chat_tokens import build_templated, template_of
 from .errors import P2PError
-
-START, END, PAD = "start", "end", "pad"
-T5_KEY = "t5xxl"  # the T5 stream of clip.tokenize (Flux.1, SD3): one chunk, its own word positions
-
-_EDGE_PUNCT = re.compile(r"^[\W_]+|[\W_]+$")
-_ALNUM = re.compile(r"[^\W_]")
-
-
-def _core(word: str) -> str:
-    """Lowercased word without surrounding punctuation ("Cat," -> "cat")."""
-    return _EDGE_PUNCT.sub("", word.lower())
-
-
-@dataclass(frozen=True)
-class TokenizedPrompt:
-    text: str
-    ids: tuple[int, ...]  # flat token ids over all chunks (first tokenizer key)
-    word_of: tuple[int, ...]  # per position: index into `words`, or -1 for start/end/pad
-    words: tuple[str, ...]  # whitespace words, weight syntax removed, lowercased
-    n_chunks: int
-    # Additions (defaults keep the documented constructor working):
-    special: tuple[str, ...] = ()  # per position: "" for word tokens, else "start" / "end" / "pad"
-    token_text: tuple[str, ...] = ()  # per position: readable token ("cat", ",", "<|endoftext|>", "<pad>")
-    chunk_len: int = 77  # 0 for a prompt over several streams
-    parts: tuple = ()  # the streams' own TokenizedPrompts (text_streams.concat_streams), else ()
-
-    @property
-    def length(self) -> int:
-        return len(self.ids)
-
-    @functools.cached_property
-    def word_positions(self) -> tuple[tuple[int, ...], ...]:
-        """Token positions of each word, in order (a word may span a chunk boundary)."""
-        out: list[list[int]] = [[] for _ in self.words]
-        for pos, w in enumerate(self.word_of):
-            if w >= 0:
-                out[w].append(pos)
-        return tuple(tuple(p) for p in out)
-
-    def _core_positions(self, w: int, trim: bool) -> list[int]:
-        pos = list(self.word_positions[w])
-        if not trim or not self.token_text:
-            return pos
-        keep = [p for p in pos if _ALNUM.search(self.token_text[p])]
-        if not keep:
-            return pos
-        # drop leading/trailing punctuation tokens only ("cat," -> cat; "don't" keeps both)
-        lo, hi = pos.index(keep[0]), pos.index(keep[-1])
-        return pos[lo : hi + 1]
-
-    def positions_of(self, word: str) -> list[int]:
-        """Token positions of every occurrence of `word` (case-insensitive, surrounding punctuation
-        ignored, punctuation tokens at the word's edges left out). Several whitespace-separated
-        words match as a phrase. [] if absent."""
-        query = word.lower().split()
-        if not query:
-            return []
-        cores = [_core(q) for q in query]
-        found: set[int] = set()
-        n = len(query)
-        for s in range(len(self.words) - n + 1):
-            ok = True
-            for k in range(n):
-                w = self.words[s + k]
-                if (_core(w) != cores[k]) if cores[k] else (w != query[k]):
-                    ok = False
-                    break
-            if ok:
-                for k in range(n):
-                    found.update(self._core_positions(s + k, trim=bool(cores[k])))
-        return sorted(found)
-
+from .tokenized import END, PAD, START, T5_KEY, TokenizedPrompt  # noqa: F401  (the prompt types live there)
 
 # ----------------------------------------------------------------------------- tokenization
 
@@ -211,13 +137,14 @@ def _is_chunk_list(value) -> bool:
     return isinstance(value, list) and len(value) > 0 and all(isinstance(c, list) for c in value)
 
 
-def _equal_length_tokens(clip, texts: list[str], raw: list[dict]) -> list[dict]:
-    """Re-tokenize so single-chunk streams (T5) have one length across prompts (a long prompt grows
-    past the minimum length); the encoded contexts then concatenate into one batch."""
+def _equal_length_tokens(clip, texts: list[str], raw: list[dict], templated: bool = False) -> list[dict]:
+    """Re-tokenize so single-chunk streams (T5; a chat-template LLM's when `templated`) have one length
+    across prompts (a long prompt grows past the minimum length, a short one is padded with the
+    tokenizer's pad token); the encoded contexts then concatenate into one batch."""
     longest = {}
     for r in raw:
         for k, v in r.items():
-            if isinstance(v, list) and len(v) == 1 and isinstance(v[0], list) and k == T5_KEY:
+            if isinstance(v, list) and len(v) == 1 and isinstance(v[0], list) and (k == T5_KEY or templated):
                 longest[k] = max(longest.get(k, 0), len(v[0]))
     if not longest or all(len(r[k][0]) == n for r in raw for k, n in longest.items()):
         return raw
@@ -240,7 +167,8 @@ def tokenize_streams(clip, texts: list[str]) -> tuple[list[dict], list[dict[str,
     raw = [clip.tokenize(t, return_word_ids=True) for t in texts]
     if not raw:
         return [], []
-    raw = _equal_length_tokens(clip, texts, raw)
+    template = template_of(clip)  # a chat-template LLM encoder (Z-Image's Qwen3): words by their bytes
+    raw = _equal_length_tokens(clip, texts, raw, templated=template is not None)
     keys = [k for k, v in raw[0].items() if _is_chunk_list(v)]
     if not keys:
         raise P2PError("Prompt-to-Prompt: this CLIP's tokenizer output has no token chunks.")
@@ -264,7 +192,10 @@ def tokenize_streams(clip, texts: list[str]) -> tuple[list[dict], list[dict[str,
                         "token positions; Prompt-to-Prompt needs them aligned."
                     )
         kept = clip_keys[:1] + [k for k in keys if k == T5_KEY]
-        streams.append({k: _build(text, r[k], _sub_tokenizer(clip, k)) for k in kept})
+        if template is not None:
+            streams.append({k: build_templated(text, r[k], _sub_tokenizer(clip, k), template) for k in kept})
+        else:
+            streams.append({k: _build(text, r[k], _sub_tokenizer(clip, k)) for k in kept})
 
     token_dicts = []
     for r in raw:

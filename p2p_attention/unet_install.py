@@ -14,19 +14,19 @@ REAL_IMAGE_SELF_MIN_DOWNSAMPLE = 2  # official null-text (real image) notebook: 
 DEFAULT_MAP_DOWNSAMPLE = 4  # attention store and local blend: the official 16x16 maps at 512 px
 
 
-def install_unet_edit(patched, plan, compiled, reference: bool, self_min_downsample: int, map_downsample: int,
+def install_unet_edit(patched, plan, compiled, reference: bool, self_attn_min_downsample: int, map_downsample: int,
                       real_image: bool) -> P2PRuntime:
     """attn1/attn2 replace patches on every transformer block of `patched` (a clone); its runtime.
-    self_min_downsample 0 (auto) is 2 for a real image (an inversion), else 4, as the official notebooks."""
+    self_attn_min_downsample 0 (auto) is 2 for a real image (an inversion), else 4, as the official notebooks."""
     diffusion_model = patched.get_model_object("diffusion_model")
     keys = transformer_block_keys(diffusion_model)
-    if self_min_downsample == SELF_MIN_DOWNSAMPLE_AUTO:
-        self_min_downsample = REAL_IMAGE_SELF_MIN_DOWNSAMPLE if real_image else DEFAULT_SELF_MIN_DOWNSAMPLE
+    if self_attn_min_downsample == SELF_MIN_DOWNSAMPLE_AUTO:
+        self_attn_min_downsample = REAL_IMAGE_SELF_MIN_DOWNSAMPLE if real_image else DEFAULT_SELF_MIN_DOWNSAMPLE
     factors = block_downsample(diffusion_model)
     factor = choose_factor(set(factors.values()), map_downsample)
     store = AttentionStore(plan.prompts)
     recorder = MapRecorder(store, {k for k, f in factors.items() if f == factor}, factor)
-    runtime = P2PRuntime(plan=plan, compiled=compiled, reference=reference, self_min_downsample=self_min_downsample,
+    runtime = P2PRuntime(plan=plan, compiled=compiled, reference=reference, self_attn_min_downsample=self_attn_min_downsample,
                          store=store, recorder=recorder)
     existing = patched.model_options.get("transformer_options", {}).get("patches_replace", {})
     for kind, setter in (("attn1", patched.set_model_attn1_replace), ("attn2", patched.set_model_attn2_replace)):

@@ -52,7 +52,7 @@ class MapRecorder:
 class P2PRuntime(EditRuntime):
     """State shared by every attention patch of one P2P Apply on a UNet: the plan and its tensors."""
 
-    self_min_downsample: int = DEFAULT_SELF_MIN_DOWNSAMPLE
+    self_attn_min_downsample: int = DEFAULT_SELF_MIN_DOWNSAMPLE
     recorder: MapRecorder | None = None  # feeds the store at cross-attention with the maps the edit used
 
     def attend(self, kind: str, q, k, v, extra: dict, prior):
@@ -69,7 +69,7 @@ class P2PRuntime(EditRuntime):
             h, w = extra["original_shape"][-2:]
             active = (
                 self.compiled.self_active(step, n_steps)
-                and spatial_downsample(q.shape[1], h, w) >= self.self_min_downsample
+                and spatial_downsample(q.shape[1], h, w) >= self.self_attn_min_downsample
             )
         base = prior(q, k, v, extra) if prior is not None else None
         if not active or not layout.groups:

@@ -62,7 +62,7 @@ def pack_custom_nodes(work: Path) -> Path:
 
 def prepare_input(input_dir: Path) -> None:
     """What the templates' Load Image nodes open: the demo photo and ComfyUI's own example.png."""
-    from p2p_attention.comfy_bootstrap import comfyui_root
+    from p2p_models.comfy_bootstrap import comfyui_root
 
     input_dir.mkdir(parents=True, exist_ok=True)
     draw_photo(input_dir / PHOTO)
@@ -387,7 +387,7 @@ UI_HINT = (f"Open the template browser ({TEMPLATES_BUTTON} in the left sidebar, 
 
 
 def run_ui(port: int) -> None:
-    from p2p_attention.comfy_bootstrap import comfyui_root
+    from p2p_models.comfy_bootstrap import comfyui_root
 
     work = REPO / ".tmp" / "demo_ui"
     work.mkdir(parents=True, exist_ok=True)

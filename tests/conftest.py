@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.append(str(REPO))
 sys.path.append(str(REPO / "tests" / "support"))  # the helpers: harness, sampling, bounds, comfy_*
 
-from p2p_attention.comfy_bootstrap import bootstrap  # noqa: E402
+from p2p_models.comfy_bootstrap import bootstrap  # noqa: E402
 
 # P2P_TEST_DEVICE=cuda runs the suite's models on the GPU (ComfyUI's own device choice: no --cpu);
 # benchmarks/gpu_check.sh uses it for the dtype tests. Default: cpu.
@@ -31,7 +31,7 @@ def _tiny(arch: str, seed: int, dtype=torch.float32):
     with eps-prediction an untrained UNet's sampling ends near |x| ~ 60-90, which scales every float
     error bound (tests/support/bounds.py) up with it. dtype: the UNet's weight and compute dtype, set as
     ComfyUI sets it at load (model_build.build_unet)."""
-    from p2p_attention.model_build import ModelSpec, build_all
+    from p2p_models.tiny_unet import ModelSpec, build_all
 
     spec = ModelSpec.tiny(arch)
     spec.v_prediction = True

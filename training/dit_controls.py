@@ -149,7 +149,7 @@ def main():
     # isort: split
     import dit_eval
 
-    from p2p_attention.demo_dit_model import load_demo_dit_model
+    from p2p_models.demo_dit import load_demo_dit_model
 
     demo = load_demo_dit_model()
     cs = [c for c in controls() if args.only is None or c.name in args.only or c.naive and not c.blend]

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from judge import _NAMES, judge, label_pixels, object_mask, summarise
 
-from p2p_attention.demo_dit_model import LATENT_HW
+from p2p_models.demo_dit import LATENT_HW
 
 STEPS, CFG, SAMPLER, SCHEDULER, SEED = 20, 4.0, "euler", "simple", 0
 
@@ -154,7 +154,7 @@ def generation_figures(model, clip, vae, captions, seeds, steps=STEPS, cfg=CFG) 
 def evaluate(model_path: Path, args) -> dict:
     from PIL import Image
 
-    from p2p_attention.demo_dit_model import load_demo_dit_model
+    from p2p_models.demo_dit import load_demo_dit_model
 
     model, clip, vae = load_demo_dit_model(model_path, expected_sha256=None)
     caps = ds.EVAL_CAPTIONS[: args.eval_captions]

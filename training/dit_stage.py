@@ -1,4 +1,4 @@
-"""The DiT stage: ComfyUI's Flux (FluxSchnell config, p2p_attention/demo_dit_model.py) and the tiny
+"""The DiT stage: ComfyUI's Flux (FluxSchnell config, p2p_models/demo_dit.py) and the tiny
 T5 of its FluxClipModel trained jointly on rectified flow, plus an auxiliary attention loss.
 
 Flow matching as ComfyUI samples it (FLOW, CONST, shift 1, multiplier 1): x_s = (1 - s) x0 + s eps,
@@ -26,8 +26,8 @@ import torch
 import torch.nn.functional as F
 from train_common import log
 
-from p2p_attention.demo_dit_model import LATENT_HW, build_dit, build_text, pack_state_dict
 from p2p_attention.maps import softmax_maps
+from p2p_models.demo_dit import LATENT_HW, build_dit, build_text, pack_state_dict
 
 POOL = ds.SIZE // LATENT_HW  # pixels per latent pixel (4)
 WORLD = ds  # the dataset module: shapes_dataset, or scenes_dataset (set_world)

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from train_common import cosine_lr, log, to_tensor
 
-from p2p_attention.demo_dit_model import build_dit_demo_vae
+from p2p_models.demo_dit import build_dit_demo_vae
 
 FLUX_SCALE, FLUX_SHIFT = 0.3611, 0.1159  # comfy.latent_formats.Flux
 

@@ -44,7 +44,7 @@ def sample(patcher, clip, vae, captions, seeds, steps=20, cfg=5.0, sampler="eule
 def evaluate(model_path: Path, args, n_seeds: int = 2, with_maps: bool = True) -> dict:
     from PIL import Image
 
-    from p2p_attention.demo_model import load_demo_model
+    from p2p_models.demo_unet import load_demo_model
 
     patcher, clip, vae = load_demo_model(model_path, expected_sha256=None)
     caps = ds.EVAL_CAPTIONS[: args.eval_captions or None]

@@ -1,5 +1,5 @@
 """The export: fp16 safetensors of the UNet, the text encoder (only the token-embedding rows of the
-vocabulary) and the VAE, as p2p_attention.demo_model.load_demo_model reads them."""
+vocabulary) and the VAE, as p2p_models.demo_unet.load_demo_model reads them."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import shapes_dataset as ds
 import torch
 from text_encoder import tokenize
 
-from p2p_attention.demo_model import DEMO_SPEC, TOKEN_KEY
-from p2p_attention.model_build import build_clip
+from p2p_models.demo_unet import DEMO_SPEC, TOKEN_KEY
+from p2p_models.tiny_unet import build_clip
 
 
 def used_token_ids(captions: list[str] | None = None) -> list[int]:

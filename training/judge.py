@@ -97,17 +97,19 @@ def _template_bbox(shape: str) -> tuple[float, float, float, float]:
     raise ValueError(shape)
 
 
-def classify_shape(blob: np.ndarray) -> tuple[str, dict]:
-    """Best-IoU template fitted to the blob's bounding box."""
+def classify_shape(blob: np.ndarray, shapes=SHAPES, bbox=None, mask=None) -> tuple[str, dict]:
+    """Best-IoU template fitted to the blob's bounding box (over another world's shapes with its
+    shapes, template bbox and mask functions)."""
+    bbox, mask = bbox or _template_bbox, mask or shape_mask
     ys, xs = np.nonzero(blob)
     x0, x1, y0, y1 = xs.min(), xs.max() + 1, ys.min(), ys.max() + 1
     scores = {}
-    for s in SHAPES:
-        tx0, tx1, ty0, ty1 = _template_bbox(s)
+    for s in shapes:
+        tx0, tx1, ty0, ty1 = bbox(s)
         r = ((x1 - x0) / (tx1 - tx0) + (y1 - y0) / (ty1 - ty0)) / 2
         cx = (x0 + x1) / 2 - r * (tx0 + tx1) / 2
         cy = (y0 + y1) / 2 - r * (ty0 + ty1) / 2
-        t = shape_mask(s, cx, cy, r, size=blob.shape[0], ss=4) > 0.5
+        t = mask(s, cx, cy, r, size=blob.shape[0], ss=4) > 0.5
         scores[s] = float((t & blob).sum() / max(1, (t | blob).sum()))
     return max(scores, key=scores.get), scores
 

@@ -27,6 +27,7 @@ import math
 from dataclasses import dataclass, replace
 
 import numpy as np
+import shapes_dataset
 
 try:
     import shapes_dataset as _shapes
@@ -196,15 +197,9 @@ def object_coverage(scene: Scene, k: int, ss: int = 4) -> np.ndarray:
 
 
 def make_dataset(n: int, seed: int = 0) -> tuple[np.ndarray, list[str], list[Scene]]:
-    rng = np.random.default_rng(seed)
-    images = np.empty((n, SIZE, SIZE, 3), np.uint8)
-    captions, scenes = [], []
-    for i in range(n):
-        sc = sample_scene(rng)
-        images[i] = render(sc, rng)
-        scenes.append(sc)
-        captions.append(sc.caption())
-    return images, captions, scenes
+    """n images (uint8 [n, 32, 32, 3]), their captions and scenes; deterministic in seed."""
+    assert SIZE == shapes_dataset.SIZE
+    return shapes_dataset.make_dataset(n, seed, sample_scene, render)
 
 
 # ----------------------------------------------------------------------------- edit pairs

@@ -186,7 +186,7 @@ def evaluate(model_path: Path, args) -> dict:
     """train_dit_demo.py's eval (and --stage peek): generation figures and the edit table."""
     import scenes_dataset as sd
 
-    from p2p_attention.demo_dit_model import load_demo_dit_model
+    from p2p_models.demo_dit import load_demo_dit_model
 
     model, clip, vae = load_demo_dit_model(model_path, expected_sha256=None)
     t0 = time.time()
@@ -211,12 +211,12 @@ def main():
     ap.add_argument("--variants", action="store_true", help="also the VARIANTS (other settings of the controls)")
     ap.add_argument("--sheet", default=None, help="write a source / naive / P2P sheet (png) of the first seed")
     args = ap.parse_args()
-    from p2p_attention.comfy_bootstrap import bootstrap
+    from p2p_models.comfy_bootstrap import bootstrap
 
     bootstrap()
     import scenes_dataset as sd
 
-    from p2p_attention.demo_dit_model import load_demo_dit_model, load_demo_scenes_model
+    from p2p_models.demo_dit import load_demo_dit_model, load_demo_scenes_model
 
     if args.model:
         model, clip, vae = load_demo_dit_model(args.model, expected_sha256=None)

@@ -15,25 +15,15 @@ from __future__ import annotations
 
 import numpy as np
 from judge import MIN_PIXELS, _largest_blob, label_pixels
+from judge import classify_shape as classify_any
 from judge import object_mask as bright_mask
 from scenes_dataset import NAMES, SHAPES, EditPair, parse_caption, shape_mask, template_bbox
 from scipy import ndimage
 
 
 def classify_shape(blob: np.ndarray) -> tuple[str, dict]:
-    """judge.classify_shape over this world's shapes: the best-IoU template fitted to the blob's
-    bounding box."""
-    ys, xs = np.nonzero(blob)
-    x0, x1, y0, y1 = xs.min(), xs.max() + 1, ys.min(), ys.max() + 1
-    scores = {}
-    for s in SHAPES:
-        tx0, tx1, ty0, ty1 = template_bbox(s)
-        r = ((x1 - x0) / (tx1 - tx0) + (y1 - y0) / (ty1 - ty0)) / 2
-        cx = (x0 + x1) / 2 - r * (tx0 + tx1) / 2
-        cy = (y0 + y1) / 2 - r * (ty0 + ty1) / 2
-        t = shape_mask(s, cx, cy, r, size=blob.shape[0], ss=4) > 0.5
-        scores[s] = float((t & blob).sum() / max(1, (t | blob).sum()))
-    return max(scores, key=scores.get), scores
+    """judge.classify_shape over this world's shapes."""
+    return classify_any(blob, SHAPES, template_bbox, shape_mask)
 
 
 def colours(img) -> list[str]:

@@ -203,14 +203,16 @@ def render(scene: Scene, rng: np.random.Generator) -> np.ndarray:
     return (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
-def make_dataset(n: int, seed: int = 0) -> tuple[np.ndarray, list[str], list[Scene]]:
-    """n images (uint8 [n, 64, 64, 3]), their captions and scenes; deterministic in seed."""
+def make_dataset(n: int, seed: int = 0, sample=None, draw=None) -> tuple[np.ndarray, list[str], list]:
+    """n images (uint8 [n, 64, 64, 3]), their captions and scenes; deterministic in seed (another
+    world: its sample_scene and render)."""
+    sample_scene_, render_ = sample or sample_scene, draw or render
     rng = np.random.default_rng(seed)
     images = np.empty((n, SIZE, SIZE, 3), np.uint8)
     captions, scenes = [], []
     for i in range(n):
-        sc = sample_scene(rng)
-        images[i] = render(sc, rng)
+        sc = sample_scene_(rng)
+        images[i] = render_(sc, rng)
         scenes.append(sc)
         captions.append(sc.caption())
     return images, captions, scenes

@@ -123,7 +123,7 @@ def export_model(args, weights, vae_sd: dict, captions) -> Path:
     out = Path(args.out)
     if args.stage in EXPORTING_STAGES:
         export(*weights, vae_sd, used_token_ids(captions), out)
-        from p2p_attention.demo_model import sha256_of
+        from p2p_models.weights import sha256_of
 
         log(f"exported {out} ({out.stat().st_size / 2**20:.2f} MiB) sha256 {sha256_of(out)}")
     return out

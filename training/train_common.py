@@ -17,7 +17,7 @@ if str(REPO) not in sys.path:
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
-from p2p_attention.comfy_bootstrap import bootstrap  # noqa: E402
+from p2p_models.comfy_bootstrap import bootstrap  # noqa: E402
 
 bootstrap()
 

@@ -1,5 +1,5 @@
 """Train the pack's MM-DiT demo model (models/demo/p2p_demo_flux_tiny.safetensors) from scratch:
-a tiny Flux.1-schnell-architecture model (p2p_attention/demo_dit_model.py) on the shapes data.
+a tiny Flux.1-schnell-architecture model (p2p_models/demo_dit.py) on the shapes data.
 
     OMP_NUM_THREADS=1 .venv/bin/python training/train_dit_demo.py --fresh      # or: make train-demo-dit
 
@@ -138,7 +138,7 @@ def stage_decoder(args, work: Path, vae_sd: dict, images) -> dict:
     import dit_eval
     from dit_vae_stage import refine_decoder, vae_psnr
 
-    from p2p_attention.demo_dit_model import build_dit_demo_vae
+    from p2p_models.demo_dit import build_dit_demo_vae
 
     if args.world == "scenes":
         import scenes_eval
@@ -210,7 +210,7 @@ def main(argv=None):
     out = Path(args.out)
     if args.stage != "eval":
         dit_stage.export(*weights, vae_sd, captions, out, args.model_name)
-        from p2p_attention.demo_model import sha256_of
+        from p2p_models.weights import sha256_of
 
         log(f"exported {out} ({out.stat().st_size / 2**20:.2f} MiB) sha256 {sha256_of(out)}")
     log(f"training wall time {time.time() - t0:.0f}s")

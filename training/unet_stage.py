@@ -14,9 +14,9 @@ from attention_loss import AttnCapture, attention_loss, capture_options, object_
 from text_encoder import text_forward, text_model_of, tokenize
 from train_common import LATENT_SCALE, cosine_lr, log
 
-from p2p_attention.demo_model import DEMO_SPEC
-from p2p_attention.model_build import build_clip, build_unet
 from p2p_attention.unet_blocks import transformer_block_keys
+from p2p_models.demo_unet import DEMO_SPEC
+from p2p_models.tiny_unet import build_clip, build_unet
 
 
 def _build_models(args, init, phase):

@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 from train_common import LATENT_SCALE, cosine_lr, log, to_tensor
 
-from p2p_attention.demo_model import DEMO_SPEC
-from p2p_attention.model_build import build_vae
+from p2p_models.demo_unet import DEMO_SPEC
+from p2p_models.tiny_unet import build_vae
 
 
 def _psnr(rec: torch.Tensor, x: torch.Tensor) -> float:

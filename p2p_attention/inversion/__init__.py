@@ -58,15 +58,17 @@ is Euler, x' = x + (s' - s) * (x - D(x, s)) / s, which is deterministic DDIM (et
 ModelPatcher (attention patch, post-CFG function, and an OUTER_SAMPLE wrapper that refuses a
 schedule, sampler, noise or batch the inversion was not made for).
 
-Layout: result.py (the P2P_INVERSION value), patches.py (model hooks), methods.py (one strategy
+Layout: result.py (the P2P_INVERSION value), settings.py (shared sampler, keys, null-text settings),
+the model hooks one per job (uncond_context.py, direct.py, weight_refs.py), methods.py (one strategy
 per method), run.py (`invert`), sampling.py (`install_inversion`).
 """
 
 from .methods import METHODS
-from .patches import UncondContextPatch
-from .result import FLOW_SAMPLER, FLOW_SCHEDULER, SAMPLER, SCHEDULER, Inversion
+from .result import Inversion
 from .run import inversion_sigmas, invert
 from .sampling import install_inversion
+from .settings import FLOW_SAMPLER, FLOW_SCHEDULER, SAMPLER, SCHEDULER
+from .uncond_context import UncondContextPatch
 
 __all__ = ["FLOW_SAMPLER", "FLOW_SCHEDULER", "METHODS", "SAMPLER", "SCHEDULER", "Inversion", "UncondContextPatch",
            "install_inversion", "invert", "inversion_sigmas"]

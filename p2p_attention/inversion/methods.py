@@ -11,8 +11,11 @@ import torch
 
 from ..errors import P2PError, warn
 from ..steps import StepClock
-from .patches import DeviceCache, DirectCorrection, WeightsAsReferences, identity_weight, set_uncond_context
-from .result import _OFFICIAL_STEPS, NULL_TEXT_EPSILON, NULL_TEXT_EPSILON_SLOPE, NULL_TEXT_LR, Inversion
+from .direct import DeviceCache, DirectCorrection
+from .result import Inversion
+from .settings import _OFFICIAL_STEPS, NULL_TEXT_EPSILON, NULL_TEXT_EPSILON_SLOPE, NULL_TEXT_LR
+from .uncond_context import set_uncond_context
+from .weight_refs import WeightsAsReferences, identity_weight
 
 
 class InversionMethod:
@@ -25,12 +28,12 @@ class InversionMethod:
     def check(self, guidance: float, inner_iterations: int) -> None:
         """Refuse or warn about settings, before any model call."""
 
-    def check_model(self, family: str | None) -> None:
-        """Refuse what the model family cannot do (family: adapters.model_family)."""
-        if family == "flux" and self.needs_uncond:
+    def check_model(self, family) -> None:
+        """Refuse what the model family cannot do (family: adapters.model_family, None for a UNet)."""
+        if family is not None and family.distilled and self.needs_uncond:
             raise P2PError(
-                f"method {self.name} works on the unconditional (negative) branch, which Flux.1 does not have: it "
-                "is guidance-distilled and samples at cfg 1.", fix="flux_inversion")
+                f"method {self.name} works on the unconditional (negative) branch, which {family.label} does not "
+                "have: it is guidance-distilled and samples at cfg 1.", fix="flux_inversion")
 
     def invert_step(self, run, x, s, s_low):
         """One inversion step from sigma s_low (less noise) up to s: the latent at s."""

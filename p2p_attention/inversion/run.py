@@ -14,7 +14,8 @@ from ..adapters import model_family
 from ..conditioning import inversion_positive
 from ..errors import P2PError, warn
 from .methods import strategy
-from .result import _COUNT_KEY, Inversion, sampling_for
+from .result import Inversion
+from .settings import _COUNT_KEY, sampling_for
 
 
 class _InversionRun:

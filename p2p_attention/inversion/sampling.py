@@ -10,7 +10,8 @@ from ..checks import checked_outer_sample
 from ..errors import Explain, P2PError, as_is, warn
 from ..steps import sampler_function_name
 from .methods import strategy
-from .result import _EULER_FUNCTIONS, FLOW_SAMPLER, FLOW_SCHEDULER, INVERSION_KEY, Inversion
+from .result import Inversion
+from .settings import _EULER_FUNCTIONS, FLOW_SAMPLER, FLOW_SCHEDULER, INVERSION_KEY
 
 
 def _flow_start(guider, latent_image):

@@ -167,3 +167,20 @@ def test_full_width_configs(name, blocks, want):
     assert type(comfy.model_detection.model_config_from_unet_config(dict(cfg))).__name__ == cls
     assert (dm.hidden_size, dm.num_heads) == (hidden, heads)
     assert round(sum(p.numel() for p in dm.parameters()) / 1e9, 2) == params_g
+
+
+def test_edit_count_benchmark_rows(tmp_path):
+    """benchmarks/bench_edits.py at tiny sizes: a row per model and edit count, plain and P2P on the same
+    1 + N batch, with their ratios."""
+    out = tmp_path / "edits.json"
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_edits.py"), "--models", "tiny-sd1,tiny-flux",
+                           "--ns", "1,2", "--steps", "2", "--reps", "1", "--out", str(out)], cwd=REPO,
+                          env=dict(os.environ, OMP_NUM_THREADS="1"), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["model"], r["edits"], r["items"]) for r in rows] == [
+        ("tiny-sd1", 1, 2), ("tiny-sd1", 2, 3), ("tiny-flux", 1, 2), ("tiny-flux", 2, 3)]
+    for r in rows:
+        assert r["plain_cpu_s"] > 0 and r["p2p_cpu_s"] > 0 and r["plain_mib"] > 0
+        assert r["time_ratio"] == pytest.approx(r["p2p_cpu_s"] / r["plain_cpu_s"], rel=0.05)  # both rounded to ms
+    assert "| tiny-flux (flux) | 2 | 3 |" in proc.stdout

@@ -5,9 +5,7 @@ script is one deterministic command (two fresh runs write byte-identical weights
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -17,14 +15,15 @@ import torch
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "training"))
 
-from p2p_attention.demo_dit_model import (  # noqa: E402
+from training_runs import train_twice  # noqa: E402
+
+from p2p_models.demo_dit import (  # noqa: E402
     DIT_DEMO_SHA256,
     DIT_DEMO_WEIGHTS,
     T5_MIN_LENGTH,
     load_demo_dit_model,
 )
-from p2p_attention.demo_model import sha256_of  # noqa: E402
-from p2p_attention.errors import P2PError  # noqa: E402
+from p2p_models.weights import DemoWeightsError, sha256_of  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +43,7 @@ def test_damaged_file_is_refused(tmp_path):
     with open(bad, "r+b") as f:
         f.seek(-16, 2)
         f.write(b"\x00" * 16)
-    with pytest.raises(P2PError, match="sha256"):
+    with pytest.raises(DemoWeightsError, match="sha256"):
         load_demo_dit_model(bad, expected_sha256=DIT_DEMO_SHA256)
 
 
@@ -61,8 +60,8 @@ def test_loads_as_a_flux_model(demo):
     assert isinstance(model, comfy.model_patcher.ModelPatcher)
     assert isinstance(model.model.model_config, comfy.supported_models.FluxSchnell)
     assert isinstance(model.model.latent_format, comfy.latent_formats.Flux)
-    assert model_family(model) == "flux"
-    assert attention_blocks(model, "flux") == [("double", 0), ("double", 1), ("single", 0), ("single", 1)]
+    assert model_family(model).name == "flux"
+    assert attention_blocks(model, model_family(model)) == [("double", 0), ("double", 1), ("single", 0), ("single", 1)]
     assert model.model.diffusion_model.vector_in is None  # text reaches the image through attention only
     assert isinstance(clip, comfy.sd.CLIP) and isinstance(vae, comfy.sd.VAE)
     with torch.inference_mode():
@@ -105,18 +104,9 @@ TINY = ["--fresh", "--n-train", "48", "--vae-steps", "3", "--vae-batch", "4", "-
         "--eval-steps", "2", "--eval-captions", "1", "--ckpt-every", "1"]
 
 
-def _train(work: Path) -> Path:
-    out = work / "model.safetensors"
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    cmd = [sys.executable, str(REPO / "training" / "train_dit_demo.py"), *TINY, "--work", str(work), "--out", str(out)]
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return out
-
-
 @pytest.fixture(scope="module")
 def two_runs(tmp_path_factory):
-    return [_train(tmp_path_factory.mktemp(f"train_dit{i}")) for i in range(2)]
+    return train_twice("train_dit_demo.py", TINY, tmp_path_factory, "train_dit")
 
 
 def test_two_fresh_runs_write_identical_weights(two_runs):

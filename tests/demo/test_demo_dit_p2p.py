@@ -22,7 +22,7 @@ sys.path.append(str(REPO / "training"))
 
 @pytest.fixture(scope="module")
 def demo():
-    from p2p_attention.demo_dit_model import load_demo_dit_model
+    from p2p_models.demo_dit import load_demo_dit_model
 
     return load_demo_dit_model()
 

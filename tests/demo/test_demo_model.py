@@ -16,12 +16,12 @@ from judge import judge, summarise  # noqa: E402
 from shapes_dataset import EVAL_CAPTIONS  # noqa: E402
 from train_demo import sample  # noqa: E402
 
-from p2p_attention.demo_model import (  # noqa: E402
+from p2p_models.demo_unet import (  # noqa: E402
     DEMO_SHA256,
     DEMO_WEIGHTS,
     load_demo_model,
-    sha256_of,
 )
+from p2p_models.weights import DemoWeightsError, sha256_of  # noqa: E402
 
 # The fixed set: the 24 captions, 4 rounds (seed 1000 + i + 24 s), 192 objects: the same images as
 # train_demo.py's eval. Issue 8's goal is colour >= 0.9. Measured on the shipped checkpoint with exactly
@@ -49,7 +49,7 @@ def test_damaged_file_is_refused(tmp_path):
     with open(bad, "r+b") as f:
         f.seek(-16, 2)
         f.write(b"\x00" * 16)
-    with pytest.raises(RuntimeError, match="sha256"):
+    with pytest.raises(DemoWeightsError, match="sha256"):
         load_demo_model(bad, expected_sha256=DEMO_SHA256)
 
 

@@ -52,7 +52,7 @@ def _decode(vae, latent):
 
 @pytest.fixture(scope="module")
 def demo():
-    from p2p_attention.demo_model import load_demo_model
+    from p2p_models.demo_unet import load_demo_model
 
     return load_demo_model()
 

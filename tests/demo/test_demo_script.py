@@ -59,7 +59,7 @@ def _vae_round_trip(photo: np.ndarray) -> np.ndarray:
     """The demo VAE's decode(encode(photo)), saved as SaveImage saves (x 255, truncated to uint8)."""
     import torch
 
-    from p2p_attention.demo_model import load_demo_model
+    from p2p_models.demo_unet import load_demo_model
 
     vae = load_demo_model()[2]
     with torch.inference_mode():

@@ -5,16 +5,15 @@ p2p_demo_flux_scenes.safetensors reproducible)."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 
-from p2p_attention.demo_model import sha256_of  # noqa: E402
+from training_runs import train_twice  # noqa: E402
+
+from p2p_models.weights import sha256_of  # noqa: E402
 
 TINY = [
     "--world", "scenes", "--fresh", "--n-train", "48", "--vae-steps", "3", "--vae-batch", "4", "--dec-steps", "2",
@@ -23,18 +22,9 @@ TINY = [
 ]
 
 
-def _train(work: Path) -> Path:
-    out = work / "model.safetensors"
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    cmd = [sys.executable, str(REPO / "training" / "train_dit_demo.py"), *TINY, "--work", str(work), "--out", str(out)]
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return out
-
-
 @pytest.fixture(scope="module")
 def two_runs(tmp_path_factory):
-    return [_train(tmp_path_factory.mktemp(f"scenes{i}")) for i in range(2)]
+    return train_twice("train_dit_demo.py", TINY, tmp_path_factory, "scenes")
 
 
 def test_two_fresh_runs_write_identical_weights(two_runs):
@@ -53,7 +43,7 @@ def test_every_stage_ran_and_the_eval_has_every_method(two_runs):
 
 
 def test_scenes_loader_reads_the_trained_file(two_runs):
-    from p2p_attention.demo_dit_model import load_demo_scenes_model
+    from p2p_models.demo_dit import load_demo_scenes_model
 
     model, clip, vae = load_demo_scenes_model(two_runs[0], expected_sha256=sha256_of(two_runs[0]))
     assert model.model.diffusion_model is not None and clip is not None and vae is not None

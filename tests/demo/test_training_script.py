@@ -4,8 +4,6 @@ the same seed write byte-identical weights (what makes the shipped checkpoint re
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -14,7 +12,9 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "training"))
 
-from p2p_attention.demo_model import sha256_of  # noqa: E402
+from training_runs import train_twice  # noqa: E402
+
+from p2p_models.weights import sha256_of  # noqa: E402
 
 # Every stage, a few steps each (phase 3 and 4 with the attention loss), one eval caption.
 TINY = [
@@ -24,18 +24,9 @@ TINY = [
 ]
 
 
-def _train(work: Path) -> Path:
-    out = work / "model.safetensors"
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    cmd = [sys.executable, str(REPO / "training" / "train_demo.py"), *TINY, "--work", str(work), "--out", str(out)]
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return out
-
-
 @pytest.fixture(scope="module")
 def two_runs(tmp_path_factory):
-    return [_train(tmp_path_factory.mktemp(f"train{i}")) for i in range(2)]
+    return train_twice("train_demo.py", TINY, tmp_path_factory, "train")
 
 
 def test_two_fresh_runs_write_identical_weights(two_runs):
@@ -60,7 +51,7 @@ def test_every_stage_ran_and_logged_its_figures(two_runs):
 
 
 def test_demo_model_loader_reads_the_trained_file(two_runs):
-    from p2p_attention.demo_model import load_demo_model
+    from p2p_models.demo_unet import load_demo_model
 
     model, clip, vae = load_demo_model(two_runs[0], expected_sha256=sha256_of(two_runs[0]))
     assert model.model.diffusion_model is not None and clip is not None and vae is not None

@@ -27,7 +27,7 @@ SHARPEN = 6.0  # q/k projections scaled: a random tiny DiT's attention is otherw
 
 @functools.cache
 def _models(family: str):
-    from p2p_attention.dit_build import build_tiny_flux, build_tiny_sd3
+    from p2p_models.tiny_dit import build_tiny_flux, build_tiny_sd3
 
     models = build_tiny_flux(seed=3) if family == "flux" else build_tiny_sd3(seed=3, x_block_self_attn=True)
     with torch.no_grad():
@@ -276,8 +276,8 @@ def test_structure_options_are_checked():
 
 @pytest.mark.parametrize("t5", [True, False], ids=["clip+t5", "clip only"])
 def test_sd3_context_maps_every_stream(t5):
-    from p2p_attention.dit_build import build_sd3_clip
     from p2p_attention.token_maps import refine_mapper
+    from p2p_models.tiny_dit import build_sd3_clip
 
     clip = _models("sd3").clip if t5 else build_sd3_clip(seed=4, t5=False)
     long_src = "a red circle " * 30  # past 77 T5 tokens: every prompt's T5 stream grows to one length

@@ -27,7 +27,7 @@ SHARPEN = 6.0  # q/k scaled, as tests/test_dit_p2p.py: a random tiny DiT's atten
 
 @functools.cache
 def _models(family: str):
-    from p2p_attention.dit_build import build_tiny_flux, build_tiny_sd3
+    from p2p_models.tiny_dit import build_tiny_flux, build_tiny_sd3
 
     models = build_tiny_flux(seed=3) if family == "flux" else build_tiny_sd3(seed=3, x_block_self_attn=True)
     with torch.no_grad():

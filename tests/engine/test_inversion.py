@@ -162,7 +162,7 @@ def test_direct_and_negative_prompt_both_archs(arch, tiny_sd1, tiny_sdxl):
 
 @pytest.fixture(scope="module")
 def tiny_eps():
-    from p2p_attention.model_build import ModelSpec, build_all
+    from p2p_models.tiny_unet import ModelSpec, build_all
 
     return build_all(ModelSpec.tiny("sd1"), seed=0)
 
@@ -259,7 +259,7 @@ def test_interrupt_during_null_text_stops_and_leaves_model_clean(tiny_sd1):
 
 def test_null_text_with_inference_mode_weights():
     """ComfyUI loads weights under inference mode; gradients must still reach the embedding."""
-    from p2p_attention.model_build import ModelSpec, build_all
+    from p2p_models.tiny_unet import ModelSpec, build_all
 
     with torch.inference_mode():
         model, clip, _ = build_all(ModelSpec.tiny("sd1"), seed=3)

@@ -14,7 +14,7 @@ SHAPES = "a big red circle on the left and a small blue square on the right"
 
 @pytest.fixture(scope="module")
 def demo():
-    from p2p_attention.demo_model import load_demo_model
+    from p2p_models.demo_unet import load_demo_model
 
     return load_demo_model()
 

@@ -13,7 +13,7 @@ import torch
 from sampling import encode, sample
 
 from p2p_attention.inversion import install_inversion, invert, methods
-from p2p_attention.inversion.patches import WeightsAsReferences, identity_weight
+from p2p_attention.inversion.weight_refs import WeightsAsReferences, identity_weight
 
 SRC = "a red cat sitting on a wooden chair"
 GUIDANCE = 7.5
@@ -164,7 +164,7 @@ def _models():
     """The weights ComfyUI can hand the inversion: normal parameters (requires_grad, as the test
     models are built), inference tensors (a checkpoint loaded in a node), fp16 (cast to the fp32
     compute dtype layer by layer)."""
-    from p2p_attention.model_build import ModelSpec, build_all
+    from p2p_models.tiny_unet import ModelSpec, build_all
 
     def build(dtype=torch.float32, inference=False):
         spec = ModelSpec.tiny("sd1")

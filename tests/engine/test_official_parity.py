@@ -116,6 +116,6 @@ def test_real_images_inject_self_attention_at_32x32(tiny_sd1):
     with torch.inference_mode():
         inv = invert(model, encode(clip, "a red cat"), encode(clip, ""), {"samples": torch.zeros(1, 4, 8, 8)},
                      method="ddim", steps=2, guidance=1.0)
-    assert apply_edit(model, plan)[1].self_min_downsample == 4
-    assert apply_edit(model, plan, inversion=inv)[1].self_min_downsample == 2
-    assert apply_edit(model, plan, self_attn_min_downsample=1, inversion=inv)[1].self_min_downsample == 1
+    assert apply_edit(model, plan)[1].self_attn_min_downsample == 4
+    assert apply_edit(model, plan, inversion=inv)[1].self_attn_min_downsample == 2
+    assert apply_edit(model, plan, self_attn_min_downsample=1, inversion=inv)[1].self_attn_min_downsample == 1

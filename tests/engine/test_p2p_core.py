@@ -194,7 +194,7 @@ def test_bad_inputs_give_clear_errors(tiny_sd1):
         sample(patched, cond, neg, latent_batch(empty_latent(), 3))
     assert e.value.fix == "latent_batch"
     # A model without UNet cross-attention.
-    from p2p_attention.model_build import ModelSpec, build_unet
+    from p2p_models.tiny_unet import ModelSpec, build_unet
 
     spec = ModelSpec.tiny("sd1")
     spec.unet.update(transformer_depth=[0, 0, 0], transformer_depth_output=[0] * 6, transformer_depth_middle=0)

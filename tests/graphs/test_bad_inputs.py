@@ -117,7 +117,8 @@ def build(c: Case) -> tuple[Graph, dict]:
 
 
 def _self_blocks_empty_is_auto(outputs):
-    from p2p_attention.dit_blocks import FLUX, select_blocks
+    from p2p_attention.dit_blocks import select_blocks
+    from p2p_attention.families import FLUX
     from p2p_attention.widget_text import parse_block_ranges
 
     def parse_self_blocks(text, blocks, family):
@@ -208,14 +209,14 @@ ROWS = {
                                Error("P2P Apply", ("attention_path: 'unknown' is not one of 'fast', 'reference'",),
                                      combo="attention_path")),
     "self_blocks_on_unet": (Case(apply_inputs={"self_blocks": "foo"}),
-                            Error("P2P Apply", ("self_blocks 'foo' applies to Flux.1 and SD3 only",
+                            Error("P2P Apply", ("self_blocks 'foo' applies to MM-DiT models only",
                                                 "Set self_blocks to 'auto'"))),
     "self_min_downsample_on_dit": (Case(flux=True, apply_inputs={"self_attn_min_downsample": 2}),
                                    Error("P2P Apply", ("applies to UNet models only", "Set it to 0 (auto)"))),
     "map_downsample_on_dit": (Case(flux=True, apply_inputs={"map_downsample": 2}),
                               Error("P2P Apply", ("map_downsample 2 applies to UNet models only",))),
     "mmdit_structure_on_unet": (Case(apply_inputs={"mmdit_structure": "image_qk"}),
-                                Error("P2P Apply", ("mmdit_structure 'image_qk' applies to Flux.1 and SD3 only",
+                                Error("P2P Apply", ("mmdit_structure 'image_qk' applies to MM-DiT models only",
                                                     "Set mmdit_structure to values_outside_edit"))),
     "mmdit_structure_unknown": (Case(flux=True, apply_inputs={"mmdit_structure": "foo"}),
                                 Error("P2P Apply", ("mmdit_structure 'foo' is not one of",), combo="mmdit_structure")),

@@ -1,4 +1,4 @@
-"""Tiny Flux.1 and SD3 / SD3.5 models (p2p_attention.dit_build) on the ComfyUI the suite runs with.
+"""Tiny Flux.1 and SD3 / SD3.5 models (p2p_models.tiny_dit) on the ComfyUI the suite runs with.
 
 Their text streams and conditioning shapes, the pooled and guidance inputs, and API graphs through
 every core sampler path (KSampler, KSamplerAdvanced, SamplerCustomAdvanced with BasicGuider +
@@ -18,7 +18,7 @@ import torch
 from harness import TINY_PACK, Graph, inprocess_dirs, inprocess_image_path, output_images, run_inprocess
 from PIL import Image
 
-from p2p_attention import dit_build
+from p2p_models import tiny_dit as dit_build
 
 PROMPT = "a photo of a cat"
 WIDTH, HEIGHT = 96, 64  # not square: a swapped h/w shows; latent 12x8, 6x4 = 24 image tokens

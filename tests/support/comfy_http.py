@@ -40,7 +40,7 @@ class ComfyServer:
         startup_timeout: float = 180.0,
         python: str | None = None,
     ):
-        from p2p_attention.comfy_bootstrap import comfyui_root
+        from p2p_models.comfy_bootstrap import comfyui_root
 
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)

@@ -54,7 +54,7 @@ def _init_inprocess() -> None:
 def _load_inprocess() -> None:
     if str(REPO) not in sys.path:
         sys.path.append(str(REPO))  # appended: the repo's nodes/ must not shadow ComfyUI's nodes.py
-    from p2p_attention.comfy_bootstrap import bootstrap
+    from p2p_models.comfy_bootstrap import bootstrap
 
     comfy_root = str(bootstrap())
     # ComfyUI first, whatever other modules did to sys.path: `import nodes` must find its nodes.py.

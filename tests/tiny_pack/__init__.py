@@ -2,8 +2,8 @@
 
 Never installed for users. tests/support/harness.py links this folder into a custom_nodes folder as
 `p2p_tiny_test_models`, so workflow tests (in-process and over HTTP) can get a MODEL, CLIP and
-VAE without checkpoint files. The models come from p2p_attention.model_build (SD1.x / SDXL) and
-p2p_attention.dit_build (Flux.1, SD3 / SD3.5), i.e. from ComfyUI's own classes with deterministic
+VAE without checkpoint files. The models come from p2p_models.tiny_unet (SD1.x / SDXL) and
+p2p_models.tiny_dit (Flux.1, SD3 / SD3.5), i.e. from ComfyUI's own classes with deterministic
 random weights.
 """
 
@@ -20,8 +20,8 @@ if str(_REPO_ROOT) not in sys.path:
 
 from comfy_api.v0_0_2 import ComfyExtension, io  # noqa: E402
 
-from p2p_attention import dit_build  # noqa: E402
-from p2p_attention.model_build import ModelSpec, build_all  # noqa: E402
+from p2p_models import tiny_dit as dit_build  # noqa: E402
+from p2p_models.tiny_unet import ModelSpec, build_all  # noqa: E402
 
 _CACHE: dict[tuple[str, int], tuple] = {}
 
@@ -34,7 +34,7 @@ def tiny_models(arch: str, seed: int) -> tuple:
     return _CACHE[key]
 
 
-DIT_FAMILIES = ("flux", "flux_schnell", "sd3", "sd35")
+DIT_FAMILIES = ("flux", "flux_schnell", "sd3", "sd35", "zimage", "flux2_klein")  # flux2_klein: ComfyUI 0.33.0 on
 _DIT_CACHE: dict[tuple[str, int], tuple] = {}
 
 
@@ -53,7 +53,19 @@ def tiny_dit_models(family: str, seed: int) -> dit_build.TinyModels:
         raise ValueError(f"unknown DiT family {family!r}: one of {DIT_FAMILIES}")
     seed = int(seed)
     flux = family.startswith("flux")
-    if flux:
+    if family == "flux2_klein":  # p2p_models.tiny_flux2: its own latent (128 channels, 16x) and VAE
+        from p2p_models import tiny_flux2
+
+        model = _dit_part(family, seed, lambda: tiny_flux2.build_flux2_model(seed))
+        clip = _dit_part("klein_clip", seed + 1, lambda: tiny_flux2.build_klein_clip(seed + 1))
+        return dit_build.TinyModels(model, clip, _dit_part("flux2_vae", seed + 2,
+                                                           lambda: tiny_flux2.build_flux2_vae(seed + 2)))
+    if family == "zimage":  # p2p_models.tiny_zimage: Z-Image's NextDiT and Qwen3 text encoder
+        from p2p_models import tiny_zimage
+
+        model = _dit_part(family, seed, lambda: tiny_zimage.build_zimage_model(seed))
+        clip = _dit_part("zimage_clip", seed + 1, lambda: tiny_zimage.build_zimage_clip(seed + 1))
+    elif flux:
         model = _dit_part(family, seed, lambda: dit_build.build_flux_model(seed, schnell=family == "flux_schnell"))
         clip = _dit_part("flux_clip", seed + 1, lambda: dit_build.build_flux_clip(seed + 1))
     else:

@@ -21,9 +21,8 @@ from pathlib import Path
 
 import torch
 
-from .demo_model import sha256_of
-from .errors import P2PError
-from .model_build import ModelSpec
+from .tiny_unet import ModelSpec
+from .weights import DemoWeightsError, checked_weights
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DIT_DEMO_WEIGHTS = REPO_ROOT / "models" / "demo" / "p2p_demo_flux_tiny.safetensors"
@@ -86,7 +85,7 @@ def build_dit(state_dict: dict | None = None, seed: int = 0):
     """ModelPatcher around model_base.Flux (FluxSchnell config): seeded, or with `state_dict`."""
     import comfy.supported_models as sm
 
-    from .dit_build import _diffusion_model
+    from .tiny_dit import _diffusion_model
 
     patcher = _diffusion_model(sm.FluxSchnell, unet_config(), seed, torch.float32, None)
     if state_dict is not None:
@@ -100,7 +99,7 @@ def build_text(state_dict: dict | None = None, seed: int = 1):
     import comfy.sd
     import comfy.supported_models as sm
 
-    from .dit_build import init_weights
+    from .tiny_dit import init_weights
 
     target = sm.FluxSchnell(unet_config()).clip_target(state_dict={})
     clip = comfy.sd.CLIP(target=target, tokenizer_data={"t5xxl_min_length": T5_MIN_LENGTH},
@@ -114,7 +113,7 @@ def build_text(state_dict: dict | None = None, seed: int = 1):
 
 
 def build_dit_demo_vae(state_dict: dict | None = None, seed: int = 2):
-    from .model_build import build_vae
+    from .tiny_unet import build_vae
 
     vae = build_vae(ModelSpec(vae=dict(DIT_VAE)), state_dict=state_dict, seed=seed)
     vae.latent_channels = DIT_VAE["z_channels"]
@@ -138,7 +137,7 @@ def _load_strict(module: torch.nn.Module, sd: dict, what: str) -> None:
     missing, unexpected = module.load_state_dict(sd, strict=False)
     missing = [k for k in missing if not k.endswith("position_ids")]
     if missing or unexpected:
-        raise P2PError(f"demo DiT {what} weights do not match the architecture: missing {missing[:5]}, "
+        raise DemoWeightsError(f"demo DiT {what} weights do not match the architecture: missing {missing[:5]}, "
                        f"unexpected {unexpected[:5]}; retrain with training/train_dit_demo.py.")
 
 
@@ -190,15 +189,8 @@ def load_demo_dit_model(path: str | Path | None = None, expected_sha256: str | N
 
     if expected_sha256 is _DEFAULT:
         expected_sha256 = DIT_DEMO_SHA256 if path is None else None
-    path = Path(path) if path is not None else DIT_DEMO_WEIGHTS
-    if not path.is_file():
-        raise P2PError(f"demo DiT weights not found at {path}: restore models/demo/ from the repository.")
-    if expected_sha256 is not None:
-        got = sha256_of(path)
-        if got != expected_sha256:
-            raise P2PError(f"demo DiT weights {path} have sha256 {got}, expected {expected_sha256}: the file is "
-                           "damaged or was replaced; restore it from the repository or retrain with "
-                           "training/train_dit_demo.py and update DIT_DEMO_SHA256.")
+    path = checked_weights(Path(path) if path is not None else DIT_DEMO_WEIGHTS, expected_sha256,
+                           "training/train_dit_demo.py")
     dit_sd, text_sd, vae_sd = split_state_dict(safetensors.torch.load_file(str(path)))
     return build_dit(dit_sd), build_text(text_sd), build_dit_demo_vae(vae_sd)
 

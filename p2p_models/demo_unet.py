@@ -12,10 +12,10 @@ The file stores only the token-embedding rows the training vocabulary uses
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
-from .model_build import ModelSpec
+from .tiny_unet import ModelSpec
+from .weights import checked_weights
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEMO_WEIGHTS = REPO_ROOT / "models" / "demo" / "p2p_demo_tiny.safetensors"
@@ -61,14 +61,6 @@ DEMO_SPEC = ModelSpec(
 DEMO_RESOLUTION = 32  # pixels; the latent is 16x16 (EmptyLatentImage width/height 128)
 
 
-def sha256_of(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def split_state_dict(sd: dict) -> tuple[dict, dict, dict]:
     """File layout -> (unet, text encoder, vae) state dicts (fp32), token table expanded."""
     import torch
@@ -100,21 +92,12 @@ def load_demo_model(path: str | Path | None = None, expected_sha256: str | None 
     """
     import safetensors.torch
 
-    from .model_build import build_clip, build_unet, build_vae
+    from .tiny_unet import build_clip, build_unet, build_vae
 
     if expected_sha256 is _DEFAULT:
         expected_sha256 = DEMO_SHA256 if path is None else None
-    path = Path(path) if path is not None else DEMO_WEIGHTS
-    if not path.is_file():
-        raise FileNotFoundError(f"demo weights not found at {path}: restore models/demo/ from the repository")
-    if expected_sha256 is not None:
-        got = sha256_of(path)
-        if got != expected_sha256:
-            raise RuntimeError(
-                f"demo weights {path} have sha256 {got}, expected {expected_sha256}: the file is damaged or "
-                "was replaced; restore it from the repository or retrain with training/train_demo.py "
-                "and update DEMO_SHA256."
-            )
+    path = checked_weights(Path(path) if path is not None else DEMO_WEIGHTS, expected_sha256,
+                           "training/train_demo.py")
     sd = safetensors.torch.load_file(str(path))
     unet_sd, clip_sd, vae_sd = split_state_dict(sd)
     model = build_unet(DEMO_SPEC, state_dict=unet_sd)

@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 import torch
 
-from .model_build import TINY_TEXT, TINY_VAE, ModelSpec, build_vae
+from .tiny_unet import TINY_TEXT, TINY_VAE, ModelSpec, build_vae
 
 # T5 keeps its real vocabulary (the real tokenizer emits ids up to 32099); only the width is tiny.
 # Flux feeds T5 states to its own txt_in, so any width works: 32 keeps the table at 1M params.

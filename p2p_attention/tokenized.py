@@ -1,0 +1,79 @@
+"""A tokenized prompt: its tokens, which word each token belongs to, and what the others are (start,
+end, pad); written by prompts.py (CLIP, T5) and chat_tokens.py (chat-template LLM encoders)."""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass
+
+START, END, PAD = "start", "end", "pad"
+T5_KEY = "t5xxl"  # the T5 stream of clip.tokenize (Flux.1, SD3): one chunk, its own word positions
+
+_EDGE_PUNCT = re.compile(r"^[\W_]+|[\W_]+$")
+_ALNUM = re.compile(r"[^\W_]")
+
+
+def _core(word: str) -> str:
+    """Lowercased word without surrounding punctuation ("Cat," -> "cat")."""
+    return _EDGE_PUNCT.sub("", word.lower())
+
+
+@dataclass(frozen=True)
+class TokenizedPrompt:
+    text: str
+    ids: tuple[int, ...]  # flat token ids over all chunks (first tokenizer key)
+    word_of: tuple[int, ...]  # per position: index into `words`, or -1 for start/end/pad
+    words: tuple[str, ...]  # whitespace words, weight syntax removed, lowercased
+    n_chunks: int
+    # Additions (defaults keep the documented constructor working):
+    special: tuple[str, ...] = ()  # per position: "" for word tokens, else "start" / "end" / "pad"
+    token_text: tuple[str, ...] = ()  # per position: readable token ("cat", ",", "<|endoftext|>", "<pad>")
+    chunk_len: int = 77  # 0 for a prompt over several streams
+    parts: tuple = ()  # the streams' own TokenizedPrompts (text_streams.concat_streams), else ()
+
+    @property
+    def length(self) -> int:
+        return len(self.ids)
+
+    @functools.cached_property
+    def word_positions(self) -> tuple[tuple[int, ...], ...]:
+        """Token positions of each word, in order (a word may span a chunk boundary)."""
+        out: list[list[int]] = [[] for _ in self.words]
+        for pos, w in enumerate(self.word_of):
+            if w >= 0:
+                out[w].append(pos)
+        return tuple(tuple(p) for p in out)
+
+    def _core_positions(self, w: int, trim: bool) -> list[int]:
+        pos = list(self.word_positions[w])
+        if not trim or not self.token_text:
+            return pos
+        keep = [p for p in pos if _ALNUM.search(self.token_text[p])]
+        if not keep:
+            return pos
+        # drop leading/trailing punctuation tokens only ("cat," -> cat; "don't" keeps both)
+        lo, hi = pos.index(keep[0]), pos.index(keep[-1])
+        return pos[lo : hi + 1]
+
+    def positions_of(self, word: str) -> list[int]:
+        """Token positions of every occurrence of `word` (case-insensitive, surrounding punctuation
+        ignored, punctuation tokens at the word's edges left out). Several whitespace-separated
+        words match as a phrase. [] if absent."""
+        query = word.lower().split()
+        if not query:
+            return []
+        cores = [_core(q) for q in query]
+        found: set[int] = set()
+        n = len(query)
+        for s in range(len(self.words) - n + 1):
+            ok = True
+            for k in range(n):
+                w = self.words[s + k]
+                if (_core(w) != cores[k]) if cores[k] else (w != query[k]):
+                    ok = False
+                    break
+            if ok:
+                for k in range(n):
+                    found.update(self._core_positions(s + k, trim=bool(cores[k])))
+        return sorted(found)
