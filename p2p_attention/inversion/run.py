@@ -11,6 +11,7 @@ from typing import Callable
 import torch
 
 from ..adapters import model_family
+from ..conditioning import inversion_positive
 from ..errors import P2PError, warn
 from .methods import strategy
 from .result import Inversion
@@ -188,14 +189,17 @@ def invert(
     early_stop: bool = True,
     progress: Callable[[int, int], None] | None = None,
     check_interrupt: Callable[[], None] | None = None,
+    prompts=None,
 ) -> Inversion:
-    """Invert `latent` (a LATENT dict or its samples, batch 1) under the source prompt `positive`.
+    """Invert `latent` (a LATENT dict or its samples, batch 1) under the source prompt: `positive`, or
+    without it the source of `prompts` (a Prompt Pair's PromptSet; conditioning.inversion_positive).
 
     The input ModelPatcher is never modified: all patches go on a clone.
     """
     import comfy.patcher_extension
     import comfy.samplers
 
+    positive = inversion_positive(positive, prompts)
     family = model_family(model_patcher)
     impl = strategy(method)
     impl.check_model(family)
@@ -259,5 +263,7 @@ def invert(
         nan_steps=run.nan_steps,
         seconds=time.perf_counter() - started,
         model_id=id(model_patcher.model),
+        positive_context=pos[0][0].detach().cpu() if isinstance(pos[0][0], torch.Tensor) else None,
+        prompts_uid=getattr(prompts, "uid", None),
         **impl.result(run, pos, neg),
     )
