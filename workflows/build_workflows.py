@@ -547,8 +547,8 @@ def real_image_edit(model: Model) -> Workflow:
         what,
         "**Change first:**",
         f"1. the image in *Load Image* (*Upscale Image* makes it {px}x{px});\n"
-        "2. the **source prompt**, a short description of the image, in **both** *Source prompt for P2P Invert* "
-        "and `source` of *P2P Prompt Pair*;\n"
+        "2. the **source prompt**, a short description of the image, in `source` of *P2P Prompt Pair* "
+        "(*P2P Invert* reads it from there);\n"
         "3. `edits` (same word count) and `words` of *P2P Local Blend*, the region that may change;\n"
         + (METHOD_CHOICE_FLOW if model.flow else METHOD_CHOICE),
         f"**The sampler must match the inversion** (P2P Apply says what differs): *KSampler (Advanced)*, "
@@ -559,19 +559,16 @@ def real_image_edit(model: Model) -> Workflow:
     )
     loader = _loader(wf, model)
     pair = wf.add("P2PPromptPair", 1, 200, clip=loader[1], source=source, edits=edits)
-    src = wf.add("CLIPTextEncode", 1, 100, _title="Source prompt for P2P Invert (= pair's source)",
-                 text=source, clip=loader[1])
     neg = wf.add("CLIPTextEncode", 1, 100, _title="Negative prompt (all items)", text=NEGATIVE, clip=loader[1])
     img = wf.add("LoadImage", 2, 260, image=image)
     scaled = wf.add("ImageScale", 2, 130, image=img[0], upscale_method="lanczos", width=px, height=px, crop="center")
     enc = wf.add("VAEEncode", 2, 46, pixels=scaled[0], vae=loader[2])
-    src_positive, positive = src[0], pair[0]
-    if model.flux_guidance is not None:  # the same distilled guidance for the inversion and the sampler
-        src_positive = wf.add("FluxGuidance", 1, 58, _title="FluxGuidance (P2P Invert)", conditioning=src[0],
-                              guidance=model.flux_guidance)[0]
-        positive = wf.add("FluxGuidance", 1, 58, _title="FluxGuidance (sampler)", conditioning=pair[0],
+    positive = pair[0]
+    if model.flux_guidance is not None:  # the sampler's distilled guidance; P2P Invert's source (`prompts`) has
+        positive = wf.add("FluxGuidance", 1, 58, _title="FluxGuidance (sampler)", conditioning=pair[0],  # 3.5 too
                           guidance=model.flux_guidance)[0]
-    inv = wf.add("P2PInvert", 2, 190, model=loader[0], positive=src_positive, negative=neg[0], latent=enc[0],
+    # The source prompt once: P2P Invert inverts under the Prompt Pair's own source encoding.
+    inv = wf.add("P2PInvert", 2, 190, model=loader[0], prompts=pair[1], negative=neg[0], latent=enc[0],
                  **inversion)
     batch = wf.add("P2PLatentBatch", 3, 46, latent=inv[0], prompts=pair[1])
     swap = wf.add("P2PWordSwap", 3, 102, prompts=pair[1], cross_replace="0.8", self_replace=model.self_replace)
