@@ -7,10 +7,14 @@ p2p_attention/ (plain torch, usable without a server).
 WEB_DIRECTORY holds no script: only the node help pages (web/docs/<NodeName>/en.md and their
 pictures), which ComfyUI serves under /extensions/<this folder's name>/ and the frontend's node help
 panel reads. A .js file there would be loaded by every browser tab as a frontend extension.
+
+template_order.py sorts this pack's entry of the server's template listing by name, so the template
+browser shows the demo templates first (ComfyUI lists a pack's workflows/ folder unsorted).
 """
 
 from comfy_api.v0_0_2 import ComfyExtension, io
 
+from . import template_order
 from .nodes import NODES
 
 WEB_DIRECTORY = "web"
@@ -22,6 +26,7 @@ class P2PExtension(ComfyExtension):
 
 
 async def comfy_entrypoint() -> P2PExtension:
+    template_order.install()
     return P2PExtension()
 
 

@@ -5,7 +5,7 @@ import logging
 from comfy_api.v0_0_2 import io
 
 from ..p2p_attention.inversion import FLOW_SAMPLER, FLOW_SCHEDULER, METHODS, SAMPLER, SCHEDULER, invert
-from .common import Inversion, node_schema
+from .common import Inversion, Prompts, node_schema
 from .messages import reported_by, ui_text
 
 
@@ -36,8 +36,9 @@ class P2PInvert(io.ComfyNode):
             inputs=[
                 io.Model.Input("model", tooltip="The SD1.x, SD2.x, SDXL, Flux.1 or SD3/SD3.5 model you will edit "
                                "with (it is not modified)."),
-                io.Conditioning.Input("positive", tooltip="The source prompt describing the image "
-                                      "(CLIPTextEncode, one prompt). Use the same text as the Prompt Pair's source."),
+                io.Conditioning.Input("positive", optional=True, tooltip="The source prompt describing the image "
+                                      "(CLIPTextEncode, one prompt), the same text as the Prompt Pair's source. "
+                                      "Optional with 'prompts' connected."),
                 io.Conditioning.Input("negative", tooltip="The unconditional prompt (usually CLIPTextEncode of an "
                                       "empty text). null_text starts its optimisation from it and uses it while "
                                       "sampling; null_text_fast and negative_prompt use the source prompt instead."),
@@ -64,6 +65,10 @@ class P2PInvert(io.ComfyNode):
                              tooltip="null_text and null_text_fast: at most this many Adam iterations per step "
                              "(official 10); a step stops early once it is reconstructed (loss < 1e-5 + i*2e-5). "
                              "fixed_point: at most this many model calls per step (1 costs what ddim costs)."),
+                Prompts.Input("prompts", optional=True,
+                              tooltip="From P2P Prompt Pair: invert under its source prompt, so it is written once "
+                              "(leave 'positive' empty). With a positive too, the positive is used and a "
+                              "difference from the source is warned about."),
             ],
             outputs=[
                 io.Latent.Output(
@@ -78,7 +83,8 @@ class P2PInvert(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, model, positive, negative, latent, method, steps, guidance, inner_iterations) -> io.NodeOutput:
+    def execute(cls, model, negative, latent, method, steps, guidance, inner_iterations, positive=None,
+                prompts=None) -> io.NodeOutput:
         import comfy.model_management
         import comfy.utils
 
@@ -91,7 +97,7 @@ class P2PInvert(io.ComfyNode):
             inversion = invert(
                 model, positive, negative, latent, method=method, steps=steps, guidance=guidance,
                 inner_iterations=inner_iterations, progress=progress,
-                check_interrupt=comfy.model_management.throw_exception_if_processing_interrupted,
+                check_interrupt=comfy.model_management.throw_exception_if_processing_interrupted, prompts=prompts,
             )
         logging.info("%s: %s (%.1f s)", cls.DISPLAY_NAME, inversion.summary(), inversion.seconds)
         return io.NodeOutput({"samples": inversion.latent}, inversion, ui=ui_text(warnings))

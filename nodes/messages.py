@@ -25,6 +25,8 @@ FIXES = {
     "SamplerCustom (add_noise off, BasicScheduler, denoise 1.0) with those settings.",
     "inverted_latent": "Feed P2P Invert's LATENT output, through P2P Latent Batch, to the sampler.",
     "inversion_input": "Connect 'inversion' to P2P Invert's inversion output.",
+    "inversion_source": "Connect P2P Prompt Pair's 'prompts' output to 'prompts' (or a CLIPTextEncode of the source "
+    "prompt to 'positive').",
     "original_model": "Connect the original MODEL, not one already patched with an inversion.",
     "one_negative": "Connect one CLIPTextEncode of an empty prompt as negative.",
     "encode_text": "Connect a CLIPTextEncode output.",
@@ -56,9 +58,51 @@ def explain(display_name: str, error: P2PError) -> P2PError:
     return NodeError(f"{display_name}: {error}" + (f" {hint}" if hint else ""), fix=error.fix)
 
 
+def executing_node() -> str | None:
+    """The node ComfyUI is executing, as its UI shows it: 'KSampler (node 7)' (its title when the graph
+    gave one, else its class's display name; node ids of expanded subgraphs as displayed). None outside
+    ComfyUI's executor."""
+    try:
+        from comfy_execution.progress import get_progress_state
+        from comfy_execution.utils import get_executing_context
+    except ImportError:
+        return None
+    context = get_executing_context()
+    node_id = getattr(context, "node_id", None)
+    if node_id is None:
+        return None
+    name, shown = None, node_id
+    try:
+        state = get_progress_state()
+        if getattr(state, "prompt_id", None) == context.prompt_id:
+            graph = state.dynprompt
+            shown = graph.get_display_node_id(node_id)
+            node = graph.get_node(node_id)
+            class_type = node.get("class_type")
+            import nodes
+
+            name = ((node.get("_meta") or {}).get("title") or nodes.NODE_DISPLAY_NAME_MAPPINGS.get(class_type)
+                    or class_type)
+    except Exception as e:  # the name is a courtesy: the node id is still said
+        logging.debug("Prompt-to-Prompt: executing node not named: %s", e)
+    return f"{name} (node {shown})" if name else f"node {shown}"
+
+
+def explain_sampling(display_name: str, error: P2PError) -> P2PError:
+    """An error raised while another node (the sampler) runs this node's patched MODEL: the node to fix
+    first, as always, and then which node was running, since ComfyUI's error dialog is titled by that one."""
+    if isinstance(error, NodeError):
+        return error
+    out = explain(display_name, error)
+    running = executing_node()
+    if running is None:
+        return out
+    return NodeError(f"{out} (Raised while {running} sampled this {display_name}'s MODEL.)", fix=error.fix)
+
+
 def explainer(node_cls):
     """What the engine calls on errors raised while the node's patched MODEL samples."""
-    return partial(explain, node_cls.DISPLAY_NAME)
+    return partial(explain_sampling, node_cls.DISPLAY_NAME)
 
 
 # The warnings of the pack's node now executing (its `reported_by` block), shown when it finishes.

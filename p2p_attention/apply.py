@@ -26,7 +26,7 @@ from .checks import (
     source_at_every_step,
     windows_without_steps,
 )
-from .conditioning import COND_UID_KEY
+from .conditioning import COND_UID_KEY, encodes_alike
 from .dit_install import install_dit_edit
 from .edit_runtime import EditRuntime
 from .edits import EditPlan, unchanged_edits
@@ -90,6 +90,17 @@ def make_outer_sample_wrapper(runtime: EditRuntime, explain: Explain, model_patc
     return checked_outer_sample(check, explain, sample, explain_sampling=True)
 
 
+def warn_other_source(prompts, positive_context) -> None:
+    """An inversion made under another prompt than the edit's source: the source item does not come back as
+    the image (and the edits drift with it), with nothing else showing why."""
+    source = prompts.source_conditioning[0][0] if prompts.source_conditioning else None
+    if encodes_alike(source, positive_context) is False:
+        warn("the inversion was made under a positive prompt other than the source prompt %r (their text "
+             "encodings differ), so the source will not reconstruct the image and the edits follow another prompt. "
+             "Invert under the source prompt itself (the same text, or the Prompt Pair's conditioning or prompts "
+             "as the inversion's positive).", prompts.source.text)
+
+
 def apply_edit(
     model_patcher,
     plan: EditPlan,
@@ -124,6 +135,9 @@ def apply_edit(
     if same and inversion is None:  # with an inversion, an identical edit is a reconstruction check
         warn("edit prompt(s) %s equal the source and no word is reweighted: they will give the source image "
              "back.", same)
+    if inversion is not None and getattr(inversion, "prompts_uid", None) != plan.prompts.uid:
+        # (an inversion given these prompts compared its positive with their source already)
+        warn_other_source(plan.prompts, getattr(inversion, "positive_context", None))
     patched = model_patcher.clone()
     if family is None:
         runtime = install_unet_edit(patched, plan, compiled, reference, self_attn_min_downsample, map_downsample,

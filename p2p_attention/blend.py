@@ -51,6 +51,15 @@ def make_blend(prompts: PromptSet, words: str, subtract: str, threshold: float,
     if spec.threshold >= 1.0:
         raise P2PError(f"threshold must be below 1, got {spec.threshold:g}: each map is divided by its maximum, so "
                        "no pixel exceeds 1 and the edit would be the source everywhere. Use e.g. 0.3.")
+    # Every pixel of a map is above 0 (softmax attention), so a threshold of 0 selects the whole image.
+    if spec.threshold <= 0.0:
+        raise P2PError(f"threshold must be above 0, got {spec.threshold:g}: every pixel's map is above 0, so the "
+                       "region would be the whole image and the blend would keep nothing of the source (no blend "
+                       "at all). Use e.g. 0.3.")
+    if spec.subtract and spec.subtract_threshold <= 0.0:
+        raise P2PError(f"subtract_threshold must be above 0, got {spec.subtract_threshold:g}: every pixel's map is "
+                       "above 0, so the subtract words would keep the whole image and the edit would be the source "
+                       "everywhere. Use e.g. 0.3.")
     if spec.subtract and spec.subtract_threshold >= 1.0:
         raise P2PError(f"subtract_threshold must be below 1, got {spec.subtract_threshold:g}: no pixel exceeds 1, "
                        "so the subtract words would keep nothing. Use e.g. 0.3.")

@@ -47,7 +47,10 @@ def encode_prompt_set(clip, source: str, edits: list[str]):
     if unpadded:
         tokenized = [t.masking_tail(t.length - n) for t, n in zip(tokenized, lengths)]
     _refuse_no_op_edits(clip, tokenized, conds, pooled)
-    prompts = PromptSet(prompts=tuple(tokenized))
+    # the source as CLIPTextEncode gives it: its own length (Chroma: without the zero padding), the pooled
+    # output's key even when it is None (Chroma's Flux base reads it)
+    source_cond = conds[0][:, : lengths[0]] if unpadded else conds[0]
+    prompts = PromptSet(prompts=tuple(tokenized), source_conditioning=[[source_cond, {"pooled_output": pooled[0]}]])
     extra = {COND_UID_KEY: prompts.uid}
     if mask is not None:
         extra["attention_mask"] = mask
@@ -100,16 +103,35 @@ def _refuse_no_op_edits(clip, tokenized, conds, pooled) -> None:
         msg = f"edit prompt {i} ({edit.text!r}) encodes exactly like the source, so it would give the source image back unchanged"
         if words:
             msg += f": {', '.join(repr(w) for w in words)} are outside this model's vocabulary (zero embeddings)"
-        msg += ". Change words the model knows"
-        known = known_vocabulary(clip)
-        msg += f": {', '.join(known)}." if known else "."
-        raise P2PError(msg)
+        raise P2PError(msg + _known_words_hint(clip))
+    _refuse_unknown_new_words(clip, tokenized)
     _warn_identical_edits(clip, tokenized, conds, pooled)
     for p in tokenized:
         words = unknown_words(clip, p)
         if words:
             warn("%s in %r are outside this model's vocabulary (zero embeddings) and have no effect.",
                  ", ".join(repr(w) for w in words), p.text)
+
+
+def _known_words_hint(clip) -> str:
+    known = known_vocabulary(clip)
+    return ". Change words the model knows" + (f": {', '.join(known)}." if known else ".")
+
+
+def _refuse_unknown_new_words(clip, tokenized) -> None:
+    """A word an edit swaps in or inserts (one the source lacks) that the model cannot represent: the
+    edit's tokens there carry nothing, so what the word should draw vanishes instead of changing (e.g.
+    'circle' -> 'dog' on the demo model). Refused with the words the model knows. Unknown words the
+    source has too are only warned about (they change nothing between source and edit)."""
+    source_words = set(tokenized[0].words)
+    for i, edit in enumerate(tokenized[1:], start=1):
+        new = [w for w in unknown_words(clip, edit) if w not in source_words]
+        if new:
+            listed = ", ".join(repr(w) for w in new)
+            raise P2PError(
+                f"edit prompt {i} ({edit.text!r}): {listed} {'is' if len(new) == 1 else 'are'} outside this model's "
+                "vocabulary (zero embeddings), so the model cannot draw what the edit puts there: the edited "
+                "object would vanish instead of changing" + _known_words_hint(clip))
 
 
 def _warn_identical_edits(clip, tokenized, conds, pooled) -> None:
@@ -129,6 +151,43 @@ def _warn_identical_edits(clip, tokenized, conds, pooled) -> None:
         why = (f": {', '.join(repr(w) for w in words)} are outside this model's vocabulary (zero embeddings)"
                if words else "")
         warn("edit prompts %s encode exactly alike%s, so they will give the same image.", group, why)
+
+
+def encodes_alike(a: torch.Tensor | None, b: torch.Tensor | None, tolerance: float = 1e-3) -> bool | None:
+    """Whether two text contexts ([1, L, D]) encode the same prompt: equal to `tolerance` of their scale
+    over the tokens both have (a Prompt Pair pads every prompt to the longest one's chunk count, so the
+    source's row may be longer than its own encoding). None when they cannot be compared (no tensor,
+    another width: another text encoder, which P2P Apply's sampling check reports)."""
+    if not isinstance(a, torch.Tensor) or not isinstance(b, torch.Tensor) or a.ndim != 3 or b.ndim != 3:
+        return None
+    if a.shape[-1] != b.shape[-1]:
+        return None
+    n = min(a.shape[1], b.shape[1])
+    x, y = a[0, :n].detach().float().cpu(), b[0, :n].detach().float().cpu()
+    scale = float(torch.maximum(x.abs().amax(), y.abs().amax()).clamp_min(1e-12))
+    return float((x - y).abs().amax()) <= tolerance * scale
+
+
+def inversion_positive(positive, prompts):
+    """The conditioning an inversion runs under: `positive` (the source prompt encoded on its own, or a
+    Prompt Pair's conditioning, whose row 0 is used), else the source row of `prompts` (a PromptSet),
+    so the source prompt is written once. Both given: the positive, warned about when it encodes
+    another prompt than the prompts' source."""
+    source = getattr(prompts, "source_conditioning", None) if prompts is not None else None
+    if prompts is not None and source is None:
+        raise P2PError("the prompts carry no source conditioning.", fix="inversion_source")
+    if positive is None:
+        if source is None:
+            raise P2PError("no source prompt to invert under: the inversion needs the source prompt's "
+                           "conditioning or the prompts.", fix="inversion_source")
+        return source
+    if source is not None:
+        given = positive[0][0] if isinstance(positive, list) and positive and positive[0] else None
+        if isinstance(given, torch.Tensor) and encodes_alike(source[0][0], given[:1]) is False:
+            warn("the positive prompt is not the prompts' source %r (their text encodings differ); the inversion "
+                 "runs under the positive, so the source will not reconstruct the image. Remove the positive to "
+                 "invert under the source prompt, or encode the same text.", prompts.source.text)
+    return positive
 
 
 def split_edit_lines(text: str) -> list[str]:

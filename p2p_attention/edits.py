@@ -32,6 +32,9 @@ class PromptSet:
 
     prompts: tuple[TokenizedPrompt, ...]
     uid: str = field(default_factory=lambda: uuid.uuid4().hex)
+    # The source prompt's own CONDITIONING (its row of the Prompt Pair's, pooled output included): what an
+    # inversion of the source image runs under, and what one made under another prompt is compared with.
+    source_conditioning: list | None = field(default=None, compare=False, repr=False)
 
     @property
     def source(self) -> TokenizedPrompt:

@@ -2,7 +2,7 @@
 
 Starts ComfyUI's server (main.py, CPU, headless) with the pack, queues the demo workflows with
 POST /prompt, and writes every source/edit PNG plus one contact sheet to demo_out/. It then runs
-the demo-model templates (workflows/api/p2p_demo_*.json) as they are and draws every template's
+the demo-model templates (workflows/api/p2p_demo*.json) as they are and draws every template's
 thumbnail from those runs (a checkpoint template's from its demo-model twin): demo_out/thumbnails/,
 and workflows/<name>.jpg, where ComfyUI's template browser reads them, unless --out is given.
 `--ui` instead starts ComfyUI with the pack on http://127.0.0.1:8188 for a person to use.
@@ -382,7 +382,7 @@ TEMPLATES_BUTTON = "Templates"
 MENU_ITEM = "Browse Templates"
 EXTENSIONS = "Extensions"
 UI_HINT = (f"Open the template browser ({TEMPLATES_BUTTON} in the left sidebar, or the ComfyUI logo menu > "
-           f"{MENU_ITEM}), then {EXTENSIONS} > {PACK_NAME}: the p2p_demo_* templates run as they are on the "
+           f"{MENU_ITEM}), then {EXTENSIONS} > {PACK_NAME}: the p2p_demo* templates run as they are on the "
            f"pack's demo model (press Run); the p2p_sd15_* / p2p_sdxl_* ones need that checkpoint.")
 
 

@@ -16,16 +16,18 @@ WHEEL_SHA256=ca88001360fe724e02e7d534db8bdfb3b3ee344e4c73209690d27eb89b0dee47
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
-stamp=.venv/.deps-$(cat requirements.txt requirements-test.txt scripts/venv/* | sha256sum | cut -c1-16)
+stamp=.venv/.deps-$(cat requirements.txt requirements-test.txt scripts/venv/* scripts/venv-current/*shim* | sha256sum | cut -c1-16)
 if [ ! -f "$stamp" ]; then
   .venv/bin/python -m pip install -q --upgrade pip
   .venv/bin/python -m pip install -q torch==2.13.0
   .venv/bin/python -m pip install -q -r requirements.txt -r requirements-test.txt
-  # PyPI's torchvision (ComfyUI imports it) without deps, so it cannot replace the CPU torch;
-  # its compiled ops do not load here, so a small import shim defines their schemas.
-  .venv/bin/python -m pip install -q --no-deps torchvision==0.28.0
+  # PyPI's torchvision and torchaudio (ComfyUI imports them) and spandrel (its upscale-model nodes) without
+  # deps, so they cannot replace the CPU torch; the compiled libraries of torchvision and torchaudio do not
+  # load here, so two small import shims keep them importable (as in .venv-current).
+  .venv/bin/python -m pip install -q --no-deps torchvision==0.28.0 torchaudio==2.11.1 spandrel==0.4.2
   site=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
-  cp scripts/venv/p2p_torchvision_shim.py scripts/venv/p2p_torchvision_shim.pth "$site/"
+  cp scripts/venv/p2p_torchvision_shim.py scripts/venv/p2p_torchvision_shim.pth \
+    scripts/venv-current/p2p_torchaudio_shim.py scripts/venv-current/p2p_torchaudio_shim.pth "$site/"
   touch "$stamp"
 fi
 

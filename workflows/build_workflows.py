@@ -7,7 +7,7 @@
 * `workflows/api/<name>.json`: the API format of the same graph (what `POST /prompt` takes and
   the frontend's "Export (API)" writes), used by the server tests.
 
-Each template kind is written twice from one function: on the pack's demo model (`p2p_demo_*`, runs as
+Each template kind is written twice from one function: on the pack's demo model (`p2p_demo*`, runs as
 it is: P2P Demo Model as the loader, its latent size, captions in its words) and on a checkpoint
 (`p2p_sd15_*`, `p2p_sdxl_*`), the same graph. The thumbnails `workflows/<name>.jpg` are drawn by
 `make demo` (scripts/demo.py) from runs of the demo templates, not here.
@@ -140,6 +140,9 @@ class WNode:
 # ones (1740 x 850 px) on a full-HD browser window (1920x960 canvas); tests/browser/test_browser.py checks it.
 COLUMNS_4 = {0: (0, 360), 1: (390, 340), 2: (760, 320), 3: (1110, 300)}
 COLUMNS_5 = {0: (0, 340), 1: (370, 320), 2: (720, 320), 3: (1070, 300), 4: (1400, 320)}
+# The flow-model real-image templates have a sixth column (the composite that keeps the photo's pixels outside
+# the edited region): narrower columns keep them within the five-column width.
+COLUMNS_6 = {0: (0, 360), 1: (385, 255), 2: (665, 255), 3: (945, 255), 4: (1225, 255), 5: (1505, 255)}
 ROW_GAP = 50
 
 
@@ -256,14 +259,12 @@ HOW_IT_WORKS = (
 def _dit_notes(model: Model) -> list[str]:
     """What an MM-DiT template's user needs to know beyond the UNet ones."""
     if model.key in ("flux", "demo_flux"):
-        notes = ["**On Flux.** Text and image tokens attend jointly: unchanged words take the source's image→text "
-                 "attention, the swapped word keeps its own, and during `self_replace` the edit takes the source's "
-                 "image values outside the edited words' region (P2P Apply's `mmdit_structure`, in every block), "
-                 "so the rest of the image stays. Flux.1 dev is guidance-distilled: cfg 1 with *FluxGuidance*, no "
-                 "negative pass; the local blend works at cfg 1 as well."]
+        notes = ["**On Flux.** Text and image attend jointly: unchanged words keep the source's attention and, "
+                 "during `self_replace`, the edit takes the source's image values outside the edited words' region "
+                 "(P2P Apply's `mmdit_structure`). Flux.1 dev is guidance-distilled: cfg 1 with *FluxGuidance*."]
         if model.ckpt is None:
-            notes.append("The demo model has no guidance embedding and samples at cfg 4: its *FluxGuidance* node is "
-                         "inert, kept so that the graph is the Flux.1 dev template's.")
+            notes.append("The demo model samples at cfg 4 and ignores *FluxGuidance* (kept: the graph is the Flux.1 "
+                         "dev one).")
         return notes
     if model.key == "sd35":
         return ["**On SD3.5.** Its CLIP-L, CLIP-G and T5 token streams are each aligned word by word with the "
@@ -275,10 +276,9 @@ def _dit_notes(model: Model) -> list[str]:
 
 def _model_note(model: Model, twin_of: str | None) -> str:
     if model.ckpt is None and model.demo_loader == "P2PDemoFluxModel":
-        return (f"**Runs as is** on *P2P Demo Flux Model*, the pack's tiny Flux (the Flux.1 classes at a tiny size) "
-                f"trained on the same coloured shapes (32x32 images; a 64x64 EmptySD3LatentImage is its 8x8 "
-                f"latent): press **Run**. Its edits are weaker than the SD1 demo's. The words it knows: "
-                f"{DEMO_WORDS}. The same graph for Flux.1 dev: `{twin_of}`.")
+        return (f"**Runs as is** on *P2P Demo Flux Model*, a tiny Flux trained on coloured shapes (32x32 images; "
+                f"a 64x64 EmptySD3LatentImage is its 8x8 latent): press **Run**. Words it knows: {DEMO_WORDS}. "
+                f"For Flux.1 dev: `{twin_of}`.")
     if model.ckpt is None:
         return (f"**Runs as is** on *P2P Demo Model*, the pack's tiny model trained on coloured shapes (32x32 "
                 f"images; a 128x128 EmptyLatentImage is its 16x16 latent): press **Run**. The words it knows: "
@@ -310,6 +310,19 @@ def _front(wf: Workflow, model: Model, source: str, edits: str) -> tuple[WNode, 
     return loader, pair, neg, batch
 
 
+# The demo models draw 32x32 images: enlarged (nearest-exact, so every pixel stays a sharp block) before a
+# save or preview node, they are readable on the node and in the queue's previews.
+DEMO_ENLARGE = 8
+
+
+def _shown(wf: Workflow, model: Model, images: Out, col: int, scale: int = DEMO_ENLARGE) -> Out:
+    """`images` as a save/preview node gets them: on a demo model, enlarged `scale` times."""
+    if model.ckpt is not None:
+        return images
+    return wf.add("ImageScaleBy", col, 82, _title=f"Enlarge x{scale} (demo: 32 px images)", image=images,
+                  upscale_method="nearest-exact", scale_by=float(scale))[0]
+
+
 def _sample_and_save(wf: Workflow, model: Model, loader: WNode, pair: WNode, neg: WNode, batch: WNode,
                      edit: WNode, save_col: int = 3, save_height: float = 300) -> tuple[WNode, WNode, WNode]:
     apply = wf.add("P2PApply", 2, 146, model=loader[0], edit=edit[0], **model.apply, attention_path="fast")
@@ -319,23 +332,27 @@ def _sample_and_save(wf: Workflow, model: Model, loader: WNode, pair: WNode, neg
     ks = wf.add("KSampler", 3, 262, model=apply[0], positive=positive, negative=neg[0],
                 latent_image=batch[0], **model.sampler)
     dec = wf.add("VAEDecode", 3, 46, samples=ks[0], vae=loader[2])
-    wf.add("SaveImage", save_col, save_height, _title="Source + edits", images=dec[0], filename_prefix=f"p2p/{wf.name}")
-    return apply, ks, dec
+    shown = _shown(wf, model, dec[0], save_col)
+    if model.ckpt is not None or save_col != 3:
+        wf.add("SaveImage", save_col, save_height, _title="Source + edits", images=shown, filename_prefix=f"p2p/{wf.name}")
+    else:  # the four-column demo templates: the enlarged images need less height than a checkpoint's
+        wf.add("SaveImage", save_col, 220, _title="Source + edits", images=shown, filename_prefix=f"p2p/{wf.name}")
+    return apply, ks, dec, shown
 
 
-# The file names are all the template browser shows of a custom node pack's template (its title; frontend 1.32
-# also writes the name with spaces as its description), so they say what the template does; the demo ones sort
-# first (numbered in reading order).
+# The file names are all the template browser shows of a custom node pack's template (its card's title, cut
+# after about 25 characters; frontend 1.32 also writes the name with spaces as its description), so they are
+# short and say what the template does. Both frontends list a pack's templates in the server's order by default
+# (1.32.9 sorts by date, which these have none of; 1.49.6's default sort keeps the order), and the pack serves
+# them sorted by name (template_order.py): the demo ones first, numbered in reading order.
 NAMES = {  # kind -> {Model.key: file name}
-    "word_swap": {"demo": "p2p_demo_1_word_swap_colours", "sd15": "p2p_sd15_word_swap_cat_to_dog",
-                  "sdxl": "p2p_sdxl_word_swap_cat_to_dog"},
-    "refine": {"demo": "p2p_demo_2_refine_add_words", "sd15": "p2p_sd15_refine_add_words",
-               "sd35": "p2p_sd35_refine_add_words"},
-    "reweight": {"demo": "p2p_demo_3_reweight_on_word_swap", "sd15": "p2p_sd15_reweight_on_word_swap"},
-    "local_blend": {"demo": "p2p_demo_4_local_blend_and_maps", "sd15": "p2p_sd15_local_blend_and_maps",
-                    "demo_flux": "p2p_demo_6_flux_word_swap_local_blend", "flux": "p2p_flux_word_swap_local_blend"},
-    "real_image": {"demo": "p2p_demo_5_real_image_edit", "sd15": "p2p_sd15_real_image_edit",
-                   "demo_flux": "p2p_demo_7_flux_real_image_edit", "flux": "p2p_flux_real_image_edit"},
+    "word_swap": {"demo": "p2p_demo1_word_swap", "sd15": "p2p_sd15_word_swap", "sdxl": "p2p_sdxl_word_swap"},
+    "refine": {"demo": "p2p_demo2_refine", "sd15": "p2p_sd15_refine", "sd35": "p2p_sd35_refine"},
+    "reweight": {"demo": "p2p_demo3_reweight", "sd15": "p2p_sd15_reweight"},
+    "local_blend": {"demo": "p2p_demo4_local_blend", "sd15": "p2p_sd15_local_blend",
+                    "demo_flux": "p2p_demo6_flux_blend", "flux": "p2p_flux_local_blend"},
+    "real_image": {"demo": "p2p_demo5_photo_edit", "sd15": "p2p_sd15_photo_edit",
+                   "demo_flux": "p2p_demo7_flux_photo", "flux": "p2p_flux_photo_edit"},
 }
 TWINS = {"sd15": "demo", "sdxl": "demo", "flux": "demo_flux", "demo": "sd15", "demo_flux": "flux"}
 
@@ -469,7 +486,7 @@ def local_blend_maps(model: Model) -> Workflow:
     title = "word swap + local blend" if flux else "local blend + attention maps"
     wf = Workflow(name, model.arch, title, labels, twin, columns=dict(COLUMNS_5))
     wf.note(
-        560,
+        640 if flux else 560,
         f"# {'Word swap + local blend + attention maps' if flux else 'Local blend + attention maps'} ({model.label})",
         what,
         "*P2P Attention Maps* shows where each token of prompt `prompt_index` (0 = the source) attended while "
@@ -484,22 +501,23 @@ def local_blend_maps(model: Model) -> Workflow:
     swap = wf.add("P2PWordSwap", 2, 102, prompts=pair[1], cross_replace="0.8", self_replace=model.self_replace)
     blend = wf.add("P2PLocalBlend", 2, 200, prompts=pair[1], words=blend_words, subtract="", threshold=0.3,
                    subtract_threshold=0.3, start_blend=0.2, dilation=1, edit=swap[0])
-    apply, ks, dec = _sample_and_save(wf, model, loader, pair, neg, batch, blend, save_col=4, save_height=280)
+    demo = model.ckpt is None
+    apply, ks, dec, shown = _sample_and_save(wf, model, loader, pair, neg, batch, blend, save_col=4,
+                                             save_height=230 if demo else 280)
+    # on a demo model the maps are drawn over the enlarged images: the grid and the mask come out enlarged too
     maps = wf.add("P2PAttentionMaps", 3, 170, attention_store=apply[1], samples=ks[0], prompt_index=0,
-                  words=map_words, threshold=map_threshold, image=dec[0], vae_downscale=model.vae_downscale)
-    wf.add("SaveImage", 4, 180, _title="Attention maps (source tokens)", images=maps[0],
+                  words=map_words, threshold=map_threshold, image=shown, vae_downscale=model.vae_downscale)
+    wf.add("SaveImage", 4, 150 if demo else 180, _title="Attention maps (source tokens)", images=maps[0],
            filename_prefix="p2p/attention_maps")
     m2i = wf.add("MaskToImage", 3, 26, mask=maps[1])
-    wf.add("PreviewImage", 4, 180, _title="Mask of the chosen words", images=m2i[0])
+    wf.add("PreviewImage", 4, 150 if demo else 180, _title="Mask of the chosen words", images=m2i[0])
     return wf
 
 
 METHOD_CHOICE = ("4. `method` of *P2P Invert*: `direct` (exact reconstruction, fast), `null_text` (the official null-text "
                  "inversion, slowest), `negative_prompt`, `ddim` (the baseline, drifts).")
-METHOD_CHOICE_FLOW = ("4. `method` of *P2P Invert*: `direct` (exact reconstruction, fast), `fixed_point` (each step "
-                      "solved so that the sampler retraces it: a closer reconstruction than `ddim` for a few more "
-                      "model calls), `ddim` (the baseline, drifts). Flux.1 has no negative branch: `null_text` and "
-                      "`negative_prompt` are refused.")
+METHOD_CHOICE_FLOW = ("4. `method` of *P2P Invert*: `direct` (exact reconstruction, fast), `fixed_point` (closer "
+                      "than `ddim`), `ddim` (drifts); Flux.1 refuses `null_text` and `negative_prompt`.")
 
 
 def real_image_edit(model: Model) -> Workflow:
@@ -510,11 +528,10 @@ def real_image_edit(model: Model) -> Workflow:
     if model.ckpt is None:
         image, source, edits, words = DEMO_PHOTO, DEMO_PHOTO_CAPTION, DEMO_PHOTO_EDIT, "square"
         labels = ["reconstruction", "blue -> red square"]
-        what = (f"Edits an image you load: `{DEMO_PHOTO}`, shapes drawn by the demo's dataset renderer (not by the "
-                f"model; `make demo-ui` puts it in the input folder, else load any image). *P2P Invert* finds the "
-                f"noise from which the sampler redraws it under the source prompt; then the edit (*a big **blue** "
-                f"square* → ***red***, only inside *square*) works as on a generated image. Saved: the "
-                f"reconstruction (item 0) and the edit.")
+        what = (f"Edits an image you load: `{DEMO_PHOTO}`, shapes drawn by the demo's dataset renderer (`make "
+                f"demo-ui` puts it in the input folder). *P2P Invert* finds the noise the sampler redraws it from; "
+                f"then *a big **blue** square* → ***red***, only inside *square*. Saved: the reconstruction (item 0) "
+                f"and the edit.")
     else:
         image, source, edits, words = REAL_IMAGE, REAL_SOURCE, REAL_EDITS, "dress"
         labels = ["reconstruction", "pink -> blue dress", "pink -> red dress"]
@@ -522,39 +539,36 @@ def real_image_edit(model: Model) -> Workflow:
                 "which the sampler redraws it under the source prompt; then the edit (*a girl in a **pink** "
                 "dress* → ***blue*** / ***red***, only inside *dress*) works as on a generated image. Saved: the "
                 "reconstruction (item 0) and the edits.")
-    wf = Workflow(name, model.arch, "edit a real image", labels, twin, columns=dict(COLUMNS_5))
+    wf = Workflow(name, model.arch, "edit a real image", labels, twin,
+                  columns=dict(COLUMNS_6 if model.flow else COLUMNS_5))
     wf.note(
-        600,
+        660 if model.flow else 600,
         f"# Edit a real image ({model.label})",
         what,
         "**Change first:**",
         f"1. the image in *Load Image* (*Upscale Image* makes it {px}x{px});\n"
-        "2. the **source prompt**, a short description of the image, in **both** *Source prompt for P2P Invert* "
-        "and `source` of *P2P Prompt Pair* (identical texts);\n"
-        "3. `edits` of *P2P Prompt Pair* (same word count: a word swap) and `words` of *P2P Local Blend*, the "
-        "region that may change (bypass it with Ctrl+B to free the whole image);\n"
+        "2. the **source prompt**, a short description of the image, in `source` of *P2P Prompt Pair* "
+        "(*P2P Invert* reads it from there);\n"
+        "3. `edits` (same word count) and `words` of *P2P Local Blend*, the region that may change;\n"
         + (METHOD_CHOICE_FLOW if model.flow else METHOD_CHOICE),
-        f"**The sampler must match the inversion** (P2P Apply says what differs): *KSampler (Advanced)* with "
-        f"`add_noise` disable, `{sampler}` / `{scheduler}`, the inversion's `steps` ({steps}) and `cfg` = its "
-        f"`guidance` ({guidance:g}): change both nodes together.",
-        *_dit_notes(model),
+        f"**The sampler must match the inversion** (P2P Apply says what differs): *KSampler (Advanced)*, "
+        f"`add_noise` disable, `{sampler}` / `{scheduler}`, `steps` {steps}, `cfg` = `guidance` ({guidance:g}).",
+        *_dit_notes(model)[1:],  # "On Flux" is the word swap + local blend template's
+        *([KEEP_OUTSIDE] if model.flow else []),
         _model_note(model, other),
     )
     loader = _loader(wf, model)
     pair = wf.add("P2PPromptPair", 1, 200, clip=loader[1], source=source, edits=edits)
-    src = wf.add("CLIPTextEncode", 1, 100, _title="Source prompt for P2P Invert (= pair's source)",
-                 text=source, clip=loader[1])
     neg = wf.add("CLIPTextEncode", 1, 100, _title="Negative prompt (all items)", text=NEGATIVE, clip=loader[1])
     img = wf.add("LoadImage", 2, 260, image=image)
     scaled = wf.add("ImageScale", 2, 130, image=img[0], upscale_method="lanczos", width=px, height=px, crop="center")
     enc = wf.add("VAEEncode", 2, 46, pixels=scaled[0], vae=loader[2])
-    src_positive, positive = src[0], pair[0]
-    if model.flux_guidance is not None:  # the same distilled guidance for the inversion and the sampler
-        src_positive = wf.add("FluxGuidance", 1, 58, _title="FluxGuidance (P2P Invert)", conditioning=src[0],
-                              guidance=model.flux_guidance)[0]
-        positive = wf.add("FluxGuidance", 1, 58, _title="FluxGuidance (sampler)", conditioning=pair[0],
+    positive = pair[0]
+    if model.flux_guidance is not None:  # the sampler's distilled guidance; P2P Invert's source (`prompts`) has
+        positive = wf.add("FluxGuidance", 1, 58, _title="FluxGuidance (sampler)", conditioning=pair[0],  # 3.5 too
                           guidance=model.flux_guidance)[0]
-    inv = wf.add("P2PInvert", 2, 190, model=loader[0], positive=src_positive, negative=neg[0], latent=enc[0],
+    # The source prompt once: P2P Invert inverts under the Prompt Pair's own source encoding.
+    inv = wf.add("P2PInvert", 2, 190, model=loader[0], prompts=pair[1], negative=neg[0], latent=enc[0],
                  **inversion)
     batch = wf.add("P2PLatentBatch", 3, 46, latent=inv[0], prompts=pair[1])
     swap = wf.add("P2PWordSwap", 3, 102, prompts=pair[1], cross_replace="0.8", self_replace=model.self_replace)
@@ -567,8 +581,36 @@ def real_image_edit(model: Model) -> Workflow:
                 sampler_name=sampler, scheduler=scheduler, start_at_step=0, end_at_step=10000,
                 return_with_leftover_noise="disable")
     dec = wf.add("VAEDecode", 4, 46, samples=ks[0], vae=loader[2])
-    wf.add("SaveImage", 4, 300, _title="Reconstruction + edits", images=dec[0], filename_prefix=f"p2p/{name}")
+    shown, save_col = dec[0], 4
+    if model.flow:
+        shown, save_col = _keep_outside(wf, model, apply, ks, dec, words), 5
+    wf.add("SaveImage", save_col, 300 if model.ckpt is not None else 220, _title="Reconstruction + edits",
+           images=_shown(wf, model, shown, save_col), filename_prefix=f"p2p/{name}")
     return wf
+
+
+# A VAE decoder normalises over the whole image (GroupNorm, mid-block attention): on the Flux demo model a
+# strong edit of one object shifts the colour of another although its latent is the source's to the bit
+# (the yellow circle turned orange, mean G 209 -> 183, when the square turned red). Pasting the edit onto the
+# reconstruction inside the blend's region only keeps everything else pixel-exact.
+KEEP_OUTSIDE = ("**Outside the edit: the reconstruction's pixels.** The decoder mixes the whole image, so an edit "
+                "can tint what the blend kept: *Image Composite Masked* pastes each edit onto the reconstruction "
+                "only inside the blend's region (*P2P Attention Maps* of the same `words`, grown by one token).")
+
+
+def _keep_outside(wf: Workflow, model: Model, apply: WNode, ks: WNode, dec: WNode, words: str) -> Out:
+    """Every edit pasted onto the reconstruction (item 0) inside the blend region, the reconstruction elsewhere."""
+    token_px = model.vae_downscale * (1 if model.ckpt is None else 2)  # Flux.1 packs 2x2 latent cells per token
+    maps = wf.add("P2PAttentionMaps", 4, 170, attention_store=apply[1], samples=ks[0], prompt_index=1,
+                  words=words, threshold=0.3, vae_downscale=model.vae_downscale)
+    # titled: ComfyUI 0.33.0 renamed these nodes' display names ("Grow Mask"), which the API files carry
+    grown = wf.add("GrowMask", 4, 82, _title="Grow the region by one token", mask=maps[1], expand=token_px,
+                   tapered_corners=False)
+    outside = wf.add("InvertMask", 5, 26, _title="Outside the region", mask=grown[0])
+    rec = wf.add("ImageFromBatch", 5, 82, _title="Reconstruction (item 0)", image=dec[0], batch_index=0, length=1)
+    return wf.add("ImageCompositeMasked", 5, 138, _title="Edits inside the region only", destination=dec[0],
+                  source=rec[0], x=0, y=0,
+                  resize_source=False, mask=outside[0])[0]
 
 
 def all_workflows() -> list[Workflow]:

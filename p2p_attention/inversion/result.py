@@ -30,6 +30,8 @@ class Inversion:
     null_embeddings: list | None = None  # per step [1, L, D] fp32: the unconditional text context
     negative_conditioning: list | None = None  # null_text: the negative the embeddings were optimised with
     source_conditioning: list | None = None  # negative_prompt: the source prompt, used as unconditional
+    positive_context: torch.Tensor | None = None  # [1, L, D] the text context of the positive it was made under
+    prompts_uid: str | None = None  # the PromptSet it was given (its source compared already)
     unet_evals: int = 0  # single-image UNet forward passes (a CFG step on one image counts 2)
     unet_backwards: int = 0  # backward passes through the UNet (null_text)
     inner_iterations: int = 0  # the setting

@@ -12,6 +12,7 @@ import torch
 
 from ..adapters import model_family
 from ..checks import check_no_cache_speedup
+from ..conditioning import inversion_positive
 from ..errors import P2PError, warn
 from .methods import strategy
 from .result import Inversion
@@ -189,8 +190,10 @@ def invert(
     early_stop: bool = True,
     progress: Callable[[int, int], None] | None = None,
     check_interrupt: Callable[[], None] | None = None,
+    prompts=None,
 ) -> Inversion:
-    """Invert `latent` (a LATENT dict or its samples, batch 1) under the source prompt `positive`.
+    """Invert `latent` (a LATENT dict or its samples, batch 1) under the source prompt: `positive`, or
+    without it the source of `prompts` (a Prompt Pair's PromptSet; conditioning.inversion_positive).
 
     The input ModelPatcher is never modified: all patches go on a clone.
     """
@@ -198,6 +201,7 @@ def invert(
     import comfy.samplers
 
     check_no_cache_speedup(model_patcher)  # cached steps would leave holes in the trajectory
+    positive = inversion_positive(positive, prompts)
     family = model_family(model_patcher)
     impl = strategy(method)
     impl.check_model(family)
@@ -261,5 +265,7 @@ def invert(
         nan_steps=run.nan_steps,
         seconds=time.perf_counter() - started,
         model_id=id(model_patcher.model),
+        positive_context=pos[0][0].detach().cpu() if isinstance(pos[0][0], torch.Tensor) else None,
+        prompts_uid=getattr(prompts, "uid", None),
         **impl.result(run, pos, neg),
     )

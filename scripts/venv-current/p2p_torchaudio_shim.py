@@ -5,7 +5,7 @@ audio_vae.py), so `import comfy.sd` and main.py need it. PyPI's torchaudio wheel
 libraries (torchaudio/lib/*.so) built against another torch; loading them here fails. torchaudio
 runs without them (it checks `_IS_TORCHAUDIO_EXT_AVAILABLE` and falls back to its pure-torch
 code), so this makes its library loader report "not found" (`_load_lib` -> False) before
-torchaudio's extension module runs. Installed by `scripts/setup_env.sh current` into
+torchaudio's extension module runs. Installed by `scripts/setup_env.sh` (.venv) and `setup_env.sh current` into
 .venv-current; never part of the pack.
 """
 

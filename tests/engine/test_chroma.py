@@ -451,3 +451,22 @@ def test_an_inverted_photo_edited_with_a_longer_prompt_keeps_its_reconstruction(
     noise = fp_bound(rec, torch.float32, unet_evals(inv.steps))
     assert (out[0] - rec[0]).abs().max().item() <= noise
     assert (out[1] - out[0]).abs().max().item() > 100 * noise
+
+
+def test_inverting_under_the_prompt_pairs_source_with_a_longer_edit():
+    """P2P Invert without a positive takes the Prompt Pair's source: on Chroma its own unpadded encoding
+    (as CLIPTextEncode gives it), so the inversion is the one made under the plain prompt and the
+    masked source item reconstructs the photo exactly (direct)."""
+    model, clip, _ = _models("chroma")
+    cond, prompts = encode_prompt_set(clip, SRC, [LONGER])
+    source = prompts.source_conditioning
+    assert torch.equal(source[0][0], encode(clip, SRC)[0][0]) and source[0][1] == {"pooled_output": None}
+    neg = encode(clip, "")
+    with torch.inference_mode():
+        inv = invert(model, None, neg, _photo("chroma"), method="direct", steps=8, guidance=CFG, prompts=prompts)
+    patched, _ = apply_edit(model, make_plan(prompts, None, "refine", "0.8", "0.4"), inversion=inv)
+    out = sample(patched, cond, neg, latent_batch({"samples": inv.latent}, 2), sampler=inv.sampler,
+                 scheduler=inv.scheduler, steps=inv.steps, cfg=CFG, disable_noise=True)
+    photo = _photo("chroma")["samples"][0]
+    assert (out[0] - photo).abs().max().item() <= last_step_bound(photo)
+    assert (out[1] - out[0]).abs().max().item() > 100 * last_step_bound(photo)

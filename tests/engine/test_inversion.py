@@ -361,8 +361,10 @@ def test_invert_node(tiny_sd1, pack):
     assert cls.NODE_ID == "P2PInvert" and cls.DISPLAY_NAME == "P2P Invert"
     assert (info["name"], info["display_name"], info["category"]) == ("P2PInvert", "P2P Invert", "prompt_to_prompt")
     spec = info["input"]["required"]
-    assert list(spec) == ["model", "positive", "negative", "latent", "method", "steps", "guidance", "inner_iterations"]
-    assert all(opts.get("tooltip") for _, opts in spec.values())
+    assert list(spec) == ["model", "negative", "latent", "method", "steps", "guidance", "inner_iterations"]
+    assert list(info["input"]["optional"]) == ["positive", "prompts"]  # the source prompt: either, written once
+    assert info["input"]["optional"]["prompts"][0] == "P2P_PROMPTS"
+    assert all(opts.get("tooltip") for _, opts in [*spec.values(), *info["input"]["optional"].values()])
     assert spec["method"][1]["options"] == ["ddim", "null_text_fast", "null_text", "negative_prompt", "direct", "fixed_point"]
     assert spec["method"][1]["default"] == "fixed_point"
     assert spec["steps"][1]["default"] == 50 and spec["guidance"][1]["default"] == 7.5
@@ -372,11 +374,34 @@ def test_invert_node(tiny_sd1, pack):
     model, clip, _ = tiny_sd1
     pos, neg = encode(clip, SRC), encode(clip, "")
     with torch.inference_mode():
-        latent, inv = cls.execute(model, pos, neg, source_latent(), "negative_prompt", 4, 7.5, 10).args
+        latent, inv = cls.execute(model, neg, source_latent(), "negative_prompt", 4, 7.5, 10, positive=pos).args
         assert type(inv).__name__ == "Inversion" and torch.equal(latent["samples"], inv.latent)
         with pytest.raises(ValueError, match=r"^P2P Invert: the latent has batch 2; invert one image at a time\. "
                            r"VAEEncode a single image, or pick one with 'Latent From Batch'\.$"):
-            cls.execute(model, pos, neg, {"samples": torch.zeros(2, 4, 8, 8)}, "ddim", 4, 7.5, 10)
+            cls.execute(model, neg, {"samples": torch.zeros(2, 4, 8, 8)}, "ddim", 4, 7.5, 10, positive=pos)
+        with pytest.raises(ValueError, match=r"^P2P Invert: no source prompt to invert under: .* Connect P2P Prompt "
+                           r"Pair's 'prompts' output to 'prompts'"):
+            cls.execute(model, neg, source_latent(), "ddim", 4, 7.5, 10)
+
+
+@pytest.mark.parametrize("method", ["ddim", "null_text_fast"])
+def test_the_prompts_source_inverts_as_its_own_encoding(tiny_sd1, method):
+    """P2P Invert given the Prompt Pair's prompts instead of a positive (the source written once) inverts
+    under the source's row: the same inversion as under CLIPTextEncode of the source (to float rounding:
+    the row is encoded in a batch of 2). (An edit over 77 tokens pads the source's row to two chunks:
+    then the inversion runs under that row, the context the sampler gives the source.)"""
+    model, clip, _ = tiny_sd1
+    neg, lat = encode(clip, NEG), source_latent()
+    _, prompts = encode_prompt_set(clip, SRC, [SRC.replace("cat", "dog")])
+    via_prompts = _invert(model, None, neg, lat, method, steps=5, prompts=prompts)
+    via_positive = _invert(model, encode(clip, SRC), neg, lat, method, steps=5)
+    assert via_prompts.prompts_uid == prompts.uid and via_positive.prompts_uid is None
+    diff = float((via_prompts.latent - via_positive.latent).abs().max())
+    scale = float(via_positive.latent.abs().max())
+    print(f"{method}: inverted latents differ by {diff:.2e} (scale {scale:.2f})")
+    assert diff <= 1e-4 * scale
+    other = _invert(model, encode(clip, "a blue dog"), neg, lat, "ddim", steps=5)
+    assert float((other.latent - via_positive.latent).abs().max()) > 1e-2 * scale  # the prompt matters
 
 
 def test_real_image_swap_with_local_blend_keeps_the_photo_outside_the_mask(tiny_sd1):

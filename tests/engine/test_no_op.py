@@ -31,6 +31,22 @@ def test_words_outside_the_vocabulary_are_named(demo):
     assert len(known) < 40  # the demo's training vocabulary, not CLIP's 49408 tokens
 
 
+def test_a_swapped_or_inserted_unknown_word_is_refused(demo, caplog):
+    """'circle' -> 'dog' encodes differently from the source, but 'dog' has a zero embedding: the circle
+    would vanish. Refused with the word; an unknown word the source has too stays a warning."""
+    _, clip, _ = demo
+    with pytest.raises(P2PError) as e:
+        encode_prompt_set(clip, SHAPES, [SHAPES.replace("red", "green"), SHAPES.replace("circle", "dog")])
+    msg = str(e.value)
+    assert msg.startswith(f"edit prompt 2 ({SHAPES.replace('circle', 'dog')!r}): 'dog' is outside this model's vocabulary")
+    assert "circle" in msg.split("Change words the model knows: ")[1]
+    with pytest.raises(P2PError, match="'fluffy' is outside"):
+        encode_prompt_set(clip, SHAPES, [SHAPES.replace("big red", "big fluffy red")])
+    with caplog.at_level(logging.WARNING):
+        encode_prompt_set(clip, SHAPES + " photo", [SHAPES.replace("red", "green")])  # removed: a warning
+    assert any("'photo'" in m for m in _ours(caplog))
+
+
 def _ours(caplog) -> list[str]:
     """The pack's warnings only (ComfyUI logs its own, e.g. model_management's memory-leak notice when
     loading a text encoder frees other models)."""

@@ -5,7 +5,7 @@ import torch
 from bounds import fp_bound, unet_evals
 from sampling import empty_latent, encode, sample
 
-from p2p_attention.conditioning import encode_prompt_set, latent_batch
+from p2p_attention.conditioning import encode_prompt_set, encodes_alike, latent_batch
 from p2p_attention.errors import P2PError
 
 
@@ -36,6 +36,24 @@ def test_long_prompts_share_chunk_count(tiny_sd1):
     cond, prompts = encode_prompt_set(clip, long_src, ["a small boat"])
     assert cond[0][0].shape[:2] == (2, 154)
     assert prompts.source.n_chunks == prompts.edits[0].n_chunks == 2
+
+
+def test_the_source_conditioning_is_the_source_encoded_alone(tiny_model):
+    """What an inversion under the source is compared with (P2P Apply warns when it differs): the source's
+    own encoding matches it even when an edit pads the source to more chunks, another prompt does not."""
+    arch, (_, clip, _) = tiny_model
+    source = "a photo of a cat riding a bicycle"
+    long_edit = " ".join(["a red house"] * 30)  # > 77 tokens: the source's row is padded to two chunks
+    _, prompts = encode_prompt_set(clip, source, ["a photo of a dog riding a bicycle", long_edit])
+    row = prompts.source_conditioning[0][0]
+    alone = encode(clip, source)
+    assert row.shape[1] == 154 and alone[0][0].shape[1] == 77
+    if arch == "sdxl":
+        assert torch.allclose(prompts.source_conditioning[0][1]["pooled_output"], alone[0][1]["pooled_output"],
+                              atol=1e-5)
+    assert encodes_alike(row, alone[0][0]) is True
+    assert encodes_alike(row, encode(clip, "a photo of a cat riding a horse")[0][0]) is False
+    assert encodes_alike(row, torch.zeros(1, 77, row.shape[-1] + 1)) is None  # another encoder: not comparable
 
 
 @pytest.mark.parametrize(

@@ -52,6 +52,8 @@ class Case:
     chained: bool = False
     inversion: dict | None = None  # P2P Invert inputs (its image: an empty one, encoded)
     foreign_latent: bool = False  # the latent encoded by the other demo model's VAE
+    invert_text: str | None = None  # P2P Invert's positive prompt (default: the source)
+    invert_source: str = "positive"  # P2P Invert's source prompt: "positive", "prompts" (the pair's), "both", "none"
 
 
 def build(c: Case) -> tuple[Graph, dict]:
@@ -71,9 +73,14 @@ def build(c: Case) -> tuple[Graph, dict]:
         lat = g.node("EmptyLatentImage", width=128, height=128, batch_size=c.latent_batch_size)
     inv = None
     if c.inversion is not None:
-        inv = g.node("P2PInvert", model=m[0], positive=g.node("CLIPTextEncode", clip=clip, text=c.source),
-                     negative=neg, latent=lat, **{"method": "ddim", "steps": 5, "guidance": 1.0 if c.flux else 5.0,
-                                                  "inner_iterations": 2, **c.inversion})
+        source_in = {}
+        if c.invert_source in ("positive", "both"):
+            source_in["positive"] = g.node("CLIPTextEncode", clip=clip, text=c.invert_text or c.source)
+        if c.invert_source in ("prompts", "both"):
+            source_in["prompts"] = pair[1]
+        inv = g.node("P2PInvert", model=m[0], negative=neg, latent=lat, **source_in,
+                     **{"method": "ddim", "steps": 5, "guidance": 1.0 if c.flux else 5.0, "inner_iterations": 2,
+                        **c.inversion})
         lat = inv
     if c.latent_batch:
         lat = g.node("P2PLatentBatch", latent=lat, prompts=pair[1])
@@ -105,7 +112,8 @@ def build(c: Case) -> tuple[Graph, dict]:
                   threshold=0.0, vae_downscale=2)
     g.node("PreviewImage", _id="maps", images=maps[0])
     g.node("PreviewImage", _id="save", images=g.node("VAEDecode", samples=out, vae=m[2]))
-    return g, {"pair": pair.id, "edit": edit.id, "apply": apply.id, "sampler": out.id, "maps": maps.id}
+    return g, {"pair": pair.id, "edit": edit.id, "apply": apply.id, "sampler": out.id, "maps": maps.id,
+               "invert": inv.id if inv is not None else None}
 
 
 def _self_blocks_empty_is_auto(outputs):
@@ -137,6 +145,16 @@ ROWS = {
     "word_count": (Case(edits=SRC + " big"), Error("P2P Word Swap", ("the source has", "Use P2P Refine"))),
     "unknown_edit_word": (Case(source=SRC.replace("red", "crimson"), edits=SRC.replace("red", "scarlet")),
                           Error("P2P Prompt Pair", ("outside this model's vocabulary", "Change words the model knows"))),
+    "unknown_swapped_word": (Case(edits=SRC.replace("circle", "dog")),
+                             Error("P2P Prompt Pair", ("edit prompt 1", "'dog' is outside this model's vocabulary",
+                                                       "would vanish", "Change words the model knows: ", "circle"))),
+    "unknown_inserted_word": (Case(edits=SRC.replace("big red", "big fluffy red"), control="P2PRefine"),
+                              Error("P2P Prompt Pair", ("'fluffy' is outside this model's vocabulary",
+                                                        "Change words the model knows"))),
+    "unknown_words_among_edits": (Case(edits=f"{EDIT}\n" + SRC.replace("red circle", "crimson dog")),
+                                  Error("P2P Prompt Pair", ("edit prompt 2", "'crimson', 'dog' are outside",))),
+    "flux_unknown_swapped_word": (Case(flux=True, edits=SRC.replace("circle", "dog")),
+                                  Error("P2P Prompt Pair", ("'dog' is outside this model's vocabulary",))),
     # --- windows ---
     "window_syntax": (Case(control_inputs={"cross_replace": "abc"}), Error("P2P Word Swap", ("not a step window",))),
     "window_range": (Case(control_inputs={"self_replace": "0.9-0.2"}),
@@ -165,6 +183,19 @@ ROWS = {
                           Error("P2P Local Blend", ("'purple' is in no prompt",))),
     "blend_threshold_1": (Case(control="P2PLocalBlend", control_inputs={"threshold": 1.0}),
                           Error("P2P Local Blend", ("threshold must be below 1", "Use e.g. 0.3"))),
+    "blend_threshold_0": (Case(control="P2PLocalBlend", control_inputs={"threshold": 0.0}),
+                          Error("P2P Local Blend", ("threshold must be above 0", "no blend at all", "Use e.g. 0.3"))),
+    "blend_subtract_threshold_0": (Case(control="P2PLocalBlend",
+                                        control_inputs={"subtract": "square", "subtract_threshold": 0.0}),
+                                   Error("P2P Local Blend", ("subtract_threshold must be above 0",
+                                                             "the source everywhere", "Use e.g. 0.3"))),
+    "blend_subtract_threshold_1": (Case(control="P2PLocalBlend",
+                                        control_inputs={"subtract": "square", "subtract_threshold": 1.0}),
+                                   Error("P2P Local Blend", ("subtract_threshold must be below 1",))),
+    "blend_subtract_threshold_0_unused": (Case(control="P2PLocalBlend", control_inputs={"subtract_threshold": 0.0}),
+                                          Deliberate("without subtract words, subtract_threshold is unused")),
+    "blend_start_0": (Case(control="P2PLocalBlend", control_inputs={"start_blend": 0.0}),
+                      Deliberate("start_blend 0 blends from the first step (the maps of step 0)")),
     "blend_start_1": (Case(control="P2PLocalBlend", control_inputs={"start_blend": 1.0}),
                       Error("P2P Local Blend", ("start_blend must be below 1", "never run"))),
     # --- latents ---
@@ -206,13 +237,33 @@ ROWS = {
     # --- warnings the user sees, the result still produced ---
     "edit_equals_source": (Case(edits=SRC), Warn("ui:apply", "equal the source and no word is reweighted")),
     "edits_identical_unknown_words": (
-        Case(edits="\n".join(SRC.replace("red", w) for w in ("crimson", "scarlet", "green"))),
+        Case(source=SRC + " crimson scarlet", edits=f"{EDIT} crimson\n{EDIT} scarlet", control="P2PRefine"),
         Warn("ui:pair", "edit prompts [1, 2] encode exactly alike: 'crimson', 'scarlet' are outside")),
     "unknown_word": (Case(source=SRC + " photo", edits=EDIT + " photo"), Warn("ui:pair", "'photo' in")),
     "one_step": (Case(sampler={"steps": 1}), Warn("progress:sampler", "all 1 sampling step(s) are inside")),
     "window_without_steps": (Case(flux=True, control_inputs={"self_replace": "0.5-0.52"}),
                              Warn("progress:sampler", "self_replace 0.5-0.52 select(s) no step of this 5-step")),
     "one_step_inversion": (Case(inversion={"steps": 1}), Warn("progress:sampler", "all 1 sampling step(s)")),
+    "inversion_of_another_prompt": (Case(inversion={}, invert_text=SRC.replace("big", "small")),
+                                    Warn("ui:apply", "the inversion was made under a positive prompt other than")),
+    "flux_inversion_of_another_prompt": (Case(flux=True, inversion={"method": "direct"},
+                                              invert_text=SRC.replace("circle", "square")),
+                                         Warn("ui:apply", "the inversion was made under a positive prompt other")),
+    "inversion_of_the_source": (Case(inversion={}), Deliberate("the same prompt: no warning")),
+    "inversion_under_the_prompts": (Case(inversion={}, invert_source="prompts"),
+                                    Deliberate("the source written once (P2P Invert's prompts): no warning")),
+    "flux_inversion_under_the_prompts": (Case(flux=True, inversion={"method": "direct"}, invert_source="prompts"),
+                                         Deliberate("the source written once on Flux: no warning")),
+    "inversion_positive_and_prompts_alike": (Case(inversion={}, invert_source="both"),
+                                             Deliberate("both given, the same prompt: no warning")),
+    "inversion_positive_other_than_prompts": (
+        Case(inversion={}, invert_source="both", invert_text=SRC.replace("big", "small")),
+        Warn("ui:invert", "the positive prompt is not the prompts' source")),
+    "inversion_without_source": (Case(inversion={}, invert_source="none"),
+                                 Error("P2P Invert", ("no source prompt to invert under",
+                                                      "Connect P2P Prompt Pair's 'prompts' output to 'prompts'"))),
+    "flux_inversion_of_the_source": (Case(flux=True, inversion={"method": "direct"}),
+                                     Deliberate("the same prompt: no warning")),
     "noisy_sampler": (Case(sampler={"sampler_name": "euler_ancestral"}),
                       Warn("progress:sampler", "adds fresh random noise")),
 }

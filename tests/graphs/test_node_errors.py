@@ -105,6 +105,39 @@ def _graph(edits: str, batch_through_p2p: bool) -> Graph:
     ids=["at_the_node", "while_sampling"],
 )
 def test_a_real_graph_reports_the_node_and_the_fix(edits, batch_through_p2p, expected):
+    g = _graph(edits, batch_through_p2p)
     with pytest.raises(AssertionError) as e:
-        run_inprocess(_graph(edits, batch_through_p2p))
+        run_inprocess(g)
     assert expected in str(e.value)
+    sampler = next(k for k, v in g.items() if v["class_type"] == "KSampler")
+    during = f"(Raised while KSampler (node {sampler}) sampled this P2P Apply's MODEL.)"
+    assert (during in str(e.value)) == (not batch_through_p2p)
+
+
+def _sampling_error(server, g: Graph) -> dict:
+    """The execution_error message of a graph that fails (what ComfyUI's error dialog shows)."""
+    prompt_id = server.queue(g)
+    with pytest.raises(AssertionError):
+        server.wait(prompt_id, timeout=300)
+    messages = server.history(prompt_id)["status"]["messages"]
+    return next(data for event, data in messages if event == "execution_error")
+
+
+@pytest.mark.server
+def test_an_error_while_sampling_names_the_node_to_fix_over_http(comfy_server):
+    """Raised inside KSampler's sampling (the latent was not batched for the edit): ComfyUI's error dialog
+    is titled by the node that ran, KSampler, so the message starts with the node to fix and says which
+    node was sampling; the same on ComfyUI 0.3.75 and 0.33."""
+    g = _graph("a red dog sitting on a chair", batch_through_p2p=False)
+    sampler = next(k for k, v in g.items() if v["class_type"] == "KSampler")
+    g[sampler]["_meta"] = {"title": "My sampler"}  # the title the user sees on the canvas
+    err = _sampling_error(comfy_server, g)
+    assert (err["node_id"], err["node_type"]) == (sampler, "KSampler"), err  # the dialog's node
+    msg = err["exception_message"].strip()
+    assert msg == ("P2P Apply: the latent batch has 1 item(s) but the prompts need 2 (the source and 1 edit(s)). "
+                   "Feed the sampler the source latent through P2P Latent Batch. (Raised while My sampler "
+                   f"(node {sampler}) sampled this P2P Apply's MODEL.)"), msg
+    del g[sampler]["_meta"]
+    msg = _sampling_error(comfy_server, g)["exception_message"].strip()
+    assert msg.startswith("P2P Apply: the latent batch has 1 item(s)")
+    assert msg.endswith(f"(Raised while KSampler (node {sampler}) sampled this P2P Apply's MODEL.)"), msg

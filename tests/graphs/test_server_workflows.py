@@ -81,3 +81,14 @@ def test_maps_and_mask_through_the_server(comfy_server, arch, size):
     mask = outputs["mask"]["images"][0]
     path = comfy_server.output_dir / mask.get("subfolder", "") / mask["filename"]
     assert Image.open(path).size == (size[1], size[0])  # the mask has the image's size
+
+
+def test_the_server_starts_cleanly(comfy_server):
+    """ComfyUI's own startup, as `make demo-ui` shows it: every optional node of comfy_extras imports and its
+    template and docs packages are there (requirements-test.txt, scripts/setup_env.sh), so the log has no
+    traceback, no IMPORT FAILED and no boxed ERROR."""
+    comfy_server.object_info()  # started
+    log = comfy_server.log_path.read_text(errors="replace")
+    bad = [line for line in log.splitlines()
+           if any(s in line for s in ("Traceback", "IMPORT FAILED", "ERROR", "not installed", "package not found"))]
+    assert not bad, "\n".join(bad) + "\n\n" + log[-4000:]
