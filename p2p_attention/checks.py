@@ -146,8 +146,8 @@ def check_model_inputs(model_patcher, conds: dict, latent_image, width: int | No
         if any(isinstance(c, dict) and c.get("reference_latents") is not None for c in conds.get(kind, [])):
             # Their image tokens join the joint attention, which the edit then leaves alone: no edit at all.
             raise P2PError(f"the {kind} conditioning carries reference images (ReferenceLatent, Qwen-Image-Edit's "
-                           "or Flux Kontext's image inputs); Prompt-to-Prompt edits text-to-image sampling only: "
-                           "sample without reference images, or edit a photo with P2P Invert.")
+                           "or Flux Kontext's image inputs); Prompt-to-Prompt edits text-to-image sampling only.",
+                           fix="no_reference_images")
     if width is not None:
         for kind in ("positive", "negative"):
             for c in conds.get(kind, []):

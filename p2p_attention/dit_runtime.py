@@ -172,8 +172,8 @@ class DiTRuntime(EditRuntime):
         if n_txt == 0 or not any(pads) or not layout.groups:
             return bias
         if n_txt != self.plan.prompts.length:
-            raise P2PError(f"the text context has {n_txt} tokens, the Prompt Pair's prompts {self.plan.prompts.length}: "
-                           "give P2P Apply's sampler the Prompt Pair's conditioning.")
+            raise P2PError(f"the text context has {n_txt} tokens, the prompts {self.plan.prompts.length}.",
+                           fix="sampler_positive")
         own = torch.zeros(batch, 1, 1, length, device=device)
         for src, es in layout.groups:
             for row, pad in zip([src, *es], pads):
