@@ -8,6 +8,6 @@ inversion methods on the negative work. Radiance runs the same blocks on 16x16 p
 from .base import DiTFamily
 
 # Self-map injection: the later single-stream blocks, as on Flux.1 (Chroma keeps its 19 + 38 blocks).
-CHROMA = DiTFamily(name="chroma", label="Chroma/Chroma Radiance", configs=("Chroma", "ChromaRadiance"),
+CHROMA = DiTFamily(name="chroma", label="Chroma", configs=("Chroma", "ChromaRadiance"),
                    block_lists=(("double", "double_blocks"), ("single", "single_blocks")), context_layer="txt_in",
                    map_blocks=("single", 20 / 38), distilled=False)
