@@ -4,7 +4,8 @@ Both pinned frontends list a custom node pack's templates in the order of the se
 `GET /workflow_templates` (1.32.9's default sort is by date, which a pack's template has none of;
 1.49.6's default keeps the order), and ComfyUI builds that list with an unsorted glob, so the order
 depends on the file system. A small aiohttp middleware sorts this pack's list by name (the demo
-templates, `p2p_demo1_*` to `p2p_demo7_*`, first); the lists of other packs are left as they are.
+templates, `p2p_demo1_*` to `p2p_demo7_*`, first), the families added later (`p2p_dit_*`: Chroma,
+Z-Image, Qwen-Image) after all the others; the lists of other packs are left as they are.
 It is added while ComfyUI imports the pack (before its web app starts) and does nothing elsewhere.
 """
 
@@ -15,6 +16,12 @@ from pathlib import Path
 
 WORKFLOWS = Path(__file__).resolve().parent / "workflows"
 LISTING_PATHS = ("/workflow_templates", "/api/workflow_templates")
+LAST = "p2p_dit_"  # the templates listed after the others
+
+
+def template_order(names) -> list[str]:
+    """The pack's template names in the order the browser lists them: by name, those starting with LAST last."""
+    return sorted(names, key=lambda n: (n.startswith(LAST), n))
 
 
 def sorted_listing(listing: dict) -> dict | None:
@@ -23,8 +30,8 @@ def sorted_listing(listing: dict) -> dict | None:
     ours = {p.stem for p in WORKFLOWS.glob("*.json")}
     out, changed = dict(listing), False
     for key, names in listing.items():
-        if isinstance(names, list) and set(names) == ours and names != sorted(names):
-            out[key], changed = sorted(names), True
+        if isinstance(names, list) and set(names) == ours and names != template_order(names):
+            out[key], changed = template_order(names), True
     return out if changed else None
 
 

@@ -9,8 +9,10 @@
 
 Each template kind is written twice from one function: on the pack's demo model (`p2p_demo*`, runs as
 it is: P2P Demo Model as the loader, its latent size, captions in its words) and on a checkpoint
-(`p2p_sd15_*`, `p2p_sdxl_*`), the same graph. The thumbnails `workflows/<name>.jpg` are drawn by
-`make demo` (scripts/demo.py) from runs of the demo templates, not here.
+(`p2p_sd15_*`, `p2p_sdxl_*`), the same graph. The families ComfyUI's examples load from separate files
+(Chroma, Z-Image, Qwen-Image: `p2p_dit_*`) have one template each, on UNETLoader, CLIPLoader and VAELoader,
+and no demo twin. The thumbnails `workflows/<name>.jpg` are drawn by `make demo` (scripts/demo.py) from
+runs of the demo templates (a template without a demo twin gets a card in words), not here.
 
 Widget order follows ComfyUI frontend 1.32.x and 1.49.x (comfyui-frontend-package, see
 src/services/litegraphService.ts `#addInputs` and useIntWidget.ts): sockets first, then one widget
@@ -149,8 +151,8 @@ ROW_GAP = 50
 @dataclass
 class Workflow:
     name: str
-    arch: str  # "sd1" | "sdxl" | "flux" | "sd35": the tiny test model that replaces its checkpoint loader in
-    # tests; "demo": runs as is
+    arch: str  # "sd1" | "sdxl" | "flux" | "sd35" | "chroma" | "zimage" | "qwen_image": the tiny test model that
+    # replaces its loaders in tests; "demo": runs as is
     title: str  # what it shows, in a few words (its thumbnail's heading)
     labels: list[str]  # caption of each image of its main SaveImage, source first (thumbnail)
     twin: str | None = None  # a checkpoint template's demo-model twin: the same graph, which draws its thumbnail
@@ -188,10 +190,11 @@ INVERSION = dict(method="direct", steps=50, guidance=7.5, inner_iterations=10)
 class Model:
     """What a template runs on: a checkpoint the user has, or the pack's embedded demo model."""
 
-    key: str  # "demo" | "demo_flux" | "sd15" | "sdxl" | "flux" | "sd35": its column of NAMES
+    key: str  # "demo" | "demo_flux" | "sd15" | "sdxl" | "flux" | "sd35" | "chroma" | "zimage" | "qwen_image":
+    # its column of NAMES
     arch: str  # Workflow.arch: "demo" for the demo models, else the tiny test model standing in for it
     label: str  # in the note's title
-    ckpt: str | None  # CheckpointLoaderSimple's file; None: P2P Demo Model
+    ckpt: str | None  # CheckpointLoaderSimple's file (UNETLoader's where `clip` is set); None: P2P Demo Model
     latent_px: int  # EmptyLatentImage width and height
     image_px: int  # the real-image template resizes the photo to this
     vae_downscale: int
@@ -204,6 +207,13 @@ class Model:
     latent_node: str = "EmptyLatentImage"  # MM-DiT: EmptySD3LatentImage (16 channels), as ComfyUI's examples
     flux_guidance: float | None = None  # Flux.1 dev: FluxGuidance on the positive (cfg 1: no uncond pass)
     flow: bool = False  # flow matching (Flux.1, SD3): inversion and its sampling on euler / simple
+    # The families ComfyUI's examples load from separate files (Chroma, Z-Image, Qwen-Image): UNETLoader (the
+    # diffusion model: `ckpt`), CLIPLoader (file, type) and VAELoader instead of CheckpointLoaderSimple;
+    # aura_shift: ModelSamplingAuraFlow's shift on the model, as their examples
+    clip: tuple[str, str] | None = None
+    vae: str | None = None
+    aura_shift: float | None = None
+    note: str = ""  # the family's paragraph in the template's note
 
 
 SD15 = Model("sd15", "sd1", "SD1.5", SD15_CKPT, 512, 512, 8, SAMPLER, INVERSION, "0.4",
@@ -238,6 +248,33 @@ DEMO_FLUX = Model("demo_flux", "demo", "Flux demo model", None, 64, 32, 4,
                   dict(method="direct", steps=20, guidance=4.0, inner_iterations=10), "0.4", DIT_APPLY, DIT_APPLY,
                   demo_loader="P2PDemoFluxModel", latent_node="EmptySD3LatentImage", flux_guidance=3.5, flow=True)
 
+# The families with separate model files, as ComfyUI's examples (comfyanonymous.github.io/ComfyUI_examples:
+# chroma, z_image, qwen_image) load them; real CFG with a negative prompt for Chroma and Qwen-Image, cfg 1 for
+# Z-Image Turbo (distilled). No demo model of these families: their templates have no demo twin.
+CHROMA = Model("chroma", "chroma", "Chroma", "Chroma1-HD.safetensors", 1024, 1024, 8,
+               dict(seed=8888, steps=26, cfg=4.0, sampler_name="euler", scheduler="simple", denoise=1.0),
+               dict(method="direct", steps=26, guidance=4.0, inner_iterations=10), "0.4", DIT_APPLY, DIT_APPLY,
+               latent_node="EmptySD3LatentImage", flow=True, clip=("t5xxl_fp16.safetensors", "chroma"),
+               vae="ae.safetensors",
+               note="**On Chroma.** A Flux.1-schnell derivative without guidance distillation: real CFG (4) with a "
+                    "negative prompt; its T5 stream is aligned word by word with the source.")
+ZIMAGE = Model("zimage", "zimage", "Z-Image Turbo", "z_image_turbo_bf16.safetensors", 1024, 1024, 8,
+               dict(seed=8888, steps=9, cfg=1.0, sampler_name="euler", scheduler="simple", denoise=1.0),
+               dict(method="direct", steps=9, guidance=1.0, inner_iterations=10), "0.4", DIT_APPLY, DIT_APPLY,
+               latent_node="EmptySD3LatentImage", flow=True, clip=("qwen_3_4b.safetensors", "lumina2"),
+               vae="ae.safetensors", aura_shift=3.0,
+               note="**On Z-Image.** One stream of text and image tokens (Qwen3 4B text encoder: CLIPLoader type "
+                    "`lumina2`); Turbo is distilled: 9 steps at cfg 1, the negative prompt is not used.")
+QWEN_IMAGE = Model("qwen_image", "qwen_image", "Qwen-Image", "qwen_image_fp8_e4m3fn.safetensors", 1328, 1328, 8,
+                   dict(seed=8888, steps=20, cfg=2.5, sampler_name="euler", scheduler="simple", denoise=1.0),
+                   dict(method="direct", steps=20, guidance=2.5, inner_iterations=10), "0.4", DIT_APPLY, DIT_APPLY,
+                   latent_node="EmptySD3LatentImage", flow=True,
+                   clip=("qwen_2.5_vl_7b_fp8_scaled.safetensors", "qwen_image"), vae="qwen_image_vae.safetensors",
+                   aura_shift=3.1,
+                   note="**On Qwen-Image.** Text and image attend jointly (Qwen2.5-VL text encoder, its chat "
+                        "template around each prompt); real CFG (2.5) with a negative prompt.")
+SPLIT_MODELS = (CHROMA, ZIMAGE, QWEN_IMAGE)
+
 DEMO_A = "a big red circle on the left and a small blue square on the right"
 DEMO_WORDS = ("a, big, small, red, green, blue, yellow, purple, white, circle, square, triangle, star, "
               "on the left, and, on the right, above")
@@ -271,6 +308,8 @@ def _dit_notes(model: Model) -> list[str]:
                 "source; text and image attend jointly; new words keep their own attention, and during "
                 "`self_replace` the edit takes the source's image values outside the new words' region in every "
                 "joint block (P2P Apply's `mmdit_structure`). cfg 4.5 with a negative prompt, as ComfyUI's example."]
+    if model.note:
+        return [model.note]
     return []
 
 
@@ -283,6 +322,10 @@ def _model_note(model: Model, twin_of: str | None) -> str:
         return (f"**Runs as is** on *P2P Demo Model*, the pack's tiny model trained on coloured shapes (32x32 "
                 f"images; a 128x128 EmptyLatentImage is its 16x16 latent): press **Run**. The words it knows: "
                 f"{DEMO_WORDS}. The same graph for a real checkpoint: `{twin_of}`.")
+    if model.clip is not None:
+        return (f"**Model files** (ComfyUI's {model.label} example): `{model.ckpt}` in *Load Diffusion Model*, "
+                f"`{model.clip[0]}` in *Load CLIP* (type `{model.clip[1]}`), `{model.vae}` in *Load VAE*; "
+                f"{model.latent_px}x{model.latent_px}. The pack's demo models have no {model.label} twin.")
     where = (f"**Checkpoint:** `{model.ckpt}` at {model.latent_px}x{model.latent_px} (any {model.label} "
              f"checkpoint")
     if model.key == "flux":
@@ -293,7 +336,33 @@ def _model_note(model: Model, twin_of: str | None) -> str:
     return where + f"). Without one, `{twin_of}` runs the same graph on the pack's demo model."
 
 
-def _loader(wf: Workflow, model: Model) -> WNode:
+@dataclass
+class SplitLoader:
+    """UNETLoader, CLIPLoader and VAELoader (and the family's ModelSamplingAuraFlow) as one loader: [0] the
+    model, [1] the CLIP, [2] the VAE."""
+
+    outs: tuple[Out, Out, Out]
+
+    def __getitem__(self, slot: int) -> Out:
+        return self.outs[slot]
+
+
+LOADER_COLUMN = 9  # the split loaders' own layout column (COLUMNS_SPLIT)
+# Six columns (the five-column templates' width): the note, the loaders, then the five-column layout's 1-4
+COLUMNS_SPLIT = {0: COLUMNS_6[0], LOADER_COLUMN: COLUMNS_6[1], 1: COLUMNS_6[2], 2: COLUMNS_6[3], 3: COLUMNS_6[4],
+                 4: COLUMNS_6[5]}
+
+
+def _loader(wf: Workflow, model: Model) -> WNode | SplitLoader:
+    if model.clip is not None:
+        col = LOADER_COLUMN
+        unet = wf.add("UNETLoader", col, 82, unet_name=model.ckpt, weight_dtype="default")
+        clip = wf.add("CLIPLoader", col, 106, clip_name=model.clip[0], type=model.clip[1])
+        vae = wf.add("VAELoader", col, 58, vae_name=model.vae)
+        m = unet[0]
+        if model.aura_shift is not None:
+            m = wf.add("ModelSamplingAuraFlow", col, 58, model=m, shift=model.aura_shift)[0]
+        return SplitLoader((m, clip[0], vae[0]))
     if model.ckpt is None:
         return wf.add(model.demo_loader, 0, 66)
     return wf.add("CheckpointLoaderSimple", 0, 98, ckpt_name=model.ckpt)
@@ -350,7 +419,10 @@ NAMES = {  # kind -> {Model.key: file name}
     "refine": {"demo": "p2p_demo2_refine", "sd15": "p2p_sd15_refine", "sd35": "p2p_sd35_refine"},
     "reweight": {"demo": "p2p_demo3_reweight", "sd15": "p2p_sd15_reweight"},
     "local_blend": {"demo": "p2p_demo4_local_blend", "sd15": "p2p_sd15_local_blend",
-                    "demo_flux": "p2p_demo6_flux_blend", "flux": "p2p_flux_local_blend"},
+                    "demo_flux": "p2p_demo6_flux_blend", "flux": "p2p_flux_local_blend",
+                    # after the demo ones by name (`p2p_chroma_*` would sort first); template_order.py lists them last
+                    "chroma": "p2p_dit_chroma_blend", "zimage": "p2p_dit_zimage_blend",
+                    "qwen_image": "p2p_dit_qwen_image_blend"},
     "real_image": {"demo": "p2p_demo5_photo_edit", "sd15": "p2p_sd15_photo_edit",
                    "demo_flux": "p2p_demo7_flux_photo", "flux": "p2p_flux_photo_edit"},
 }
@@ -482,9 +554,10 @@ def local_blend_maps(model: Model) -> Workflow:
         labels = ["source", "cat -> dog in 'cat, dog'"]
         what = ("*a photo of a **cat** sitting on a wooden chair* → *... a **dog** ...*, and nothing but the animal "
                 "may change: *P2P Local Blend* keeps the source outside the attention region of its `words`.")
-    flux = model.key in ("flux", "demo_flux")
+    flux = model.key in ("flux", "demo_flux") or model.clip is not None
     title = "word swap + local blend" if flux else "local blend + attention maps"
-    wf = Workflow(name, model.arch, title, labels, twin, columns=dict(COLUMNS_5))
+    wf = Workflow(name, model.arch, title, labels, twin,
+                  columns=dict(COLUMNS_SPLIT if model.clip is not None else COLUMNS_5))
     wf.note(
         640 if flux else 560,
         f"# {'Word swap + local blend + attention maps' if flux else 'Local blend + attention maps'} ({model.label})",
@@ -617,7 +690,8 @@ def all_workflows() -> list[Workflow]:
     """The demo-model templates first (they run as they are), then the checkpoint ones."""
     kinds = (word_swap, refine, reweight_on_swap, local_blend_maps, real_image_edit)
     return [*(k(DEMO) for k in kinds), local_blend_maps(DEMO_FLUX), real_image_edit(DEMO_FLUX),
-            *(k(SD15) for k in kinds), word_swap(SDXL), local_blend_maps(FLUX), real_image_edit(FLUX), refine(SD35)]
+            *(k(SD15) for k in kinds), word_swap(SDXL), local_blend_maps(FLUX), real_image_edit(FLUX), refine(SD35),
+            *(local_blend_maps(m) for m in SPLIT_MODELS)]
 
 
 # --------------------------------------------------------------------------- rendering

@@ -141,19 +141,31 @@ _SNAPSHOT_JS = """async () => {
 _TINY_JS = """({arch, loader, key, size, steps, sized}) => {
   const g = app.graph;
   const link = id => (g.links instanceof Map ? g.links.get(id) : g.links[id]);
-  const swapped = [];
+  // UNETLoader, CLIPLoader, VAELoader (a family's separate files): one tiny loader, the UNETLoader's id, takes
+  // their links as its MODEL, CLIP and VAE outputs (tiny_api's)
+  const split = {UNETLoader: 0, CLIPLoader: 1, VAELoader: 2};
+  const groups = [];
+  let splitGroup = null;
   for (const old of [...g.nodes]) {
-    if (old.type !== 'CheckpointLoaderSimple') continue;
+    if (old.type !== 'CheckpointLoaderSimple' && !(old.type in split)) continue;
     const targets = old.outputs.map(o => (o.links || []).map(id => [link(id).target_id, link(id).target_slot]));
-    const {id} = old;
-    const pos = [old.pos[0], old.pos[1]];
+    if (old.type === 'CheckpointLoaderSimple') {
+      groups.push({id: old.id, pos: [old.pos[0], old.pos[1]], targets});
+    } else {
+      if (!splitGroup) { splitGroup = {id: null, pos: null, targets: [[], [], []]}; groups.push(splitGroup); }
+      splitGroup.targets[split[old.type]].push(...targets[0]);
+      if (old.type === 'UNETLoader') { splitGroup.id = old.id; splitGroup.pos = [old.pos[0], old.pos[1]]; }
+    }
     g.remove(old);
+  }
+  const swapped = [];
+  for (const {id, pos, targets} of groups) {
     const tiny = LiteGraph.createNode(loader);
     tiny.id = id;
     tiny.pos = pos;
     g.add(tiny);
     const widget = name => tiny.widgets.find(w => w.name === name);
-    widget(key).value = arch;
+    if (key) widget(key).value = arch;
     widget('seed').value = 0;
     if (widget('control_after_generate')) widget('control_after_generate').value = 'fixed';
     targets.forEach((ts, slot) => ts.forEach(([t, tslot]) => tiny.connect(slot, g.getNodeById(t), tslot)));
@@ -204,12 +216,15 @@ def server(tmp_path_factory):
     # A user who has the workflows' checkpoints: empty placeholders under their names, so the
     # checkpoint list offers them (frontend 1.49 marks a loader of a missing model as in error).
     # The test swaps every loader for the tiny model before running: they are never loaded.
-    ckpts = srv.base_dir / "models" / "checkpoints"
-    ckpts.mkdir(parents=True, exist_ok=True)
+    # The families loaded from separate files: their diffusion model, text encoder and VAE likewise.
+    folders = {"CheckpointLoaderSimple": "checkpoints", "UNETLoader": "diffusion_models", "CLIPLoader": "text_encoders",
+               "VAELoader": "vae"}
     for name in WORKFLOWS:
         for node in load_ui(name)["nodes"]:
-            if node["type"] == "CheckpointLoaderSimple":
-                (ckpts / node["widgets_values"][0]).touch()
+            if node["type"] in folders:
+                folder = srv.base_dir / "models" / folders[node["type"]]
+                folder.mkdir(parents=True, exist_ok=True)
+                (folder / node["widgets_values"][0]).touch()
     with srv:
         yield srv
 
@@ -373,7 +388,7 @@ def test_workflow_drops_and_runs_in_the_frontend(name, server, playwright, tmp_p
                        "key": TINY_LOADERS.get(WORKFLOWS[name], ("", ""))[1], "size": TINY_SIZE, "steps": TINY_STEPS,
                        "sized": list(SIZED_NODES)}
         )
-        loaders = sorted(int(i) for i, n in api.items() if n["class_type"] == "CheckpointLoaderSimple")
+        loaders = sorted(int(i) for i, n in api.items() if n["class_type"] in ("CheckpointLoaderSimple", "UNETLoader"))
         assert sorted(int(i) for i in swapped) == loaders, f"swapped {swapped}, loaders {loaders}"  # 1.49: ids may be strings
 
         # 4: Run, as a user clicks it; the frontend posts /api/prompt

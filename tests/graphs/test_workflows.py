@@ -27,6 +27,7 @@ from workflow_util import (
     load_api,
     load_builder,
     load_ui,
+    template_order,
     tiny_api,
     ui_to_api,
     widget_inputs,
@@ -122,10 +123,10 @@ def test_workflow_runs_on_the_server(name, server, object_info):
 
 def test_template_browser_lists_every_workflow(server):
     """Listed by name (template_order.py sorts the pack's entry; ComfyUI globs the folder unsorted), so both
-    frontends' default order shows the demo templates first, in reading order."""
+    frontends' default order shows the demo templates first, in reading order, the `p2p_dit_*` families last."""
     for path in ("/workflow_templates", "/api/workflow_templates"):
         listed = server.get_json(path)
-        assert listed.get(PACK_TEMPLATES_NAME) == sorted(WORKFLOWS), listed
+        assert listed.get(PACK_TEMPLATES_NAME) == template_order(WORKFLOWS), listed
         assert listed[PACK_TEMPLATES_NAME][: len(DEMO_TEMPLATES)] == DEMO_TEMPLATES
     for name in WORKFLOWS:  # the frontend fetches the file from here when a template is opened
         served = server.get_json(f"/api/workflow_templates/{PACK_TEMPLATES_NAME}/{name}.json")
@@ -149,7 +150,7 @@ def test_template_names_sort_the_demo_ones_first_and_say_what_they_do():
     description, with spaces), sorted A-Z on request: the demo templates come first, in reading order."""
     assert sorted(WORKFLOWS)[: len(DEMO_TEMPLATES)] == DEMO_TEMPLATES
     for name in WORKFLOWS:
-        assert re.fullmatch(r"p2p_(demo[1-9]|sd15|sdxl|flux|sd35)_[a-z0-9_]+", name), name
+        assert re.fullmatch(r"p2p_(demo[1-9]|sd15|sdxl|flux|sd35|dit)_[a-z0-9_]+", name), name
         assert len(name.split("_")) >= 3, f"{name}: say what it does"
         # a template card's title is cut after about 25 characters ("p2p_demo_3_reweight_on_word_" was)
         assert len(name) <= 24, f"{name}: longer than a template card shows"
@@ -190,7 +191,7 @@ CHECKPOINTS = {"sd1": "v1-5-pruned-emaonly.safetensors", "sdxl": "sd_xl_base_1.0
                "flux": "flux1-dev-fp8.safetensors", "sd35": "sd3.5_large_fp8_scaled.safetensors"}
 
 # The checkpoint templates no demo model can run: the pack has no SD3 demo model.
-NO_DEMO_TWIN = {"p2p_sd35_refine"}
+NO_DEMO_TWIN = {"p2p_sd35_refine", "p2p_dit_chroma_blend", "p2p_dit_zimage_blend", "p2p_dit_qwen_image_blend"}
 
 
 @pytest.mark.parametrize("name", sorted(CHECKPOINT_TEMPLATES))

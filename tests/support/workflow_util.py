@@ -37,10 +37,18 @@ WORKFLOWS: dict[str, str] = {
     "p2p_flux_local_blend": "flux",
     "p2p_flux_photo_edit": "flux",
     "p2p_sd35_refine": "sd35",
+    "p2p_dit_chroma_blend": "chroma",
+    "p2p_dit_zimage_blend": "zimage",
+    "p2p_dit_qwen_image_blend": "qwen_image",
 }
 # The test-only node standing in for a checkpoint of each arch, and its input naming the model.
 TINY_LOADERS = {"sd1": ("P2PTestTinyModel", "arch"), "sdxl": ("P2PTestTinyModel", "arch"),
-                "flux": ("P2PTestTinyDiTModel", "family"), "sd35": ("P2PTestTinyDiTModel", "family")}
+                "flux": ("P2PTestTinyDiTModel", "family"), "sd35": ("P2PTestTinyDiTModel", "family"),
+                "chroma": ("P2PTestTinyDiTModel", "family"), "zimage": ("P2PTestTinyDiTModel", "family"),
+                "qwen_image": ("P2PTestTinyQwenImage", None)}
+# The families loaded from separate files (UNETLoader, CLIPLoader, VAELoader, as ComfyUI's examples): in tests
+# one tiny loader takes the UNETLoader's id and the CLIP and VAE loaders' links (slot of its outputs).
+SPLIT_LOADERS = {"UNETLoader": 0, "CLIPLoader": 1, "VAELoader": 2}
 DEMO_TEMPLATES = [name for name, arch in WORKFLOWS.items() if arch == "demo"]
 CHECKPOINT_TEMPLATES = [name for name, arch in WORKFLOWS.items() if arch != "demo"]
 
@@ -50,9 +58,11 @@ WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 UPLOAD_FLAGS = ("image_upload", "video_upload", "animated_image_upload")
 # Inputs whose options are files (models, input images): the test server's folders do not hold the
 # names a user's workflow refers to, so any name is accepted.
-FILE_INPUTS = {("CheckpointLoaderSimple", "ckpt_name"), ("LoadImage", "image")}
+FILE_INPUTS = {("CheckpointLoaderSimple", "ckpt_name"), ("LoadImage", "image"), ("UNETLoader", "unet_name"),
+               ("CLIPLoader", "clip_name"), ("VAELoader", "vae_name")}
 TINY_TITLES = {"P2PTestTinyModel": "P2P Test Tiny Model (tests only)",
-               "P2PTestTinyDiTModel": "P2P Test Tiny DiT Model (tests only)"}
+               "P2PTestTinyDiTModel": "P2P Test Tiny DiT Model (tests only)",
+               "P2PTestTinyQwenImage": "P2P Test Tiny Qwen-Image (tests only)"}
 TINY_SIZE = 64
 TINY_STEPS = 4
 # Nodes whose width/height set the image size (latents, the real-image workflow's resize): TINY_SIZE in tests.
@@ -72,6 +82,16 @@ def load_builder():
     finally:
         del sys.modules[spec.name]
     return builder
+
+
+def template_order(names) -> list[str]:
+    """The order the pack serves its templates in (template_order.py's, loaded from its file)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("p2p_template_order", REPO / "template_order.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.template_order(names)
 
 
 def load_ui(name: str) -> dict:
@@ -231,16 +251,29 @@ def widget_value_errors(api: dict, object_info: dict) -> list[str]:
 
 def tiny_api(api: dict, arch: str) -> dict:
     """The API prompt with every checkpoint loader replaced (same node id, so the same links) by
-    the test-only P2PTestTinyModel, latents and resized images of TINY_SIZE px, TINY_STEPS sampling
-    (and inversion) steps, one null-text inner iteration. A demo template ("demo") runs as it is."""
+    the test-only tiny model of its arch (a family's UNETLoader likewise, its CLIPLoader and VAELoader dropped
+    and their links taken by the tiny loader's CLIP and VAE outputs; every other node kept), latents and
+    resized images of TINY_SIZE px, TINY_STEPS sampling (and inversion) steps, one null-text inner iteration.
+    A demo template ("demo") runs as it is."""
     out = copy.deepcopy(api)
     if arch == "demo":
         return out
+    split = {nid: SPLIT_LOADERS[n["class_type"]] for nid, n in out.items() if n["class_type"] in SPLIT_LOADERS}
+    if split:
+        (unet,) = [nid for nid, slot in split.items() if slot == 0]
+        for nid in split:
+            if nid != unet:
+                del out[nid]
+        for node in out.values():
+            for key, v in node["inputs"].items():
+                if isinstance(v, list) and v[0] in split:
+                    node["inputs"][key] = [unet, split[v[0]]]
     for node in out.values():
         ct, inputs = node["class_type"], node["inputs"]
-        if ct == "CheckpointLoaderSimple":
+        if ct in ("CheckpointLoaderSimple", "UNETLoader"):
             tiny, key = TINY_LOADERS[arch]
-            node.update(class_type=tiny, inputs={key: arch, "seed": 0}, _meta={"title": TINY_TITLES[tiny]})
+            node.update(class_type=tiny, inputs={key: arch, "seed": 0} if key else {"seed": 0},
+                        _meta={"title": TINY_TITLES[tiny]})
         if ct in SIZED_NODES:
             inputs.update(width=TINY_SIZE, height=TINY_SIZE)
         # every `steps` (P2P Invert's and the sampler's) shrinks to the same value: P2P Apply refuses
