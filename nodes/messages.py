@@ -18,6 +18,7 @@ FIXES = {
     "refine_for_word_count": "Use P2P Refine to add or remove words.",
     "single_latent": "Give P2P Latent Batch one latent (EmptyLatentImage batch_size 1, or one VAEEncode'd image).",
     "latent_batch": "Feed the sampler the source latent through P2P Latent Batch.",
+    "no_reference_images": "Sample without reference images, or edit a photo with P2P Invert.",
     "sampler_positive": "Connect the P2P Prompt Pair's CONDITIONING to the sampler's positive input.",
     "sampler_nodes": "Sample the patched MODEL with KSampler, KSamplerAdvanced, SamplerCustom or SamplerCustomAdvanced.",
     "maps_after_sampling": "Connect to 'samples' the LATENT of the sampler that used this P2P Apply's MODEL.",
@@ -36,9 +37,12 @@ FIXES = {
     "(P2P Reweight, P2P Local Blend) on one edit before a single P2P Apply.",
     "text_encoder": "Encode the prompts (P2P Prompt Pair and the negative) with the CLIP loaded with this MODEL: the "
     "same checkpoint, or the text encoder loader that matches it (DualCLIPLoader type flux for Flux.1, "
-    "TripleCLIPLoader for SD3).",
+    "TripleCLIPLoader for SD3, CLIPLoader type chroma for Chroma).",
     "latent_for_model": "VAEEncode the image with this MODEL's VAE, or start from an empty latent made for it "
-    "(EmptySD3LatentImage for Flux.1 and SD3, EmptyLatentImage for SD1.x, SD2.x and SDXL).",
+    "(EmptySD3LatentImage for Flux.1, SD3 and Chroma, EmptyChromaRadianceLatentImage for Chroma Radiance, "
+    "EmptyLatentImage for SD1.x, SD2.x and SDXL).",
+    "cache_speedup": "Take the EasyCache / LazyCache node out of the MODEL's path (before or after P2P Apply); "
+    "sample without it.",
     "flux_inversion": "Choose method direct (exact reconstruction), fixed_point or ddim, and give the positive its "
     "distilled guidance with FluxGuidance.",
 }

@@ -16,6 +16,7 @@ from .checks import (
     WRAPPER_KEY,
     check_family_options,
     check_model_inputs,
+    check_no_cache_speedup,
     check_not_patched,
     check_structure,
     checked_outer_sample,
@@ -47,6 +48,8 @@ def make_outer_sample_wrapper(runtime: EditRuntime, explain: Explain, model_patc
     channels = latent_channels(model_patcher) if model_patcher is not None else None
 
     def check(executor, noise, latent_image, sampler, sigmas) -> None:
+        guider = executor.class_obj  # the MODEL sampled: speed-ups added after P2P Apply are on it
+        check_no_cache_speedup(getattr(guider, "model_patcher", None), getattr(guider, "model_options", None))
         check_items(latent_image.shape[0], n_edits)
         conds = executor.class_obj.conds
         if model_patcher is not None:
@@ -76,6 +79,7 @@ def make_outer_sample_wrapper(runtime: EditRuntime, explain: Explain, model_patc
                  "keep the layout.", name)
 
     def sample(executor, noise, latent_image, sampler, sigmas, *args, **kwargs):
+        runtime.skips_warned = False  # once per sampling run (EditRuntime.check_blocks_ran)
         if runtime.store is not None:
             runtime.store.reset(current_run())
         out = executor(noise, latent_image, sampler, sigmas, *args, **kwargs)
@@ -121,6 +125,7 @@ def apply_edit(
 
     reference = parse_choice(attention_path, ATTENTION_PATHS, "attention_path") == "reference"
     check_not_patched(model_patcher)
+    check_no_cache_speedup(model_patcher)
     family = model_family(model_patcher)
     check_family_options(family, self_blocks, self_attn_min_downsample, map_downsample, SELF_MIN_DOWNSAMPLE_AUTO,
                          DEFAULT_MAP_DOWNSAMPLE)

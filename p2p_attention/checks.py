@@ -18,7 +18,7 @@ from .steps import CROSS, SELF, window_steps
 WRAPPER_KEY = "p2p_attention"
 # Text context widths of the families' encoders, to say which encoder a conditioning came from.
 KNOWN_WIDTHS = {768: "SD1.x (CLIP-L)", 1024: "SD2.x (OpenCLIP-H)", 2048: "SDXL (CLIP-L + CLIP-G)",
-                4096: "Flux.1 / SD3 (T5-XXL)",
+                4096: "Flux.1 / SD3 / Chroma (T5-XXL)",
                 2560: "Z-Image (Qwen3 4B)", 3584: "Qwen-Image (Qwen2.5-VL 7B)"}
 
 
@@ -60,6 +60,31 @@ def check_not_patched(model_patcher) -> None:
     if model_patcher.get_wrappers(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, WRAPPER_KEY):
         raise P2PError("this MODEL already carries a Prompt-to-Prompt edit; a second edit on it would silently "
                        "replace the first.", fix="unpatched_model")
+
+
+# Speed-ups that return cached model outputs on the steps they skip (ComfyUI core,
+# comfy_extras/nodes_easycache.py, 0.3.75 and 0.33.0): their wrapper key -> the node that adds it.
+CACHE_WRAPPERS = {"easycache": "EasyCache", "lazycache": "LazyCache"}
+
+
+def cache_speedups(model_patcher=None, model_options: dict | None = None) -> list[str]:
+    """The nodes of CACHE_WRAPPERS whose wrappers a MODEL (its patcher's wrappers) or a sampling's
+    model_options (the guider's: wrappers merged in by ComfyUI) carry."""
+    tables = [getattr(model_patcher, "wrappers", None) or {}]
+    if model_options is not None:
+        tables.append(model_options.get("transformer_options", {}).get("wrappers", {}))
+    return sorted({CACHE_WRAPPERS[key] for table in tables for by_key in table.values() for key, fns in by_key.items()
+                   if key in CACHE_WRAPPERS and fns})
+
+
+def check_no_cache_speedup(model_patcher=None, model_options: dict | None = None) -> None:
+    """EasyCache and LazyCache skip whole model calls: the edit would silently miss those steps."""
+    nodes = cache_speedups(model_patcher, model_options)
+    if nodes:
+        raise P2PError(f"this MODEL carries {' and '.join(nodes)}, which returns cached model outputs instead of "
+                       "running the model on the steps it skips: Prompt-to-Prompt would not see those steps' "
+                       f"attention, and the edit would silently be weak or wrong. Remove {' and '.join(nodes)} "
+                       "for Prompt-to-Prompt.", fix="cache_speedup")
 
 
 def check_family_options(family: str | None, self_blocks: str, self_attn_min_downsample: int, map_downsample: int,
@@ -121,8 +146,8 @@ def check_model_inputs(model_patcher, conds: dict, latent_image, width: int | No
         if any(isinstance(c, dict) and c.get("reference_latents") is not None for c in conds.get(kind, [])):
             # Their image tokens join the joint attention, which the edit then leaves alone: no edit at all.
             raise P2PError(f"the {kind} conditioning carries reference images (ReferenceLatent, Qwen-Image-Edit's "
-                           "or Flux Kontext's image inputs); Prompt-to-Prompt edits text-to-image sampling only: "
-                           "sample without reference images, or edit a photo with P2P Invert.")
+                           "or Flux Kontext's image inputs); Prompt-to-Prompt edits text-to-image sampling only.",
+                           fix="no_reference_images")
     if width is not None:
         for kind in ("positive", "negative"):
             for c in conds.get(kind, []):

@@ -10,7 +10,7 @@ import torch
 
 from .edits import PromptSet
 from .errors import P2PError, warn
-from .prompts import tokenize_streams
+from .prompts import T5_KEY, _sub_tokenizer, tokenize_streams
 from .text_streams import context_prompt
 from .vocabulary import known_vocabulary, unknown_words
 
@@ -25,24 +25,39 @@ def encode_prompt_set(clip, source: str, edits: list[str]):
         raise P2PError("the source prompt is empty. Write the prompt of the image to edit.")
     if not edits:
         raise P2PError("no edit prompt. Write one edited prompt per line in 'edits'.")
-    token_dicts, streams = tokenize_streams(clip, [source, *edits])
+    texts = [source, *edits]
+    token_dicts, streams = tokenize_streams(clip, texts)
+    unpadded = _unpadded_t5(clip, token_dicts)
+    if unpadded:
+        # A tokenizer that does not pad (Chroma's T5): each prompt encoded as a plain CLIPTextEncode
+        # encodes it, zero-padded to the longest, the padding MASKED (dit_runtime masks it in every call).
+        token_dicts = [clip.tokenize(t) for t in texts]
     conds, pooled, masks = [], [], []
     for tokens in token_dicts:
         out = clip.encode_from_tokens(tokens, return_pooled=True, return_dict=True)
         conds.append(out.pop("cond"))
         pooled.append(out.get("pooled_output"))
         masks.append(out.get("attention_mask"))
+    lengths = [c.shape[1] for c in conds]
+    if unpadded:
+        conds = [torch.nn.functional.pad(c, (0, 0, 0, max(lengths) - c.shape[1])) for c in conds]
     has_t5 = getattr(clip.cond_stage_model, "t5xxl", None) is not None
     tokenized = [context_prompt(s, c.shape[1], has_t5) for s, c in zip(streams, conds)]
     tokenized, mask = _masked_padding(streams, tokenized, masks)
+    if unpadded:
+        tokenized = [t.masking_tail(t.length - n) for t, n in zip(tokenized, lengths)]
     _refuse_no_op_edits(clip, tokenized, conds, pooled)
-    source_extra = {"pooled_output": pooled[0]} if pooled[0] is not None else {}
-    prompts = PromptSet(prompts=tuple(tokenized), source_conditioning=[[conds[0], source_extra]])
+    # the source as CLIPTextEncode gives it: its own length (Chroma: without the zero padding), the pooled
+    # output's key even when it is None (Chroma's Flux base reads it)
+    source_cond = conds[0][:, : lengths[0]] if unpadded else conds[0]
+    prompts = PromptSet(prompts=tuple(tokenized), source_conditioning=[[source_cond, {"pooled_output": pooled[0]}]])
     extra = {COND_UID_KEY: prompts.uid}
     if mask is not None:
         extra["attention_mask"] = mask
     if all(p is not None for p in pooled):
         extra["pooled_output"] = torch.cat(pooled)
+    elif all(p is None for p in pooled):
+        extra["pooled_output"] = None  # as CLIPTextEncode's conditioning (Chroma's Flux base reads the key)
     return [[torch.cat(conds), extra]], prompts
 
 
@@ -61,6 +76,17 @@ def _masked_padding(streams, tokenized, masks):
         return tokenized, None
     tokenized = [t.masking_tail(int((r == 0).sum())) for t, r in zip(tokenized, rows)]
     return tokenized, torch.stack(rows)
+
+
+def _unpadded_t5(clip, token_dicts) -> bool:
+    """The context is one T5 stream whose tokenizer does not pad prompts to a common length (ComfyUI's
+    PixArt T5, Chroma's). tokenize_streams padded the prompts to one length with the pad token for their
+    word positions; such a model sees each prompt unpadded (a pad token changes its image)."""
+    streams = [k for k, v in token_dicts[0].items() if isinstance(v, list) and v and isinstance(v[0], list)]
+    if streams != [T5_KEY]:
+        return False
+    sub = _sub_tokenizer(clip, T5_KEY)
+    return not getattr(sub, "pad_to_max_length", True) and (getattr(sub, "min_length", None) or 0) <= 1
 
 
 def _refuse_no_op_edits(clip, tokenized, conds, pooled) -> None:

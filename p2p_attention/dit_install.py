@@ -23,7 +23,17 @@ def _padded(n: int, multiple: int) -> int:
     return -(-n // multiple) * multiple
 
 
-def make_apply_model_wrapper(runtime: DiTRuntime, patch: int, multiple: int = 1, count_blocks: bool = False):
+def patched_blocks(transformer_options: dict, block_types: tuple[str, ...]) -> set[tuple[str, int]]:
+    """The blocks a "dit" block replace patch of another pack owns in this call (ComfyUI names the first
+    block list's patches double_block, the second's single_block); P2P's own BlockTag is not one."""
+    names = dict(zip(("double_block", "single_block"), block_types))
+    dit = (transformer_options.get("patches_replace") or {}).get("dit", {})
+    return {(names[key[0]], key[1]) for key, fn in dit.items()
+            if isinstance(key, tuple) and len(key) == 2 and key[0] in names and not isinstance(fn, BlockTag)}
+
+
+def make_apply_model_wrapper(runtime: DiTRuntime, patch: int, multiple: int = 1, count_blocks: bool = False,
+                             block_types: tuple[str, ...] = ()):
     """multiple: the model pads caption and image tokens to it (families.DiTFamily.token_multiple);
     count_blocks: each call gets a counter that numbers its joint calls (DiTFamily.count_blocks)."""
     def apply_model(executor, x, t, c_concat=None, c_crossattn=None, control=None, transformer_options=None,
@@ -36,7 +46,10 @@ def make_apply_model_wrapper(runtime: DiTRuntime, patch: int, multiple: int = 1,
         if count_blocks:
             to[COUNT_KEY] = itertools.count()
         to[OVERRIDE_KEY] = JointAttentionOverride(runtime, to.get(OVERRIDE_KEY))
-        return executor(x, t, c_concat, c_crossattn, control, to, **kwargs)
+        runtime.ran = set()
+        out = executor(x, t, c_concat, c_crossattn, control, to, **kwargs)
+        runtime.check_blocks_ran(to, patched_blocks(to, block_types))
+        return out
 
     return apply_model
 
@@ -67,12 +80,13 @@ def install_dit_edit(patched, plan, compiled, family: DiTFamily, reference: bool
     chosen = select_blocks(parse_block_ranges(self_blocks), blocks, family, every=structure != MAPS)
     runtime = DiTRuntime(plan=plan, compiled=compiled, self_blocks=chosen, reference=reference,
                          store=AttentionStore(plan.prompts), structure=structure, region_spec=region,
-                         count_type=family.block_lists[0][0])
+                         count_type=family.block_lists[0][0], blocks=frozenset(blocks))
 
     dm = patched.get_model_object("diffusion_model")
     patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, WRAPPER_KEY,
                                  make_apply_model_wrapper(runtime, patch_size(patched), family.pad_multiple(dm),
-                                                          family.count_blocks))
+                                                          family.count_blocks,
+                                                          tuple(kind for kind, _ in family.block_lists)))
     if not family.tag_blocks:
         return runtime
     registered = patched.model_options.get("transformer_options", {}).get("patches_replace", {}).get("dit", {})

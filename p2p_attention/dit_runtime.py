@@ -41,6 +41,8 @@ def _key_mask(mask, batch: int, length: int):
     m = m.float()
     while m.ndim < 4:
         m = m.unsqueeze(0 if m.ndim == 2 else 1)
+    if m.shape[2] > 1 and bool((m == m[:, :, :1]).all()):  # a full mask that hides the same keys from every
+        m = m[:, :, :1]  # query (a conditioning's attention_mask, Flux/Chroma's [B, L, L]) is a key mask
     if m.shape[1] != 1 or m.shape[2] != 1 or m.shape[-1] != length:
         raise P2PError(f"this model's attention mask {tuple(mask.shape)} depends on the query or the head; "
                        "Prompt-to-Prompt can edit only calls whose mask hides keys (text padding).")
@@ -101,6 +103,11 @@ class DiTRuntime(EditRuntime):
         length = q.shape[2] if skip else q.shape[1]
         joint = n_txt is not None and length == n_txt + n_img
         image_only = n_img is not None and length == n_img and not joint
+        block = (to.get("block_type"), to.get("block_index"))
+        if joint and block[1] is None and COUNT_KEY in to:  # blocks that do not name themselves
+            block = (self.count_type, next(to[COUNT_KEY]))
+        if block[1] is not None:
+            self.ran.add(block)  # (EditRuntime.check_blocks_ran)
         mask = args[4] if len(args) > 4 else kwargs.get("mask")
         if not (joint or image_only):
             return backend(*args, **kwargs)  # another attention (e.g. Kontext references): untouched
@@ -109,9 +116,6 @@ class DiTRuntime(EditRuntime):
         if joint and layout.groups and any(p.n_masked for p in self.plan.prompts.prompts):
             args, kwargs = args[:4], {**kwargs, "mask": bias.to(q.dtype)}  # + the prompts' padding
         step, n_steps = self.clock(to)
-        block = (to.get("block_type"), to.get("block_index"))
-        if joint and block[1] is None and COUNT_KEY in to:  # blocks that do not name themselves
-            block = (self.count_type, next(to[COUNT_KEY]))
         structure = bool(layout.groups) and block in self.self_blocks and self.compiled.self_active(step, n_steps)
         inject = structure and self.structure == inj.MAPS
         qh, kh, vh = _heads(q, k, v, heads, skip)
@@ -168,8 +172,8 @@ class DiTRuntime(EditRuntime):
         if n_txt == 0 or not any(pads) or not layout.groups:
             return bias
         if n_txt != self.plan.prompts.length:
-            raise P2PError(f"the text context has {n_txt} tokens, the Prompt Pair's prompts {self.plan.prompts.length}: "
-                           "give P2P Apply's sampler the Prompt Pair's conditioning.")
+            raise P2PError(f"the text context has {n_txt} tokens, the prompts {self.plan.prompts.length}.",
+                           fix="sampler_positive")
         own = torch.zeros(batch, 1, 1, length, device=device)
         for src, es in layout.groups:
             for row, pad in zip([src, *es], pads):

@@ -4,9 +4,16 @@ before), and the attention store fed from the blocks of one resolution (map_down
 
 from __future__ import annotations
 
+from .checks import WRAPPER_KEY
 from .store import AttentionStore
 from .unet_blocks import block_downsample, choose_factor, transformer_block_keys
-from .unet_runtime import DEFAULT_SELF_MIN_DOWNSAMPLE, MapRecorder, P2PAttentionPatch, P2PRuntime
+from .unet_runtime import (
+    DEFAULT_SELF_MIN_DOWNSAMPLE,
+    MapRecorder,
+    P2PAttentionPatch,
+    P2PRuntime,
+    make_apply_model_wrapper,
+)
 
 # Self-attention injection sites, as a downsample factor of the latent (0 = auto: by image kind).
 SELF_MIN_DOWNSAMPLE_AUTO = 0
@@ -27,7 +34,8 @@ def install_unet_edit(patched, plan, compiled, reference: bool, self_attn_min_do
     store = AttentionStore(plan.prompts)
     recorder = MapRecorder(store, {k for k, f in factors.items() if f == factor}, factor)
     runtime = P2PRuntime(plan=plan, compiled=compiled, reference=reference, self_attn_min_downsample=self_attn_min_downsample,
-                         store=store, recorder=recorder)
+                         store=store, recorder=recorder,
+                         blocks=frozenset((kind, *key) for kind in ("attn1", "attn2") for key in keys))
     existing = patched.model_options.get("transformer_options", {}).get("patches_replace", {})
     for kind, setter in (("attn1", patched.set_model_attn1_replace), ("attn2", patched.set_model_attn2_replace)):
         registered = existing.get(kind, {})
@@ -36,4 +44,8 @@ def install_unet_edit(patched, plan, compiled, reference: bool, self_attn_min_do
             if isinstance(prior, P2PAttentionPatch):  # P2P applied twice: the newer edit replaces the older
                 prior = prior.prior
             setter(P2PAttentionPatch(runtime, kind, prior), name, number, index)
+    import comfy.patcher_extension
+
+    patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, WRAPPER_KEY,
+                                 make_apply_model_wrapper(runtime))
     return runtime

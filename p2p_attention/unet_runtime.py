@@ -56,6 +56,7 @@ class P2PRuntime(EditRuntime):
     recorder: MapRecorder | None = None  # feeds the store at cross-attention with the maps the edit used
 
     def attend(self, kind: str, q, k, v, extra: dict, prior):
+        self.ran.add((kind, *extra.get("block", ()), extra.get("block_index", 0)))
         heads = extra["n_heads"]
         precision = extra.get("attn_precision")
         layout = batch_layout(q.shape[0], extra["cond_or_uncond"], self.compiled.n_edits)
@@ -95,6 +96,20 @@ class P2PRuntime(EditRuntime):
                 # Another pack's patch ran first: keep what it adds, swap its plain attention for ours.
                 out[es] = base[es] + edited - attention.plain(q[es], k[es], v[es], heads, precision, extra)
         return out
+
+
+def make_apply_model_wrapper(runtime: P2PRuntime):
+    """An APPLY_MODEL wrapper: after each model call, whether every transformer block's attention reached
+    the edit (EditRuntime.check_blocks_ran)."""
+
+    def apply_model(executor, *args, **kwargs):
+        runtime.ran = set()
+        out = executor(*args, **kwargs)
+        to = kwargs.get("transformer_options", args[5] if len(args) > 5 else None)
+        runtime.check_blocks_ran(to if isinstance(to, dict) else {})
+        return out
+
+    return apply_model
 
 
 class P2PAttentionPatch:

@@ -11,6 +11,7 @@ from typing import Callable
 import torch
 
 from ..adapters import model_family
+from ..checks import check_no_cache_speedup
 from ..conditioning import inversion_positive
 from ..errors import P2PError, warn
 from .methods import strategy
@@ -199,6 +200,7 @@ def invert(
     import comfy.patcher_extension
     import comfy.samplers
 
+    check_no_cache_speedup(model_patcher)  # cached steps would leave holes in the trajectory
     positive = inversion_positive(positive, prompts)
     family = model_family(model_patcher)
     impl = strategy(method)

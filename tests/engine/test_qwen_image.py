@@ -266,8 +266,13 @@ def test_a_mask_that_depends_on_the_query_is_refused():
     keys = torch.tensor([[True, True, False]])
     assert _key_mask(keys, 2, 3)[:, 0, 0].tolist() == [[0.0, 0.0, -math.inf]] * 2
     assert _key_mask(torch.zeros(2, 1, 3), 2, 3).shape == (2, 1, 1, 3)  # Qwen-Image's [B, 1, L] (0.33.0)
+    query_dependent = torch.zeros(2, 3, 3)
+    query_dependent[:, 0, 2] = -math.inf  # only query 0 hides key 2
     with pytest.raises(P2PError, match="depends on the query"):
-        _key_mask(torch.zeros(2, 3, 3), 2, 3)
+        _key_mask(query_dependent, 2, 3)
+    same_rows = torch.zeros(2, 3, 3)
+    same_rows[:, :, 2] = -math.inf  # every query hides key 2: a key mask in a full mask's shape (Flux, Chroma)
+    assert _key_mask(same_rows, 2, 3)[:, 0, 0].tolist() == [[0.0, 0.0, -math.inf]] * 2
 
 
 def test_reference_images_are_refused():

@@ -36,7 +36,8 @@ def tiny_models(arch: str, seed: int) -> tuple:
     return _CACHE[key]
 
 
-DIT_FAMILIES = ("flux", "flux_schnell", "sd3", "sd35", "zimage", "flux2_klein")  # flux2_klein: ComfyUI 0.33.0 on
+# flux2_klein: ComfyUI 0.33.0 on
+DIT_FAMILIES = ("flux", "flux_schnell", "sd3", "sd35", "zimage", "flux2_klein", "chroma", "chroma_radiance")
 _DIT_CACHE: dict[tuple[str, int], tuple] = {}
 
 
@@ -55,6 +56,15 @@ def tiny_dit_models(family: str, seed: int) -> dit_build.TinyModels:
         raise ValueError(f"unknown DiT family {family!r}: one of {DIT_FAMILIES}")
     seed = int(seed)
     flux = family.startswith("flux")
+    if family.startswith("chroma"):  # Chroma: the 16-channel VAE; Radiance: ComfyUI's pixel-space VAE
+        from p2p_models import tiny_chroma
+
+        radiance = family == "chroma_radiance"
+        model = _dit_part(family, seed, lambda: tiny_chroma.build_chroma_model(seed, radiance=radiance))
+        clip = _dit_part("chroma_clip", seed + 1, lambda: tiny_chroma.build_chroma_clip(seed + 1))
+        vae = (_dit_part("pixel_vae", 0, tiny_chroma.build_pixel_vae) if radiance
+               else _dit_part("dit_vae", seed + 2, lambda: dit_build.build_dit_vae(seed + 2)))
+        return dit_build.TinyModels(model, clip, vae)
     if family == "flux2_klein":  # p2p_models.tiny_flux2: its own latent (128 channels, 16x) and VAE
         from p2p_models import tiny_flux2
 
@@ -108,8 +118,9 @@ class P2PTestTinyDiTModel(io.ComfyNode):
             node_id="P2PTestTinyDiTModel",
             display_name="P2P Test Tiny DiT Model (tests only)",
             category="testing/p2p",
-            description="Tiny Flux.1 dev / schnell, SD3 or SD3.5 Medium-like MM-DiT with fixed random weights, "
-                        "16-channel VAE (8x, EmptySD3LatentImage) (tests only).",
+            description="Tiny Flux.1 dev / schnell, SD3, SD3.5 Medium-like or Chroma MM-DiT with fixed random "
+                        "weights, 16-channel VAE (8x, EmptySD3LatentImage), or Chroma Radiance with the pixel-space "
+                        "VAE (EmptyChromaRadianceLatentImage) (tests only).",
             inputs=[
                 io.Combo.Input("family", options=list(DIT_FAMILIES), default="flux"),
                 io.Int.Input("seed", default=0, min=0, max=2**31 - 1),
