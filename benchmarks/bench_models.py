@@ -51,9 +51,9 @@ DIT_REAL = ("flux", "sd35-large")
 DIT_TINY = ("tiny-flux", "tiny-sd3")
 DIT_MODELS = DIT_REAL + DIT_TINY
 # The newer MM-DiT families (benchmarks/bench_families.py): full width, few blocks (FAMILY_BLOCKS), and the
-# families' tiny test models (p2p_models.tiny_flux2 / tiny_zimage / tiny_qwen).
-FAMILY_REAL = ("flux2-klein", "zimage", "qwen-image")
-FAMILY_TINY = ("tiny-flux2", "tiny-zimage", "tiny-qwen")
+# families' tiny test models (p2p_models.tiny_flux2 / tiny_zimage / tiny_qwen / tiny_chroma).
+FAMILY_REAL = ("flux2-klein", "zimage", "qwen-image", "chroma")
+FAMILY_TINY = ("tiny-flux2", "tiny-zimage", "tiny-qwen", "tiny-chroma")
 FAMILY_MODELS = FAMILY_REAL + FAMILY_TINY
 MODELS = TINY_MODELS + REAL_MODELS + DIT_MODELS + FAMILY_MODELS
 
@@ -358,22 +358,24 @@ def _build_dit(name: str, seed: int, blocks, dtype: str, edits: list[str]):
 
 
 # ----------------------------------------------------------------------------------------------
-# The newer MM-DiT families: Flux.2 klein, Z-Image, Qwen-Image
+# The newer MM-DiT families: Flux.2 klein, Z-Image, Qwen-Image, Chroma
 
 
-FAMILY_ARCH = {"flux2-klein": "flux2", "flux2": "flux2", "zimage": "zimage", "qwen-image": "qwen", "qwen": "qwen"}
+FAMILY_ARCH = {"flux2-klein": "flux2", "flux2": "flux2", "zimage": "zimage", "qwen-image": "qwen", "qwen": "qwen",
+               "chroma": "chroma"}
 # (latent channels, patch size, 5-d video latent): what each family's empty latent node makes.
-FAMILY_LATENT = {"flux2": (128, 1, False), "zimage": (16, 2, False), "qwen": (16, 2, True)}
+FAMILY_LATENT = {"flux2": (128, 1, False), "zimage": (16, 2, False), "qwen": (16, 2, True), "chroma": (16, 2, False)}
 # Text context width of the real text encoder: klein 4B stacks 3 hidden layers of Qwen3 4B (3 x 2560);
-# Z-Image reads Qwen3 4B (2560); Qwen-Image Qwen2.5-VL 7B (3584).
-FAMILY_CONTEXT = {"flux2": 3 * 2560, "zimage": 2560, "qwen": 3584}
+# Z-Image reads Qwen3 4B (2560); Qwen-Image Qwen2.5-VL 7B (3584); Chroma T5-XXL (4096, unpadded).
+FAMILY_CONTEXT = {"flux2": 3 * 2560, "zimage": 2560, "qwen": 3584, "chroma": 4096}
 # cfg of the released checkpoints' usual settings: klein 4B is step-distilled (cfg 1), Z-Image Turbo
-# too (cfg 1); Qwen-Image: ComfyUI's example (2.5).
-FAMILY_CFG = {"flux2": 1.0, "zimage": 1.0, "qwen": 2.5}
+# too (cfg 1); Qwen-Image: ComfyUI's example (2.5); Chroma: real CFG (4).
+FAMILY_CFG = {"flux2": 1.0, "zimage": 1.0, "qwen": 2.5, "chroma": 4.0}
 # Fewer blocks than the real models, every kind of block present: klein (double, single) of (5, 20);
-# Z-Image (main layers, refiner layers of each refiner) of (30, 2); Qwen-Image (blocks,) of (60,).
-FAMILY_BLOCKS = {"flux2-klein": (1, 2), "zimage": (2, 1), "qwen-image": (2,)}
-FAMILY_FULL_DEPTH = {"flux2-klein": (5, 20), "zimage": (30, 2), "qwen-image": (60,)}
+# Z-Image (main layers, refiner layers of each refiner) of (30, 2); Qwen-Image (blocks,) of (60,); Chroma
+# (double, single) of (19, 38), 1:2 as Flux.1 here.
+FAMILY_BLOCKS = {"flux2-klein": (1, 2), "zimage": (2, 1), "qwen-image": (2,), "chroma": (1, 2)}
+FAMILY_FULL_DEPTH = {"flux2-klein": (5, 20), "zimage": (30, 2), "qwen-image": (60,), "chroma": (19, 38)}
 
 
 def klein_width_config(double: int, single: int) -> dict:
@@ -406,9 +408,21 @@ def qwen_width_config(blocks: int) -> dict:
     return {"image_model": "qwen_image", "in_channels": 64, "num_layers": blocks}
 
 
+def chroma_width_config(double: int, single: int) -> dict:
+    """The unet_config comfy.model_detection produces for Chroma (Flux.1's width: hidden 3072, 24 heads of
+    128, RoPE axes 16/56/56, T5 context 4096; the Approximator in_dim 64 -> out_dim 3072, hidden 5120,
+    5 layers; 64 in / out channels at patch 2), with `double` / `single` blocks instead of 19 / 38."""
+    from p2p_models.tiny_chroma import chroma_unet_config
+
+    cfg = chroma_unet_config()
+    cfg.update(context_in_dim=FAMILY_CONTEXT["chroma"], hidden_size=3072, num_heads=24, axes_dim=[16, 56, 56],
+               depth=double, depth_single_blocks=single, out_dim=3072, hidden_dim=5120, n_layers=5)
+    return cfg
+
+
 def family_width_config(name: str, blocks) -> dict:
     return {"flux2-klein": klein_width_config, "zimage": zimage_width_config,
-            "qwen-image": qwen_width_config}[name](*blocks)
+            "qwen-image": qwen_width_config, "chroma": chroma_width_config}[name](*blocks)
 
 
 def _family_clip(arch: str, seed: int):
@@ -420,6 +434,10 @@ def _family_clip(arch: str, seed: int):
         from p2p_models.tiny_zimage import build_zimage_clip
 
         return build_zimage_clip(seed)
+    if arch == "chroma":
+        from p2p_models.tiny_chroma import build_chroma_clip
+
+        return build_chroma_clip(seed)
     from p2p_models.tiny_qwen import build_qwen_clip
 
     return build_qwen_clip(seed)
@@ -434,6 +452,10 @@ def _tiny_family_model(arch: str, seed: int, dtype: torch.dtype):
         from p2p_models.tiny_zimage import build_zimage_model
 
         return build_zimage_model(seed, dtype)
+    if arch == "chroma":
+        from p2p_models.tiny_chroma import build_chroma_model
+
+        return build_chroma_model(seed, dtype)
     from p2p_models.tiny_qwen import build_qwen_model
 
     return build_qwen_model(seed, dtype)
@@ -451,7 +473,7 @@ def family_available(name: str) -> str | None:
 
 
 def _build_family(name: str, seed: int, blocks, dtype: str, edits: list[str]):
-    """Full-width random Flux.2 klein / Z-Image / Qwen-Image with few blocks (or the family's tiny test
+    """Full-width random Flux.2 klein / Z-Image / Qwen-Image / Chroma with few blocks (or the family's tiny test
     model). The PromptSet comes from the family's tiny text encoder (ComfyUI's real tokenizer and chat
     template); for the full-width models its encodings are replaced by random tensors of the real
     text encoder's width (FAMILY_CONTEXT), same token counts, the encoder's other outputs kept."""
@@ -473,11 +495,11 @@ def _build_family(name: str, seed: int, blocks, dtype: str, edits: list[str]):
     else:
         blocks = tuple(blocks or FAMILY_BLOCKS[name])
         cfg = family_width_config(name, blocks)
-        config_cls = {"flux2": sm.Flux2, "zimage": sm.ZImage, "qwen": sm.QwenImage}[arch]
+        config_cls = {"flux2": sm.Flux2, "zimage": sm.ZImage, "qwen": sm.QwenImage, "chroma": sm.Chroma}[arch]
         model, info["detected_as"] = _dit_model(config_cls, cfg, seed, torch_dtype)
         full = FAMILY_FULL_DEPTH[name]
         info["blocks"] = {"flux2": "{} double + {} single (of {} + {})", "zimage": "{} layers + {} refiner each (of {} + {})",
-                          "qwen": "{} blocks (of {})"}[arch].format(*blocks, *full)
+                          "qwen": "{} blocks (of {})", "chroma": "{} double + {} single (of {} + {})"}[arch].format(*blocks, *full)
         info["unet_config"] = cfg
         width = FAMILY_CONTEXT[arch]
         gen = torch.Generator().manual_seed(seed + 7)
