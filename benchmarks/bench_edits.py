@@ -37,6 +37,28 @@ def edits(n: int) -> list[str]:
     return [SOURCE.replace("cat", a) for a in ANIMALS[:n]]
 
 
+def compare(runs: dict, once, reps: int, warmup=None) -> tuple[dict, dict]:
+    """-> ({label: [CPU s of each rep]}, {label: allocator peak MiB}). once(label) runs one sampling of
+    runs[label]; warm-up (first-call costs out of the timings): warmup(label) [once], for each label; then
+    `reps` repetitions, the labels interleaved in each (CPU seconds of this process); then one
+    memory-profiled run of each (torch.profiler: the peak of live tensors allocated during the run)."""
+    for which in runs:
+        (warmup or once)(which)
+    cpu = {w: [] for w in runs}
+    for _ in range(reps):
+        for which in runs:
+            c = time.process_time()
+            once(which)
+            cpu[which].append(time.process_time() - c)
+    memory = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for which in runs:
+            with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], profile_memory=True) as prof:
+                once(which)
+            memory[which] = round(memory_peak(prof, str(Path(tmp) / "trace.json"))[0], 1)
+    return cpu, memory
+
+
 def measure(name: str, n: int, args) -> dict:
     from p2p_attention.apply import apply_edit
     from p2p_attention.conditioning import latent_batch
@@ -55,20 +77,7 @@ def measure(name: str, n: int, args) -> dict:
     def once(which):
         sample(runs[which], positive, negative, latent, steps=args.steps, cfg=cfg, scheduler="simple")
 
-    for which in runs:  # warm-up: first-call costs out of the timings
-        once(which)
-    cpu = {w: [] for w in runs}
-    for _ in range(args.reps):
-        for which in runs:
-            c = time.process_time()
-            once(which)
-            cpu[which].append(time.process_time() - c)
-    memory = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for which in runs:
-            with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], profile_memory=True) as prof:
-                once(which)
-            memory[which] = round(memory_peak(prof, str(Path(tmp) / "trace.json"))[0], 1)
+    cpu, memory = compare(runs, once, args.reps)
     plain, p2p = statistics.median(cpu["plain"]), statistics.median(cpu["p2p"])
     return {"model": name, "edits": n, "items": 1 + n, "plain_cpu_s": round(plain, 3), "p2p_cpu_s": round(p2p, 3),
             "time_ratio": round(p2p / plain, 3), "plain_mib": memory["plain"], "p2p_mib": memory["p2p"],

@@ -50,7 +50,12 @@ TINY_MODELS = ("tiny-sd1", "tiny-sdxl", "demo")
 DIT_REAL = ("flux", "sd35-large")
 DIT_TINY = ("tiny-flux", "tiny-sd3")
 DIT_MODELS = DIT_REAL + DIT_TINY
-MODELS = TINY_MODELS + REAL_MODELS + DIT_MODELS
+# The newer MM-DiT families (benchmarks/bench_families.py): full width, few blocks (FAMILY_BLOCKS), and the
+# families' tiny test models (p2p_models.tiny_flux2 / tiny_zimage / tiny_qwen / tiny_chroma).
+FAMILY_REAL = ("flux2-klein", "zimage", "qwen-image", "chroma")
+FAMILY_TINY = ("tiny-flux2", "tiny-zimage", "tiny-qwen", "tiny-chroma")
+FAMILY_MODELS = FAMILY_REAL + FAMILY_TINY
+MODELS = TINY_MODELS + REAL_MODELS + DIT_MODELS + FAMILY_MODELS
 
 # Full depth does not fit: Flux.1 (19 double + 38 single blocks) is 11.9 G parameters, 44 GiB in
 # float32; SD3.5 Large (38 joint blocks) 8.1 G, 30 GiB; this machine has 24 GiB. Full WIDTH, fewer
@@ -62,6 +67,8 @@ FLUX_GUIDANCE = 3.5
 
 
 def arch_of(name: str) -> str:
+    if name in FAMILY_MODELS:
+        return FAMILY_ARCH[name.removeprefix("tiny-")]
     if name in ("flux", "tiny-flux"):
         return "flux"
     if name in ("sd35-large", "tiny-sd3"):
@@ -70,6 +77,8 @@ def arch_of(name: str) -> str:
 
 
 def latent_channels(name: str) -> int:
+    if name in FAMILY_MODELS:
+        return FAMILY_LATENT[arch_of(name)][0]
     return 16 if name in DIT_MODELS else 4
 
 
@@ -160,6 +169,8 @@ def build(name: str, seed: int = 0, blocks=None, dtype: str = "float32", edits: 
         return _build_demo()
     if name in DIT_MODELS:
         return _build_dit(name, seed, blocks, dtype, edits)
+    if name in FAMILY_MODELS:
+        return _build_family(name, seed, blocks, dtype, edits)
     arch = arch_of(name)
     tiny = ModelSpec.tiny(arch)
     clip = build_clip(tiny, seed=seed + 1)
@@ -254,8 +265,6 @@ def _dit_model(config_cls, unet_config: dict, seed: int, dtype: torch.dtype):
     """dit_build's construction (ComfyUI's config class and model_base, as a checkpoint load makes
     them), filled by fast_init with dit_build's scales (gain 0.5, final layer damped 0.2)."""
     import comfy.model_detection
-    import comfy.model_management as mm
-    import comfy.model_patcher
 
     detected = comfy.model_detection.model_config_from_unet_config(dict(unet_config))
     got = type(detected).__name__ if detected is not None else "none"
@@ -270,16 +279,23 @@ def _dit_model(config_cls, unet_config: dict, seed: int, dtype: torch.dtype):
         for pname, p in dm.named_parameters():
             if p.ndim == 1 and pname.endswith(".scale"):  # Flux's RMSNorm gains (0.3.75 names them scale)
                 p.fill_(1.0)
-        dm.final_layer.linear.weight.mul_(0.2)
+        final = getattr(dm, "final_layer", None)  # Flux, MMDiT, NextDiT: final_layer.linear; Qwen-Image: proj_out
+        (final.linear if final is not None else dm.proj_out).weight.mul_(0.2)
         if getattr(dm, "pos_embed", None) is not None:  # MMDiT: the checkpoints' sin-cos table
             from comfy.ldm.modules.diffusionmodules.mmdit import get_2d_sincos_pos_embed
 
             table = get_2d_sincos_pos_embed(dm.hidden_size, dm.pos_embed_max_size)
             dm.pos_embed.copy_(torch.from_numpy(table).reshape(dm.pos_embed.shape))
     dm.eval()
-    patcher = comfy.model_patcher.ModelPatcher(model, load_device=mm.get_torch_device(),
-                                               offload_device=mm.unet_offload_device())
-    return patcher, got
+    return _patcher(model), got
+
+
+def _patcher(model):
+    import comfy.model_management as mm
+    import comfy.model_patcher
+
+    return comfy.model_patcher.ModelPatcher(model, load_device=mm.get_torch_device(),
+                                           offload_device=mm.unet_offload_device())
 
 
 def _build_dit(name: str, seed: int, blocks, dtype: str, edits: list[str]):
@@ -339,3 +355,163 @@ def _build_dit(name: str, seed: int, blocks, dtype: str, edits: list[str]):
     info["text_tokens"] = int(prompts.length)
     return {"model": model, "positive": positive, "prompts": prompts, "negative": negative, "clip": clip,
             "info": info, "cfg": DIT_CFG[arch], "latent_channels": 16}
+
+
+# ----------------------------------------------------------------------------------------------
+# The newer MM-DiT families: Flux.2 klein, Z-Image, Qwen-Image, Chroma
+
+
+FAMILY_ARCH = {"flux2-klein": "flux2", "flux2": "flux2", "zimage": "zimage", "qwen-image": "qwen", "qwen": "qwen",
+               "chroma": "chroma"}
+# (latent channels, patch size, 5-d video latent): what each family's empty latent node makes.
+FAMILY_LATENT = {"flux2": (128, 1, False), "zimage": (16, 2, False), "qwen": (16, 2, True), "chroma": (16, 2, False)}
+# Text context width of the real text encoder: klein 4B stacks 3 hidden layers of Qwen3 4B (3 x 2560);
+# Z-Image reads Qwen3 4B (2560); Qwen-Image Qwen2.5-VL 7B (3584); Chroma T5-XXL (4096, unpadded).
+FAMILY_CONTEXT = {"flux2": 3 * 2560, "zimage": 2560, "qwen": 3584, "chroma": 4096}
+# cfg of the released checkpoints' usual settings: klein 4B is step-distilled (cfg 1), Z-Image Turbo
+# too (cfg 1); Qwen-Image: ComfyUI's example (2.5); Chroma: real CFG (4).
+FAMILY_CFG = {"flux2": 1.0, "zimage": 1.0, "qwen": 2.5, "chroma": 4.0}
+# Fewer blocks than the real models, every kind of block present: klein (double, single) of (5, 20);
+# Z-Image (main layers, refiner layers of each refiner) of (30, 2); Qwen-Image (blocks,) of (60,); Chroma
+# (double, single) of (19, 38), 1:2 as Flux.1 here.
+FAMILY_BLOCKS = {"flux2-klein": (1, 2), "zimage": (2, 1), "qwen-image": (2,), "chroma": (1, 2)}
+FAMILY_FULL_DEPTH = {"flux2-klein": (5, 20), "zimage": (30, 2), "qwen-image": (60,), "chroma": (19, 38)}
+
+
+def klein_width_config(double: int, single: int) -> dict:
+    """The unet_config comfy.model_detection produces for a Flux.2 klein 4B checkpoint (hidden 3072 =
+    24 heads of 128, four RoPE axes of 32, mlp 3.0 SiLU-gated, global modulation, no guidance
+    embedding, no pooled vector, 128-channel latent at patch 1, context 7680), with `double` / `single`
+    blocks instead of 5 / 20 (0.33.0's detection also sets txt_ids_dims [3]; 0.3.75's does not)."""
+    from p2p_models.tiny_flux2 import flux2_unet_config
+
+    cfg = flux2_unet_config(guidance_embed=False, context_in_dim=FAMILY_CONTEXT["flux2"])
+    cfg.update(hidden_size=3072, num_heads=24, axes_dim=[32, 32, 32, 32], depth=double, depth_single_blocks=single)
+    return cfg
+
+
+def zimage_width_config(layers: int, refiner_layers: int) -> dict:
+    """The unet_config comfy.model_detection produces for Z-Image (NextDiT dim 3840, 30 heads of 128,
+    q/k RMS norm, RoPE axes 32/48/48, caption width 2560, z_image_modulation, pads to 32), with `layers`
+    main (joint) layers instead of 30 and `refiner_layers` in each refiner (noise, context) instead of
+    NextDiT's default 2."""
+    from p2p_models.tiny_zimage import TINY_ZIMAGE_DIT
+
+    return {**TINY_ZIMAGE_DIT, "dim": 3840, "cap_feat_dim": FAMILY_CONTEXT["zimage"], "n_layers": layers,
+            "n_refiner_layers": refiner_layers, "n_heads": 30, "n_kv_heads": 30, "axes_dims": [32, 48, 48]}
+
+
+def qwen_width_config(blocks: int) -> dict:
+    """The unet_config comfy.model_detection produces for Qwen-Image (in_channels 64 = 16 x 2x2 patch,
+    the class's defaults: 24 heads of 128 = 3072, context 3584, RoPE axes 16/56/56), with `blocks`
+    transformer blocks instead of 60."""
+    return {"image_model": "qwen_image", "in_channels": 64, "num_layers": blocks}
+
+
+def chroma_width_config(double: int, single: int) -> dict:
+    """The unet_config comfy.model_detection produces for Chroma (Flux.1's width: hidden 3072, 24 heads of
+    128, RoPE axes 16/56/56, T5 context 4096; the Approximator in_dim 64 -> out_dim 3072, hidden 5120,
+    5 layers; 64 in / out channels at patch 2), with `double` / `single` blocks instead of 19 / 38."""
+    from p2p_models.tiny_chroma import chroma_unet_config
+
+    cfg = chroma_unet_config()
+    cfg.update(context_in_dim=FAMILY_CONTEXT["chroma"], hidden_size=3072, num_heads=24, axes_dim=[16, 56, 56],
+               depth=double, depth_single_blocks=single, out_dim=3072, hidden_dim=5120, n_layers=5)
+    return cfg
+
+
+def family_width_config(name: str, blocks) -> dict:
+    return {"flux2-klein": klein_width_config, "zimage": zimage_width_config,
+            "qwen-image": qwen_width_config, "chroma": chroma_width_config}[name](*blocks)
+
+
+def _family_clip(arch: str, seed: int):
+    if arch == "flux2":
+        from p2p_models.tiny_flux2 import build_klein_clip
+
+        return build_klein_clip(seed)
+    if arch == "zimage":
+        from p2p_models.tiny_zimage import build_zimage_clip
+
+        return build_zimage_clip(seed)
+    if arch == "chroma":
+        from p2p_models.tiny_chroma import build_chroma_clip
+
+        return build_chroma_clip(seed)
+    from p2p_models.tiny_qwen import build_qwen_clip
+
+    return build_qwen_clip(seed)
+
+
+def _tiny_family_model(arch: str, seed: int, dtype: torch.dtype):
+    if arch == "flux2":
+        from p2p_models.tiny_flux2 import build_flux2_model
+
+        return build_flux2_model(seed, dtype)
+    if arch == "zimage":
+        from p2p_models.tiny_zimage import build_zimage_model
+
+        return build_zimage_model(seed, dtype)
+    if arch == "chroma":
+        from p2p_models.tiny_chroma import build_chroma_model
+
+        return build_chroma_model(seed, dtype)
+    from p2p_models.tiny_qwen import build_qwen_model
+
+    return build_qwen_model(seed, dtype)
+
+
+def family_available(name: str) -> str | None:
+    """None, or why this ComfyUI cannot build the family's prompts (Flux.2 klein's text encoder is in
+    ComfyUI 0.33.0, not 0.3.75)."""
+    if arch_of(name) == "flux2":
+        from p2p_models.tiny_flux2 import klein_available
+
+        if not klein_available():
+            return "this ComfyUI has no Flux.2 klein text encoder (0.33.0 has it)"
+    return None
+
+
+def _build_family(name: str, seed: int, blocks, dtype: str, edits: list[str]):
+    """Full-width random Flux.2 klein / Z-Image / Qwen-Image / Chroma with few blocks (or the family's tiny test
+    model). The PromptSet comes from the family's tiny text encoder (ComfyUI's real tokenizer and chat
+    template); for the full-width models its encodings are replaced by random tensors of the real
+    text encoder's width (FAMILY_CONTEXT), same token counts, the encoder's other outputs kept."""
+    import comfy.supported_models as sm
+
+    from p2p_attention.conditioning import encode_prompt_set
+    from p2p_testkit.sampling import encode
+
+    arch = arch_of(name)
+    torch_dtype = _DTYPES[dtype]
+    clip = _family_clip(arch, seed + 1)
+    positive, prompts = encode_prompt_set(clip, SOURCE, edits)
+    negative = encode(clip, NEGATIVE)
+    info = {"model": name, "arch": arch, "dtype": dtype}
+    if name in FAMILY_TINY:
+        model = _tiny_family_model(arch, seed, torch_dtype)
+        info["detected_as"] = type(model.model.model_config).__name__
+        info["conditioning"] = "tiny text encoder (real tokenizer)"
+    else:
+        blocks = tuple(blocks or FAMILY_BLOCKS[name])
+        cfg = family_width_config(name, blocks)
+        config_cls = {"flux2": sm.Flux2, "zimage": sm.ZImage, "qwen": sm.QwenImage, "chroma": sm.Chroma}[arch]
+        model, info["detected_as"] = _dit_model(config_cls, cfg, seed, torch_dtype)
+        full = FAMILY_FULL_DEPTH[name]
+        info["blocks"] = {"flux2": "{} double + {} single (of {} + {})", "zimage": "{} layers + {} refiner each (of {} + {})",
+                          "qwen": "{} blocks (of {})", "chroma": "{} double + {} single (of {} + {})"}[arch].format(*blocks, *full)
+        info["unet_config"] = cfg
+        width = FAMILY_CONTEXT[arch]
+        gen = torch.Generator().manual_seed(seed + 7)
+        positive = [[torch.randn(*positive[0][0].shape[:2], width, generator=gen), dict(positive[0][1])]]
+        negative = [[torch.randn(*negative[0][0].shape[:2], width, generator=gen), dict(negative[0][1])]]
+        info["conditioning"] = (f"random context [B, {prompts.length}, {width}]; PromptSet from the real tokenizer "
+                                "in the family's tiny text encoder")
+    dm = model.get_model_object("diffusion_model")
+    info["unet_params_M"] = round(count_params(model) / 1e6, 1)
+    info["hidden_size"] = int(getattr(dm, "hidden_size", 0) or getattr(dm, "dim", 0) or getattr(dm, "inner_dim", 0))
+    info["context_dim"] = int(positive[0][0].shape[-1])
+    info["text_tokens"] = int(prompts.length)
+    channels, patch, video = FAMILY_LATENT[arch]
+    return {"model": model, "positive": positive, "prompts": prompts, "negative": negative, "clip": clip,
+            "info": info, "cfg": FAMILY_CFG[arch], "latent_channels": channels, "patch": patch, "video": video}

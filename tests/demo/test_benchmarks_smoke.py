@@ -184,3 +184,48 @@ def test_edit_count_benchmark_rows(tmp_path):
         assert r["plain_cpu_s"] > 0 and r["p2p_cpu_s"] > 0 and r["plain_mib"] > 0
         assert r["time_ratio"] == pytest.approx(r["p2p_cpu_s"] / r["plain_cpu_s"], rel=0.05)  # both rounded to ms
     assert "| tiny-flux (flux) | 2 | 3 |" in proc.stdout
+
+
+@pytest.mark.parametrize("name,blocks,want", [
+    ("flux2-klein", (5, 20), ("Flux2", 3.88)),  # Flux.2 klein 4B
+    ("zimage", (30, 2), ("ZImage", 6.15)),  # Z-Image (6B)
+    ("qwen-image", (60,), ("QwenImage", 20.43)),  # Qwen-Image (20B)
+    ("chroma", (19, 38), ("Chroma", 8.90)),  # Chroma (8.9B)
+])
+def test_family_full_width_configs(name, blocks, want):
+    """bench_families' full-width configs at full depth, built on the meta device: ComfyUI's detection
+    maps them to the family's config class and the parameter counts are the released models'."""
+    import bench_models
+    import comfy.model_detection
+    import comfy.supported_models as sm
+    import torch
+
+    cls, params_g = want
+    cfg = bench_models.family_width_config(name, blocks)
+    assert type(comfy.model_detection.model_config_from_unet_config(dict(cfg))).__name__ == cls
+    dm = getattr(sm, cls)({**cfg, "dtype": torch.float32}).get_model({}, "", device=torch.device("meta")).diffusion_model
+    assert round(sum(p.numel() for p in dm.parameters()) / 1e9, 2) == params_g
+
+
+def test_family_benchmark_rows(tmp_path):
+    """benchmarks/bench_families.py --tiny: a row per family (Flux.1, SD3.5, Flux.2 klein, Z-Image,
+    Qwen-Image, Chroma), plain and P2P on the same 2-item batch, their ratios and goal verdicts, and the table.
+    Flux.2 klein's row is skipped (with the reason) on a ComfyUI without its text encoder (0.3.75)."""
+    from p2p_models.tiny_flux2 import klein_available
+
+    out = tmp_path / "families.json"
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_families.py"), "--tiny", "--steps", "2",
+                           "--reps", "1", "--out", str(out)], cwd=REPO, env=dict(os.environ, OMP_NUM_THREADS="1"),
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["model"] for r in rows] == ["tiny-flux", "tiny-sd3", "tiny-flux2", "tiny-zimage", "tiny-qwen",
+                                        "tiny-chroma"]
+    for r in rows:
+        if r["model"] == "tiny-flux2" and not klein_available():
+            assert "klein" in r["skipped"]
+            continue
+        assert r["items"] == 2 and r["plain_cpu_s"] > 0 and r["p2p_cpu_s"] > 0 and r["plain_mib"] > 0
+        assert r["time_ratio"] == pytest.approx(r["p2p_cpu_s"] / r["plain_cpu_s"], rel=0.05)
+        assert r["time_met"] == (r["time_ratio"] <= 1.10) and "memory_met" in r
+        assert f"| {r['family']} | {r['model']} (tiny test model) |" in proc.stdout
