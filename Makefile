@@ -42,7 +42,7 @@ e2e: setup chromium
 	@$(PY) -c "import playwright.sync_api" 2>/dev/null || $(PY) -m pip install -q playwright==$(PLAYWRIGHT_VERSION)
 	P2P_CHROMIUM=$(CHROMIUM) $(PY) -m pytest tests/browser/test_browser.py $(PYTEST_ARGS)
 
-# `make test` and `make e2e` on ComfyUI 0.33.0 (its own frontend, comfyui-frontend-package 1.49.6).
+# `make test-pinned` and `make e2e` on ComfyUI 0.33.0 (its own frontend, comfyui-frontend-package 1.49.6).
 test-current: setup-current
 	$(PY_CURRENT) -m ruff check .
 	$(CURRENT) $(PY_CURRENT) -m pytest --ignore=tests/browser/test_browser.py $(PYTEST_ARGS)

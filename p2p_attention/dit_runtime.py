@@ -112,14 +112,14 @@ class DiTRuntime(EditRuntime):
         if not (joint or image_only):
             return backend(*args, **kwargs)  # another attention (e.g. Kontext references): untouched
         layout = batch_layout(q.shape[0], to["cond_or_uncond"], self.compiled.n_edits)
-        bias = self._key_bias(mask, layout, q.shape[0], length, n_txt if joint else 0, q.device)
+        n_t = n_txt if joint else 0  # the call's text tokens (none in an image-only attention)
+        bias = self._key_bias(mask, layout, q.shape[0], length, n_t, q.device)
         if joint and layout.groups and any(p.n_masked for p in self.plan.prompts.prompts):
             args, kwargs = args[:4], {**kwargs, "mask": bias.to(q.dtype)}  # + the prompts' padding
         step, n_steps = self.clock(to)
         structure = bool(layout.groups) and block in self.self_blocks and self.compiled.self_active(step, n_steps)
         inject = structure and self.structure == inj.MAPS
         qh, kh, vh = _heads(q, k, v, heads, skip)
-        n_t = n_txt if joint else 0
         substituted = False
         if structure and self.structure == inj.QK:
             qh, kh, substituted = qh.clone(), kh.clone(), True
@@ -160,7 +160,7 @@ class DiTRuntime(EditRuntime):
         for src, es in layout.groups:
             masks = (None, None) if bias is None else (bias[src : src + 1], bias[es])
             out[es] = self._edit(sdpa, qh[src : src + 1], kh[src : src + 1], qh[es], kh[es], vh[es],
-                                 n_txt if joint else 0, coeffs, inject, *masks)
+                                 n_t, coeffs, inject, *masks)
         return out.transpose(1, 2).reshape(q.shape[0], length, -1)
 
     def _key_bias(self, mask, layout, batch: int, length: int, n_txt: int, device):
