@@ -29,6 +29,20 @@ CTX_KEY, COUNT_KEY = "p2p_context_tokens", "p2p_joint_calls"
 _STORE_HEAD_CHUNK = 4  # heads per map product while storing (bounds the transient memory)
 
 
+def _index(rows: list[int]):
+    """Batch rows as a slice when they are contiguous (indexing then gives views, not copies)."""
+    return slice(rows[0], rows[-1] + 1) if rows == list(range(rows[0], rows[-1] + 1)) else rows
+
+
+def _runs(rows: list[int]):
+    """Batch rows as slices, one per contiguous run."""
+    start = 0
+    for i in range(1, len(rows) + 1):
+        if i == len(rows) or rows[i] != rows[i - 1] + 1:
+            yield slice(rows[start], rows[i - 1] + 1)
+            start = i
+
+
 def _key_mask(mask, batch: int, length: int):
     """A backend call's attention mask (bool: True attends; else additive; ComfyUI's 2-, 3- or 4-d
     shapes) as an additive fp32 key mask [B, 1, 1, L], or None. A mask that differs per query or head
@@ -81,6 +95,12 @@ class DiTRuntime(EditRuntime):
     region_spec: inj.RegionSpec = field(default_factory=inj.RegionSpec)
     _region: tuple | None = None  # (step, [N, n_img] bool): this step's edited region
     count_type: str = ""  # the block_type of counted joint calls (DiTFamily.count_blocks)
+    # Heads per pass over the edit rows: the edit's extra tensors scale with it (docs/benchmarks.md, memory).
+    edit_head_chunk: int = 8
+    # One entry each: every block of a model call passes the same mask and the step's coefficients,
+    # so the key bias and the padded coefficients are built once per model call, not once per block.
+    _bias_memo: tuple = (None, None)
+    _pad_memo: tuple = (None, None)
 
     def region(self, step: int, n_img: int | None = None):
         """The edited region of each edit item at this step (read once per step from the store); n_img:
@@ -112,61 +132,105 @@ class DiTRuntime(EditRuntime):
         if not (joint or image_only):
             return backend(*args, **kwargs)  # another attention (e.g. Kontext references): untouched
         layout = batch_layout(q.shape[0], to["cond_or_uncond"], self.compiled.n_edits)
+        if not layout.groups:  # no edit item in this call (an unconditional-only call)
+            return backend(*args, **kwargs)
         n_t = n_txt if joint else 0  # the call's text tokens (none in an image-only attention)
         bias = self._key_bias(mask, layout, q.shape[0], length, n_t, q.device)
-        if joint and layout.groups and any(p.n_masked for p in self.plan.prompts.prompts):
+        if joint and any(p.n_masked for p in self.plan.prompts.prompts):
             args, kwargs = args[:4], {**kwargs, "mask": bias.to(q.dtype)}  # + the prompts' padding
         step, n_steps = self.clock(to)
-        structure = bool(layout.groups) and block in self.self_blocks and self.compiled.self_active(step, n_steps)
-        inject = structure and self.structure == inj.MAPS
+        structure = self.structure if block in self.self_blocks and self.compiled.self_active(step, n_steps) else None
         qh, kh, vh = _heads(q, k, v, heads, skip)
-        substituted = False
-        if structure and self.structure == inj.QK:
-            qh, kh, substituted = qh.clone(), kh.clone(), True
-            inj.inject_structure(qh, kh, layout.groups, n_t)
         coeffs = None
-        if joint and layout.groups:  # (an unconditional-only call may have another context length)
+        if joint:
             n_ctx = to.get(CTX_KEY, n_txt)  # the context's tokens; the model's caption pads follow
             coeffs = self.compiled.cross_coefficients(step, n_steps, n_ctx, q.device, q.dtype)
-            if self.store is not None and layout.groups:
-                self._record(qh, kh, n_txt, layout, coeffs, to[GRID_KEY], n_ctx, bias)
-            coeffs = _pad_coefficients(coeffs, n_txt - n_ctx)
-        if structure and self.structure == inj.VALUES:
+            if self.store is not None:
+                self._record(qh, kh, n_txt, layout, coeffs, to[GRID_KEY], n_ctx, bias, structure == inj.QK)
+            coeffs = self._padded(coeffs, n_txt - n_ctx)
+        outside = None
+        if structure == inj.VALUES:
             region = self.region(step, n_img)
-            if region is not None:
-                vh = vh.clone()
-                inj.inject_outside(vh, layout.groups, n_t, ~region)
-                if self.region_spec.keys:
-                    kh = kh.clone() if not substituted else kh
-                    inj.inject_outside(kh, layout.groups, n_t, ~region)
-                substituted = True
+            outside = None if region is None else ~region
+        substitute = structure == inj.QK or outside is not None
+        inject = structure == inj.MAPS
+        if coeffs is None and not inject and not substitute:
+            return backend(*args, **kwargs)
 
         def sdpa(q_, k_, v_, mask_=None):
             # _inside_attn_wrapper: a wrapped backend must not hand the call back to an override.
-            out = backend(q_, k_, v_, heads, mask=None if mask_ is None else mask_.to(q_.dtype), skip_reshape=True,
+            out = backend(q_, k_, v_, q_.shape[1], mask=None if mask_ is None else mask_.to(q_.dtype), skip_reshape=True,
                           transformer_options=to, _inside_attn_wrapper=True)
-            return out.reshape(q_.shape[0], q_.shape[2], heads, -1).transpose(1, 2)
+            return out.reshape(q_.shape[0], q_.shape[2], q_.shape[1], -1).transpose(1, 2)
 
-        if (coeffs is None and not inject) or not layout.groups:
-            if not substituted:
-                return backend(*args, **kwargs)
+        if coeffs is None and not inject:  # only substituted rows: one call, as the model's own
+            qh, kh, vh = self._substituted(qh, kh, vh, layout.groups, n_t, structure, outside, slice(None))
             return sdpa(qh, kh, vh, bias).transpose(1, 2).reshape(q.shape[0], length, -1)
 
-        edits = [e for _, es in layout.groups for e in es]
-        rest = [i for i in range(q.shape[0]) if i not in set(edits)]
-        out = qh.new_empty(qh.shape[0], heads, length, vh.shape[-1])
-        if rest:
-            out[rest] = sdpa(qh[rest], kh[rest], vh[rest], None if bias is None else bias[rest])
-        for src, es in layout.groups:
-            masks = (None, None) if bias is None else (bias[src : src + 1], bias[es])
-            out[es] = self._edit(sdpa, qh[src : src + 1], kh[src : src + 1], qh[es], kh[es], vh[es],
-                                 n_t, coeffs, inject, *masks)
-        return out.transpose(1, 2).reshape(q.shape[0], length, -1)
+        # The result in the backends' layout [B, L, H*D], written through a [B, H, L, D] view: no copy at the end.
+        out = q.new_empty(q.shape[0], length, heads, vh.shape[-1])
+        view = out.transpose(1, 2)
+        edits = {e for _, es in layout.groups for e in es}
+        for rows in _runs([i for i in range(q.shape[0]) if i not in edits]):  # source and unconditional rows
+            view[rows] = sdpa(qh[rows], kh[rows], vh[rows], None if bias is None else bias[rows])
+        # The edit rows a few heads at a time: the edit's extra tensors (its substituted q/k/v, the extra
+        # value channel, the source's calls) then stay a fraction of the call's own q/k/v.
+        for h in range(0, heads, self.edit_head_chunk):
+            hs = slice(h, h + self.edit_head_chunk)
+            for src, es in layout.groups:
+                q_s, k_s = qh[src : src + 1, hs], kh[src : src + 1, hs]
+                es = _index(es)  # a slice when contiguous: views, not copies
+                q_e, k_e, v_e = self._edit_rows(qh, kh, vh, src, es, hs, n_t, structure, outside)
+                masks = (None, None) if bias is None else (bias[src : src + 1], bias[es])
+                for part, rows in self._edit(sdpa, q_s, k_s, q_e, k_e, v_e, n_t, coeffs, inject, *masks):
+                    view[es, hs, part] = rows
+        return out.reshape(q.shape[0], length, -1)
+
+    def _edit_rows(self, qh, kh, vh, src, es, hs, n_t, structure, outside):
+        """The edit rows `es` (heads `hs`) of q, k, v with the structure control's source rows substituted."""
+        q_e, k_e, v_e = qh[es, hs], kh[es, hs], vh[es, hs]
+        if structure == inj.QK:
+            q_e = inj.structure_rows(qh[src : src + 1, hs], q_e, n_t)
+            k_e = inj.structure_rows(kh[src : src + 1, hs], k_e, n_t)
+        elif outside is not None:
+            v_e = inj.outside_rows(vh[src : src + 1, hs], v_e, n_t, outside)
+            if self.region_spec.keys:
+                k_e = inj.outside_rows(kh[src : src + 1, hs], k_e, n_t, outside)
+        return q_e, k_e, v_e
+
+    def _substituted(self, qh, kh, vh, groups, n_t, structure, outside, hs):
+        """The whole batch's q, k, v with every group's edit rows substituted (copies only of what changes)."""
+        changed = (True, True, False) if structure == inj.QK else (False, self.region_spec.keys, True)
+        full = [t.clone() if c else t for t, c in zip((qh, kh, vh), changed)]
+        for src, es in groups:
+            rows = self._edit_rows(qh, kh, vh, src, es, hs, n_t, structure, outside)
+            for t, r, c in zip(full, rows, changed):
+                if c:
+                    t[es] = r
+        return full
+
+    def _padded(self, coeffs, extra: int):
+        """_pad_coefficients, once per step's coefficients (the memo holds them)."""
+        memo_key, memo = self._pad_memo
+        if memo_key is None or memo_key[0] is not coeffs or memo_key[1] != extra:
+            memo = _pad_coefficients(coeffs, extra)
+            self._pad_memo = ((coeffs, extra), memo)
+        return memo
 
     def _key_bias(self, mask, layout, batch: int, length: int, n_txt: int, device):
         """The call's additive key mask [B, 1, 1, L] fp32: the model's mask (ComfyUI 0.33.0 masks Qwen-Image's
         text padding), and the prompts' MASKED padding on the cond chunks' rows (0.3.75 passes no mask);
         None when nothing is masked (Flux.1, SD3: unchanged calls)."""
+        # (the mask by identity: every block of a model call passes the same tensor; the memo holds it)
+        key = (mask, tuple((src, tuple(es)) for src, es in layout.groups), batch, length, n_txt, str(device))
+        memo_key, memo = self._bias_memo
+        if memo_key is not None and memo_key[0] is mask and memo_key[1:] == key[1:]:
+            return memo
+        bias = self._build_key_bias(mask, layout, batch, length, n_txt, device)
+        self._bias_memo = (key, bias)
+        return bias
+
+    def _build_key_bias(self, mask, layout, batch: int, length: int, n_txt: int, device):
         bias = _key_mask(mask, batch, length)
         pads = [p.n_masked for p in self.plan.prompts.prompts]
         if n_txt == 0 or not any(pads) or not layout.groups:
@@ -181,25 +245,30 @@ class DiTRuntime(EditRuntime):
         return own if bias is None else torch.minimum(bias.to(device), own)
 
     def _edit(self, sdpa, q_s, k_s, q_e, k_e, v_e, n_txt, coeffs, inject, mask_s=None, mask_e=None):
-        if n_txt == 0:  # image-only attention: the source's self map on the edit's values
-            return (ja.joint_maps(q_s, k_s, mask_s).expand(q_e.shape[0], -1, -1, -1) @ v_e.float()).to(v_e.dtype) \
+        """The edit rows of one group and head chunk, as (token slice, rows [N, h, ., D]) pieces."""
+        if n_txt == 0:  # image-only attention, injecting: the source's self map on the edit's values
+            rows = (ja.joint_maps(q_s, k_s, mask_s).expand(q_e.shape[0], -1, -1, -1) @ v_e.float()).to(v_e.dtype) \
                 if self.reference else sdpa(q_s.expand(q_e.shape[0], -1, -1, -1), k_s.expand_as(k_e), v_e,
                                             None if mask_s is None else mask_s.expand(q_e.shape[0], -1, -1, -1))
+            return [(slice(None), rows)]
         text_rows = sdpa(q_e[:, :, :n_txt], k_e, v_e, mask_e)
         image = ja.edit_rows_reference if self.reference else (lambda *a, **kw: ja.edit_rows_fast(sdpa, *a, **kw))
         image_rows = image(q_s[:, :, n_txt:], k_s, q_e[:, :, n_txt:], k_e, v_e, n_txt, coeffs, inject,
                            mask_s=mask_s, mask_e=mask_e)
-        return torch.cat([text_rows, image_rows.to(text_rows.dtype)], 2)
+        return [(slice(None, n_txt), text_rows), (slice(n_txt, None), image_rows)]
 
-    def _record(self, qh, kh, n_txt, layout, coeffs, grid, n_ctx=None, bias=None):
+    def _record(self, qh, kh, n_txt, layout, coeffs, grid, n_ctx=None, bias=None, image_qk=False):
         """The cross maps (image rows over text keys, renormalised: P2P's maps) of the first cond
         chunk, head-averaged, into the store. n_ctx: the context's tokens among the n_txt (the rest are
         the model's caption pads); the image rows are the grid's (pads the model appends left out); bias:
-        the call's key mask (_key_bias) or None."""
+        the call's key mask (_key_bias) or None; image_qk: the edit items' image queries are the source's
+        (the image_qk structure control), as in their attention."""
         src, es = layout.groups[0]
         idx = [src, *es]
         n_ctx = n_txt if n_ctx is None else n_ctx
-        q_img, k_txt = qh[idx][:, :, n_txt : n_txt + grid[0] * grid[1]], kh[idx][:, :, :n_ctx]
+        img = slice(n_txt, n_txt + grid[0] * grid[1])
+        q_img = qh[src : src + 1, :, img].expand(len(idx), -1, -1, -1) if image_qk else qh[idx][:, :, img]
+        k_txt = kh[idx][:, :, :n_ctx]
         key_mask = None if bias is None else bias[idx][..., :n_ctx]  # masked text padding: no map
         total = None
         for h0 in range(0, q_img.shape[1], _STORE_HEAD_CHUNK):

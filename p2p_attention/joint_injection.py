@@ -35,16 +35,13 @@ class RegionSpec:
     keys: bool = False
 
 
-def inject_structure(q: torch.Tensor, k: torch.Tensor, groups, n_txt: int) -> None:
-    """In place: every edit row's image-token q and k := its source's (q, k already private copies)."""
-    for src, es in groups:  # the source rows are copied first: a write may not read its own tensor
-        q[es, :, n_txt:] = q[src : src + 1, :, n_txt:].clone()
-        k[es, :, n_txt:] = k[src : src + 1, :, n_txt:].clone()
+def structure_rows(src: torch.Tensor, edit: torch.Tensor, n_txt: int) -> torch.Tensor:
+    """The edit rows [N, h, L, D] with their image tokens := the source's [1, h, L, D] (image q/k)."""
+    return torch.cat([edit[:, :, :n_txt], src[:, :, n_txt:].expand(edit.shape[0], -1, -1, -1)], 2)
 
 
-def inject_outside(t: torch.Tensor, groups, n_txt: int, outside: torch.Tensor) -> None:
-    """In place: image tokens of edit items outside their region (`outside` [N, n_img] bool, one row per
-    edit item, in batch order) := the source's."""
-    sel = outside[:, None, :, None].to(t.device)
-    for src, es in groups:
-        t[es, :, n_txt:] = torch.where(sel, t[src : src + 1, :, n_txt:], t[es, :, n_txt:])
+def outside_rows(src: torch.Tensor, edit: torch.Tensor, n_txt: int, outside: torch.Tensor) -> torch.Tensor:
+    """The edit rows [N, h, L, D] with their image tokens outside their region (`outside` [N, n_img] bool,
+    one row per edit item) := the source's [1, h, L, D]."""
+    sel = outside[:, None, :, None].to(edit.device)
+    return torch.cat([edit[:, :, :n_txt], torch.where(sel, src[:, :, n_txt:], edit[:, :, n_txt:])], 2)

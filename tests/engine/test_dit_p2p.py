@@ -135,6 +135,28 @@ def test_fast_path_equals_the_reference_path_in_sampling(family, structure):
     assert (fast - ref).abs().max().item() <= 2 * fp_bound(ref, torch.float32, unet_evals(STEPS))
 
 
+@pytest.mark.parametrize("structure", STRUCTURES)
+@pytest.mark.parametrize("family", FAMILIES)
+def test_edit_rows_a_head_at_a_time_equal_all_heads_at_once(family, structure):
+    """The runtime passes over the edit rows a few heads at a time (memory): one head per pass gives what
+    every head in one pass gives, with two edits (two items per cond chunk) and every control on."""
+    edits = ["a green circle on the left", "a red square on the left"]
+
+    def plan(p):
+        return make_plan(p, _swap(p), None, "0.8", "1.0", "circle: 2")
+
+    outs = []
+    for chunk in (1, 64):
+        model, clip, _ = _models(family)
+        cond, prompts = encode_prompt_set(clip, SRC, edits)
+        patched, runtime = apply_edit(model, plan(prompts), self_blocks="all", mmdit_structure=structure)
+        runtime.edit_head_chunk = chunk
+        outs.append(sample(patched, cond, encode(clip, ""), _latent(3), steps=STEPS, cfg=_cfg(family),
+                           scheduler="simple"))
+    assert (outs[0] - outs[1]).abs().max().item() <= fp_bound(outs[1], torch.float32, unet_evals(STEPS))
+    assert (outs[1][1:] - outs[1][:1]).abs().max().item() > 4 * fp_bound(outs[1], torch.float32, unet_evals(STEPS))
+
+
 @pytest.mark.parametrize("family", FAMILIES)
 def test_every_control_changes_the_edit(family):
     naive_edit = "a green circle on the left"
