@@ -95,8 +95,9 @@ class DiTRuntime(EditRuntime):
     region_spec: inj.RegionSpec = field(default_factory=inj.RegionSpec)
     _region: tuple | None = None  # (step, [N, n_img] bool): this step's edited region
     count_type: str = ""  # the block_type of counted joint calls (DiTFamily.count_blocks)
-    # Heads per pass over the edit rows: the edit's extra tensors scale with it (docs/benchmarks.md, memory).
-    edit_head_chunk: int = 8
+    # Edit items x heads in one pass over the edit rows: the edit's extra memory scales with it
+    # (docs/benchmarks.md); tests set 1 to check that the passes add up to the whole.
+    edit_heads_per_pass: int = 8
     # One entry each: every block of a model call passes the same mask and the step's coefficients,
     # so the key bias and the padded coefficients are built once per model call, not once per block.
     _bias_memo: tuple = (None, None)
@@ -173,17 +174,18 @@ class DiTRuntime(EditRuntime):
         edits = {e for _, es in layout.groups for e in es}
         for rows in _runs([i for i in range(q.shape[0]) if i not in edits]):  # source and unconditional rows
             view[rows] = sdpa(qh[rows], kh[rows], vh[rows], None if bias is None else bias[rows])
-        # The edit rows a few heads at a time: the edit's extra tensors (its substituted q/k/v, the extra
-        # value channel, the source's calls) then stay a fraction of the call's own q/k/v.
-        for h in range(0, heads, self.edit_head_chunk):
-            hs = slice(h, h + self.edit_head_chunk)
-            for src, es in layout.groups:
-                q_s, k_s = qh[src : src + 1, hs], kh[src : src + 1, hs]
-                es = _index(es)  # a slice when contiguous: views, not copies
-                q_e, k_e, v_e = self._edit_rows(qh, kh, vh, src, es, hs, n_t, structure, outside)
-                masks = (None, None) if bias is None else (bias[src : src + 1], bias[es])
-                for part, rows in self._edit(sdpa, q_s, k_s, q_e, k_e, v_e, n_t, coeffs, inject, *masks):
-                    view[es, hs, part] = rows
+        # The edit rows a few heads at a time (fewer, the more edit items): the edit's extra tensors (its
+        # substituted q/k/v, the extra value channel, the source's calls) stay a fraction of the call's own.
+        for src, es in layout.groups:
+            per_pass = max(1, self.edit_heads_per_pass // len(es))
+            rows = _index(es)  # a slice when contiguous: views, not copies
+            mask_s, mask_e = (None, None) if bias is None else (bias[src : src + 1], bias[rows])
+            for h in range(0, heads, per_pass):
+                hs = slice(h, h + per_pass)
+                q_e, k_e, v_e = self._edit_rows(qh, kh, vh, src, rows, hs, n_t, structure, outside)
+                for part, r in self._edit(sdpa, qh[src : src + 1, hs], kh[src : src + 1, hs], q_e, k_e, v_e, n_t,
+                                          coeffs, inject, mask_s, mask_e):
+                    view[rows, hs, part] = r
         return out.reshape(q.shape[0], length, -1)
 
     def _edit_rows(self, qh, kh, vh, src, es, hs, n_t, structure, outside):

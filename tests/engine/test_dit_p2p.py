@@ -150,7 +150,7 @@ def test_edit_rows_a_head_at_a_time_equal_all_heads_at_once(family, structure):
         model, clip, _ = _models(family)
         cond, prompts = encode_prompt_set(clip, SRC, edits)
         patched, runtime = apply_edit(model, plan(prompts), self_blocks="all", mmdit_structure=structure)
-        runtime.edit_head_chunk = chunk
+        runtime.edit_heads_per_pass = chunk
         outs.append(sample(patched, cond, encode(clip, ""), _latent(3), steps=STEPS, cfg=_cfg(family),
                            scheduler="simple"))
     assert (outs[0] - outs[1]).abs().max().item() <= fp_bound(outs[1], torch.float32, unet_evals(STEPS))
