@@ -17,7 +17,11 @@ override numbers the joint calls of a model call in order (count_blocks). A flow
 cfg (ComfyUI's example: ModelSamplingAuraFlow shift 6, cfg 4): not guidance-distilled.
 """
 
+from ..spiece_tokens import SYSTEM_PROMPT_MARKER
 from .base import DiTFamily
 
+# A positive from ComfyUI's Lumina 2 text-encode node (or CLIPTextEncode) in place of the Prompt Pair's.
+lumina2_positive_fix = "lumina2_positive"
 LUMINA2 = DiTFamily(name="lumina2", label="Lumina 2", configs=("Lumina2",), block_lists=(("double", "layers"),),
-                    context_layer="cap_embedder.1", token_multiple="pad_tokens_multiple", count_blocks=True)
+                    context_layer="cap_embedder.1", token_multiple="pad_tokens_multiple", count_blocks=True,
+                    system_prompt_marker=SYSTEM_PROMPT_MARKER, positive_fix=lumina2_positive_fix)

@@ -356,3 +356,17 @@ def test_fixed_point_inversion_beats_plain_ode_inversion():
     plain, fixed = (_psnr(_reconstruct(m)[0], photo[0]) for m in ("ddim", "fixed_point"))
     print(f"lumina2 inversion psnr: ddim {plain:.1f} dB, fixed_point {fixed:.1f} dB")
     assert plain > 20 and fixed > plain + 15, (plain, fixed)
+
+
+def test_a_source_without_system_prompt_is_warned_about(caplog):
+    """Lumina 2 is trained with a system prompt: P2P Apply says how to write one (the edit still works)."""
+    model, clip, _ = _models()
+    _, prompts = encode_prompt_set(clip, USER, [EDIT])
+    with caplog.at_level("WARNING"):
+        apply_edit(model, _swap(prompts))
+    assert "has no system prompt" in caplog.text and "<Prompt Start>" in caplog.text
+    caplog.clear()
+    _, prompts = encode_prompt_set(clip, SRC, [EDIT])
+    with caplog.at_level("WARNING"):
+        apply_edit(model, _swap(prompts))
+    assert "system prompt" not in caplog.text
