@@ -20,6 +20,10 @@ FIXES = {
     "latent_batch": "Feed the sampler the source latent through P2P Latent Batch.",
     "no_reference_images": "Sample without reference images, or edit a photo with P2P Invert.",
     "sampler_positive": "Connect the P2P Prompt Pair's CONDITIONING to the sampler's positive input.",
+    "lumina2_positive": "Connect the P2P Prompt Pair's CONDITIONING to the sampler's positive input in place of "
+    "CLIP Text Encode (Lumina 2) (or the CLIPTextEncode of ComfyUI's Lumina 2 example), with the Prompt Pair's "
+    "source written as that node encodes it: '<system prompt> <Prompt Start> <prompt>'; the edits, one per line, "
+    "take the source's system prompt.",
     "sampler_nodes": "Sample the patched MODEL with KSampler, KSamplerAdvanced, SamplerCustom or SamplerCustomAdvanced.",
     "maps_after_sampling": "Connect to 'samples' the LATENT of the sampler that used this P2P Apply's MODEL.",
     "inversion_sampling": "Use KSamplerAdvanced (add_noise disabled, start_at_step 0, end_at_step >= steps) or "

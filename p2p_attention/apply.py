@@ -40,7 +40,7 @@ from .widget_text import ATTENTION_PATHS, parse_choice
 _NOISY_SAMPLERS = ("ancestral", "sde", "lcm", "ddpm", "er_sde", "seeds")
 
 
-def make_outer_sample_wrapper(runtime: EditRuntime, explain: Explain, model_patcher=None):
+def make_outer_sample_wrapper(runtime: EditRuntime, explain: Explain, model_patcher=None, positive_fix=None):
     n_edits = runtime.compiled.n_edits
     uid = runtime.plan.prompts.uid
     warned: set = set()
@@ -58,7 +58,7 @@ def make_outer_sample_wrapper(runtime: EditRuntime, explain: Explain, model_patc
         uids = {c.get(COND_UID_KEY) for c in positive if isinstance(c, dict)}
         if uid not in uids:
             raise P2PError("the sampler's positive conditioning does not come from the prompts this edit "
-                           "was built from.", fix="sampler_positive")
+                           "was built from.", fix=positive_fix or "sampler_positive")
         n_steps = len(sigmas) - 1
         empty = windows_without_steps(runtime.compiled, n_steps)
         if empty and ("empty", n_steps) not in warned:
@@ -130,6 +130,11 @@ def apply_edit(
     check_family_options(family, self_blocks, self_attn_min_downsample, map_downsample, SELF_MIN_DOWNSAMPLE_AUTO,
                          DEFAULT_MAP_DOWNSAMPLE)
     check_structure(family, mmdit_structure, STRUCTURES, VALUES)
+    marker = family.system_prompt_marker if family is not None else None
+    if marker and marker not in plan.prompts.source.text:
+        warn("the source prompt %r has no system prompt: %s is trained on prompts written '<system prompt> %s "
+             "<prompt>' (ComfyUI's own %s text encoding writes them so). Write the source so; the edits take its "
+             "system prompt.", plan.prompts.source.text, family.label, marker, family.label)
     compiled = plan.compiled(own_changed=own_changed and family is not None)  # make_plan compiled it once
     same = unchanged_edits(plan, compiled)
     if same and inversion is None:  # with an inversion, an identical edit is a reconstruction check
@@ -144,9 +149,8 @@ def apply_edit(
                                     real_image=inversion is not None)
     else:
         runtime = install_dit_edit(patched, plan, compiled, family, reference, self_blocks, mmdit_structure, region)
-    patched.add_wrapper_with_key(
-        comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, WRAPPER_KEY, make_outer_sample_wrapper(runtime, explain, model_patcher)
-    )
+    wrapper = make_outer_sample_wrapper(runtime, explain, model_patcher, getattr(family, "positive_fix", None))
+    patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, WRAPPER_KEY, wrapper)
     if inversion is not None:
         # Before local blend: direct inversion corrects the source's prediction, and the blend
         # must copy the corrected source outside its mask.

@@ -11,6 +11,7 @@ import torch
 from .edits import PromptSet
 from .errors import P2PError, warn
 from .prompts import T5_KEY, _sub_tokenizer, tokenize_streams
+from .spiece_tokens import shared_system_prompt, spiece_keys
 from .text_streams import context_prompt
 from .vocabulary import known_vocabulary, unknown_words
 
@@ -25,11 +26,11 @@ def encode_prompt_set(clip, source: str, edits: list[str]):
         raise P2PError("the source prompt is empty. Write the prompt of the image to edit.")
     if not edits:
         raise P2PError("no edit prompt. Write one edited prompt per line in 'edits'.")
-    texts = [source, *edits]
+    texts = shared_system_prompt(clip, [source, *edits])  # Lumina 2: the edits take the source's system prompt
     token_dicts, streams = tokenize_streams(clip, texts)
-    unpadded = _unpadded_t5(clip, token_dicts)
+    unpadded = _unpadded_stream(clip, token_dicts)
     if unpadded:
-        # A tokenizer that does not pad (Chroma's T5): each prompt encoded as a plain CLIPTextEncode
+        # A tokenizer that does not pad (Chroma's T5, Lumina 2's Gemma 2): each prompt encoded as a plain CLIPTextEncode
         # encodes it, zero-padded to the longest, the padding MASKED (dit_runtime masks it in every call).
         token_dicts = [clip.tokenize(t) for t in texts]
     conds, pooled, masks = [], [], []
@@ -78,14 +79,15 @@ def _masked_padding(streams, tokenized, masks):
     return tokenized, torch.stack(rows)
 
 
-def _unpadded_t5(clip, token_dicts) -> bool:
-    """The context is one T5 stream whose tokenizer does not pad prompts to a common length (ComfyUI's
-    PixArt T5, Chroma's). tokenize_streams padded the prompts to one length with the pad token for their
-    word positions; such a model sees each prompt unpadded (a pad token changes its image)."""
+def _unpadded_stream(clip, token_dicts) -> bool:
+    """The context is one T5 stream, or one whitespace-keeping SentencePiece stream (Lumina 2's Gemma 2),
+    whose tokenizer does not pad prompts to a common length (ComfyUI's PixArt T5, Chroma's; Gemma2BTokenizer).
+    tokenize_streams padded the prompts to one length with the pad token for their word positions; such a
+    model sees each prompt unpadded (a pad token changes its image)."""
     streams = [k for k, v in token_dicts[0].items() if isinstance(v, list) and v and isinstance(v[0], list)]
-    if streams != [T5_KEY]:
+    if len(streams) != 1 or (streams != [T5_KEY] and spiece_keys(clip, token_dicts[0]) != streams):
         return False
-    sub = _sub_tokenizer(clip, T5_KEY)
+    sub = _sub_tokenizer(clip, streams[0])
     return not getattr(sub, "pad_to_max_length", True) and (getattr(sub, "min_length", None) or 0) <= 1
 
 

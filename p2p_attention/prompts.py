@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from .chat_tokens import build_templated, template_of
 from .errors import P2PError
+from .spiece_tokens import build_spiece, spiece_keys
 from .tokenized import (  # noqa: F401  (the prompt types live there)
     END,
     MASKED,
@@ -175,7 +176,8 @@ def tokenize_streams(clip, texts: list[str]) -> tuple[list[dict], list[dict[str,
     if not raw:
         return [], []
     template = template_of(clip)  # a chat-template LLM encoder (Z-Image's Qwen3): words by their bytes
-    raw = _equal_length_tokens(clip, texts, raw, templated=template is not None)
+    spiece = spiece_keys(clip, raw[0])  # a whitespace-keeping SentencePiece encoder (Lumina 2's Gemma 2): the same
+    raw = _equal_length_tokens(clip, texts, raw, templated=template is not None or bool(spiece))
     keys = [k for k, v in raw[0].items() if _is_chunk_list(v)]
     if not keys:
         raise P2PError("Prompt-to-Prompt: this CLIP's tokenizer output has no token chunks.")
@@ -201,6 +203,8 @@ def tokenize_streams(clip, texts: list[str]) -> tuple[list[dict], list[dict[str,
         kept = clip_keys[:1] + [k for k in keys if k == T5_KEY]
         if template is not None:
             streams.append({k: build_templated(text, r[k], _sub_tokenizer(clip, k), template) for k in kept})
+        elif spiece:
+            streams.append({k: build_spiece(text, r[k], _sub_tokenizer(clip, k)) for k in kept})
         else:
             streams.append({k: _build(text, r[k], _sub_tokenizer(clip, k)) for k in kept})
 

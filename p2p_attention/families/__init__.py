@@ -10,14 +10,15 @@ from .base import DiTFamily
 from .chroma import CHROMA
 from .flux import FLUX
 from .flux2 import FLUX2_DEV, FLUX2_KLEIN
+from .lumina2 import LUMINA2
 from .qwen_image import QWEN_IMAGE
 from .sd3 import SD3
 from .zimage import ZIMAGE
 
-FAMILIES: tuple[DiTFamily, ...] = (FLUX, SD3, FLUX2_KLEIN, FLUX2_DEV, ZIMAGE, QWEN_IMAGE, CHROMA)
+FAMILIES: tuple[DiTFamily, ...] = (FLUX, SD3, FLUX2_KLEIN, FLUX2_DEV, ZIMAGE, LUMINA2, QWEN_IMAGE, CHROMA)
 UNET_LABELS = ("SD1.x", "SD2.x", "SDXL")
 # Model configs ComfyUI ships that are refused by name (not MM-DiT image models this pack edits yet).
-NOT_YET = "HiDream, Lumina 2 and video DiTs"
+NOT_YET = "HiDream and video DiTs"
 
 
 def family_of(model_patcher) -> DiTFamily:

@@ -34,6 +34,12 @@ class DiTFamily:
     # call's joint calls in call order as the first block list's (Z-Image on ComfyUI 0.3.75; an index
     # ComfyUI sets is used where it sets one).
     count_blocks: bool = False
+    # The family's prompts start with a system prompt ended by this marker (Lumina 2: "<Prompt Start>", as
+    # ComfyUI's Lumina 2 text-encode node writes them): P2P Apply warns about a source without one.
+    system_prompt_marker: str | None = None
+    # The fix key of a sampler positive that is not the Prompt Pair's, where the family's usual text
+    # encoding needs its own words (nodes/messages.py); None: the general one.
+    positive_fix: str | None = None
 
     def supports(self, dm) -> bool:
         """The diffusion model has this family's block lists (a config name alone could be reused)."""

@@ -15,8 +15,8 @@ no block and its NextDiT takes no "dit" block replace patches, so the override n
 of each model call in order (count_blocks): the refiners' calls are never joint (their length is the
 caption's or the image's alone), so the n-th joint call of a model call is layer n.
 
-Lumina 2 (config Lumina2, the same NextDiT) is not listed: its Gemma 2 text encoder (and the system
-prompt ComfyUI's Lumina 2 encoder node prepends) needs its own tokenizer alignment and tests.
+Lumina 2 (config Lumina2, the same NextDiT without pad tokens, a Gemma 2 text encoder) is its own family
+(lumina2.py).
 """
 
 from .base import DiTFamily

@@ -37,7 +37,8 @@ def tiny_models(arch: str, seed: int) -> tuple:
 
 
 # flux2_klein: ComfyUI 0.33.0 on
-DIT_FAMILIES = ("flux", "flux_schnell", "sd3", "sd35", "zimage", "flux2_klein", "chroma", "chroma_radiance")
+DIT_FAMILIES = ("flux", "flux_schnell", "sd3", "sd35", "zimage", "flux2_klein", "chroma", "chroma_radiance",
+                "lumina2")
 _DIT_CACHE: dict[tuple[str, int], tuple] = {}
 
 
@@ -72,7 +73,12 @@ def tiny_dit_models(family: str, seed: int) -> dit_build.TinyModels:
         clip = _dit_part("klein_clip", seed + 1, lambda: tiny_flux2.build_klein_clip(seed + 1))
         return dit_build.TinyModels(model, clip, _dit_part("flux2_vae", seed + 2,
                                                            lambda: tiny_flux2.build_flux2_vae(seed + 2)))
-    if family == "zimage":  # p2p_models.tiny_zimage: Z-Image's NextDiT and Qwen3 text encoder
+    if family == "lumina2":  # p2p_models.tiny_lumina2: Lumina 2's NextDiT and Gemma 2 text encoder
+        from p2p_models import tiny_lumina2
+
+        model = _dit_part(family, seed, lambda: tiny_lumina2.build_lumina2_model(seed))
+        clip = _dit_part("lumina2_clip", seed + 1, lambda: tiny_lumina2.build_lumina2_clip(seed + 1))
+    elif family == "zimage":  # p2p_models.tiny_zimage: Z-Image's NextDiT and Qwen3 text encoder
         from p2p_models import tiny_zimage
 
         model = _dit_part(family, seed, lambda: tiny_zimage.build_zimage_model(seed))
@@ -118,7 +124,7 @@ class P2PTestTinyDiTModel(io.ComfyNode):
             node_id="P2PTestTinyDiTModel",
             display_name="P2P Test Tiny DiT Model (tests only)",
             category="testing/p2p",
-            description="Tiny Flux.1 dev / schnell, SD3, SD3.5 Medium-like or Chroma MM-DiT with fixed random "
+            description="Tiny Flux.1 dev / schnell, SD3, SD3.5 Medium-like, Z-Image, Lumina 2 or Chroma MM-DiT with fixed random "
                         "weights, 16-channel VAE (8x, EmptySD3LatentImage), or Chroma Radiance with the pixel-space "
                         "VAE (EmptyChromaRadianceLatentImage) (tests only).",
             inputs=[
