@@ -18,6 +18,22 @@ from .uncond_context import set_uncond_context
 from .weight_refs import WeightsAsReferences, identity_weight
 
 
+@contextlib.contextmanager
+def _differentiable_paths():
+    """ComfyUI's own switch for model code that must be differentiated (its training node sets it): without
+    it ComfyUI 0.33.0 runs fused kernels with no backward (NextDiT's rms_rope: Z-Image, Lumina 2)."""
+    import comfy.model_management as mm
+
+    if not hasattr(mm, "in_training"):  # ComfyUI 0.3.75: no fused path, nothing to switch
+        yield
+        return
+    before, mm.in_training = mm.in_training, True
+    try:
+        yield
+    finally:
+        mm.in_training = before
+
+
 class InversionMethod:
     """DDIM inversion with the source prompt; subclasses add what their method needs."""
 
@@ -181,7 +197,11 @@ class NullTextInversion(InversionMethod):
 
     def differentiated(self):
         """The context of the unconditional evaluation that gets a backward pass."""
-        return WeightsAsReferences() if self.gradient == "references" else contextlib.nullcontext()
+        stack = contextlib.ExitStack()
+        stack.enter_context(_differentiable_paths())
+        if self.gradient == "references":
+            stack.enter_context(WeightsAsReferences())
+        return stack
 
     def out_of_reach(self, previous: float, loss: float, threshold: float, updates_left: int) -> bool:
         """Before an update: give up on this step (official: never; the limit ends it)."""
