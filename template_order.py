@@ -5,14 +5,14 @@ Both pinned frontends list a custom node pack's templates in the order of the se
 1.49.6's default keeps the order), and ComfyUI builds that list with an unsorted glob, so the order
 depends on the file system. A small aiohttp middleware sorts this pack's list by name (the demo
 templates, `p2p_demo1_*` to `p2p_demo7_*`, first), the families added later (`p2p_dit_*`: Chroma,
-Z-Image, Qwen-Image) after all the others; the lists of other packs are left as they are.
+Z-Image, Qwen-Image, Flux.2 klein) after all the others; the lists of other packs are left as they are.
 It is added while ComfyUI imports the pack (before its web app starts) and does nothing elsewhere.
 
 A template whose model needs a newer ComfyUI than the running one declares its minimum here (MIN_COMFYUI, the
 one declaration the tests read too): the listing leaves it out there, so the template browser never offers a
-template that cannot run (Flux.2 klein: ComfyUI 0.3.75 has its nodes, but no klein text encoder, so its
-CLIPLoader would load the Qwen3 file as Flux.2 dev's Mistral encoder and fail). The file stays in workflows/
-(a drop opens it; running it fails at CLIPLoader).
+template that cannot run (Flux.2 klein: ComfyUI 0.3.75 has its nodes, but no klein text encoder: its CLIPLoader
+loads the Qwen3 file as Z-Image's encoder, one layer 2560 wide where klein takes three stacked, 7680, and sampling
+fails). The file stays in workflows/ and is served (a dropped file opens; it cannot run there).
 """
 
 from __future__ import annotations

@@ -301,8 +301,8 @@ FLUX2_KLEIN = Model("flux2_klein", "flux2_klein", "Flux.2 klein 4B", "flux-2-kle
                     vae="flux2-vae.safetensors", custom_scheduler="Flux2Scheduler",
                     note="**On Flux.2 klein.** Flux's double and single blocks with a Qwen3 4B text encoder (CLIPLoader "
                          "type `flux2`, its chat template around each prompt); the base model samples with real CFG "
-                         "(5, 20 steps of *Flux2Scheduler*, as ComfyUI's example). The distilled `flux-2-klein-4b` "
-                         "runs at 4 steps, cfg 1. Needs ComfyUI 0.9.2 or newer (older ones do not list this template).")
+                         "(5, 20 steps of *Flux2Scheduler*, as ComfyUI's example). For the distilled `flux-2-klein-4b`: "
+                         "`steps` 4 in *Flux2Scheduler*, `cfg` 1 in *CFG Guider*. Needs ComfyUI 0.9.2 or newer (older ones do not list this template).")
 SPLIT_MODELS = (CHROMA, ZIMAGE, QWEN_IMAGE, FLUX2_KLEIN)
 
 DEMO_A = "a big red circle on the left and a small blue square on the right"
@@ -389,8 +389,9 @@ def _loader(wf: Workflow, model: Model) -> WNode | SplitLoader:
         unet = wf.add("UNETLoader", col, 82, unet_name=model.ckpt, weight_dtype="default")
         clip = wf.add("CLIPLoader", col, 106, clip_name=model.clip[0], type=model.clip[1])[0]
         if model.t5_options is not None:
-            # titled: ComfyUI 0.33.0 names it "T5 Tokenizer Options", 0.3.75 by its id (the API files carry titles)
-            clip = wf.add("T5TokenizerOptions", col, 82, _title="T5 Tokenizer Options", clip=clip, min_padding=model.t5_options[0],
+            # titled unlike either display name (0.33.0: "T5 Tokenizer Options", 0.3.75: its id): the API files carry
+            # titles, and the frontend saves a title only where it differs from the node's own
+            clip = wf.add("T5TokenizerOptions", col, 82, _title="T5 Tokenizer Options (no padding)", clip=clip, min_padding=model.t5_options[0],
                           min_length=model.t5_options[1])[0]
         vae = wf.add("VAELoader", col, 58, vae_name=model.vae)
         m = unet[0]
@@ -443,7 +444,9 @@ def _sample_and_save(wf: Workflow, model: Model, loader: WNode, pair: WNode, neg
         select = wf.add("KSamplerSelect", col, 58, sampler_name=s["sampler_name"])
         sigmas = wf.add(model.custom_scheduler, col, 106, steps=s["steps"], width=model.latent_px,
                         height=model.latent_px)
-        guider = wf.add("CFGGuider", 3, 98, _title="CFG Guider", model=apply[0], positive=positive, negative=neg[0], cfg=s["cfg"])
+        # titled unlike "CFG Guider" (0.33.0) and "CFGGuider" (0.3.75), as T5TokenizerOptions
+        guider = wf.add("CFGGuider", 3, 98, _title="CFG Guider (real CFG)", model=apply[0], positive=positive,
+                        negative=neg[0], cfg=s["cfg"])
         ks = wf.add("SamplerCustomAdvanced", 3, 126, noise=noise[0], guider=guider[0], sampler=select[0],
                     sigmas=sigmas[0], latent_image=batch[0])
     else:
