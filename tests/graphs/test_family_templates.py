@@ -18,11 +18,13 @@ import importlib.util
 import random
 import re
 
+import numpy as np
 import pytest
 import safetensors.torch
 import tomllib
 import torch
 from harness import inprocess_image_path, output_images, run_inprocess
+from PIL import Image
 from workflow_util import (
     REPO,
     WORKFLOWS,
@@ -122,9 +124,6 @@ def test_klein_template_samples_an_edit_with_comfyui_s_flux2_nodes(name):
     assert latent.shape == (2, 128, 4, 4) and torch.isfinite(latent).all()  # 64 px, 16x: source + one edit
     assert (latent[1] - latent[0]).abs().max() > 1e-3  # the edit is not the source
     images = dict(output_images(outputs))
-    import numpy as np
-    from PIL import Image
-
     mask = np.asarray(Image.open(inprocess_image_path(images["901"])))
     assert mask.shape[:2] == (64, 64) and mask.max() == 255 and mask.std() > 0  # the word's map, peak 1
 
