@@ -9,7 +9,8 @@ pictures), which ComfyUI serves under /extensions/<this folder's name>/ and the 
 panel reads. A .js file there would be loaded by every browser tab as a frontend extension.
 
 template_order.py sorts this pack's entry of the server's template listing by name, so the template
-browser shows the demo templates first (ComfyUI lists a pack's workflows/ folder unsorted).
+browser shows the demo templates first (ComfyUI lists a pack's workflows/ folder unsorted), and leaves out a
+template this ComfyUI is too old to run (template_order.MIN_COMFYUI).
 """
 
 from comfy_api.v0_0_2 import ComfyExtension, io

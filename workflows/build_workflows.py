@@ -10,8 +10,8 @@
 Each template kind is written twice from one function: on the pack's demo model (`p2p_demo*`, runs as
 it is: P2P Demo Model as the loader, its latent size, captions in its words) and on a checkpoint
 (`p2p_sd15_*`, `p2p_sdxl_*`), the same graph. The families ComfyUI's examples load from separate files
-(Chroma, Z-Image, Qwen-Image: `p2p_dit_*`) have one template each, on UNETLoader, CLIPLoader and VAELoader,
-and no demo twin. The thumbnails `workflows/<name>.jpg` are drawn by `make demo` (scripts/demo.py) from
+(Chroma, Z-Image, Qwen-Image, Flux.2 klein: `p2p_dit_*`) have one template each, on UNETLoader, CLIPLoader and
+VAELoader, sampled as ComfyUI's own template of the family samples, and no demo twin. The thumbnails `workflows/<name>.jpg` are drawn by `make demo` (scripts/demo.py) from
 runs of the demo templates (a template without a demo twin gets a card in words), not here.
 
 Widget order follows ComfyUI frontend 1.32.x and 1.49.x (comfyui-frontend-package, see
@@ -151,8 +151,8 @@ ROW_GAP = 50
 @dataclass
 class Workflow:
     name: str
-    arch: str  # "sd1" | "sdxl" | "flux" | "sd35" | "chroma" | "zimage" | "qwen_image": the tiny test model that
-    # replaces its loaders in tests; "demo": runs as is
+    arch: str  # "sd1" | "sdxl" | "flux" | "sd35" | "chroma" | "zimage" | "qwen_image" | "flux2_klein": the tiny
+    # test model that replaces its loaders in tests; "demo": runs as is
     title: str  # what it shows, in a few words (its thumbnail's heading)
     labels: list[str]  # caption of each image of its main SaveImage, source first (thumbnail)
     twin: str | None = None  # a checkpoint template's demo-model twin: the same graph, which draws its thumbnail
@@ -181,7 +181,6 @@ class Workflow:
 # --------------------------------------------------------------------------- the models
 
 
-NEGATIVE = ""
 SAMPLER = dict(seed=8888, steps=50, cfg=7.5, sampler_name="ddim", scheduler="ddim_uniform", denoise=1.0)
 INVERSION = dict(method="direct", steps=50, guidance=7.5, inner_iterations=10)
 
@@ -190,7 +189,8 @@ INVERSION = dict(method="direct", steps=50, guidance=7.5, inner_iterations=10)
 class Model:
     """What a template runs on: a checkpoint the user has, or the pack's embedded demo model."""
 
-    key: str  # "demo" | "demo_flux" | "sd15" | "sdxl" | "flux" | "sd35" | "chroma" | "zimage" | "qwen_image":
+    key: str  # "demo" | "demo_flux" | "sd15" | "sdxl" | "flux" | "sd35" | "chroma" | "zimage" | "qwen_image" |
+    # "flux2_klein":
     # its column of NAMES
     arch: str  # Workflow.arch: "demo" for the demo models, else the tiny test model standing in for it
     label: str  # in the note's title
@@ -213,6 +213,12 @@ class Model:
     clip: tuple[str, str] | None = None
     vae: str | None = None
     aura_shift: float | None = None
+    t5_options: tuple[int, int] | None = None  # T5TokenizerOptions (min_padding, min_length) on the CLIP
+    negative: str = ""  # the negative prompt's text
+    zero_negative: bool = False  # the negative is ConditioningZeroOut of the positive (a distilled model at cfg 1)
+    # SamplerCustomAdvanced with CFGGuider, KSamplerSelect, RandomNoise and this scheduler node (width, height,
+    # steps) instead of KSampler: Flux.2's resolution-dependent schedule (Flux2Scheduler) has no KSampler twin
+    custom_scheduler: str | None = None
     note: str = ""  # the family's paragraph in the template's note
 
 
@@ -248,32 +254,56 @@ DEMO_FLUX = Model("demo_flux", "demo", "Flux demo model", None, 64, 32, 4,
                   dict(method="direct", steps=20, guidance=4.0, inner_iterations=10), "0.4", DIT_APPLY, DIT_APPLY,
                   demo_loader="P2PDemoFluxModel", latent_node="EmptySD3LatentImage", flux_guidance=3.5, flow=True)
 
-# The families with separate model files, as ComfyUI's examples (comfyanonymous.github.io/ComfyUI_examples:
-# chroma, z_image, qwen_image) load them; real CFG with a negative prompt for Chroma and Qwen-Image, cfg 1 for
-# Z-Image Turbo (distilled). No demo model of these families: their templates have no demo twin.
-CHROMA = Model("chroma", "chroma", "Chroma", "Chroma1-HD.safetensors", 1024, 1024, 8,
-               dict(seed=8888, steps=26, cfg=4.0, sampler_name="euler", scheduler="simple", denoise=1.0),
-               dict(method="direct", steps=26, guidance=4.0, inner_iterations=10), "0.4", DIT_APPLY, DIT_APPLY,
-               latent_node="EmptySD3LatentImage", flow=True, clip=("t5xxl_fp16.safetensors", "chroma"),
-               vae="ae.safetensors",
-               note="**On Chroma.** A Flux.1-schnell derivative without guidance distillation: real CFG (4) with a "
-                    "negative prompt; its T5 stream is aligned word by word with the source.")
+# The families with separate model files, as ComfyUI's own templates (the comfyui-workflow-templates package that
+# ComfyUI 0.33.0 installs: image_chroma_text_to_image, image_z_image_turbo, image_qwen_image,
+# image_flux2_klein_text_to_image) load and sample them: their file names, CLIPLoader types, shifts, steps, cfg,
+# samplers, schedulers and negatives. Where a template differs from its example, the note says why (docs/workflows.md
+# has the table). No demo model of these families: their templates have no demo twin.
+# Chroma's example: SamplerCustomAdvanced with CFGGuider 3.5, KSamplerSelect euler, BasicScheduler beta 26 steps
+# and RandomNoise, which is what one KSampler (euler / beta, 26 steps, cfg 3.5) samples: the template keeps the
+# KSampler of the other family templates.
+CHROMA_NEGATIVE = ("This low quality greyscale unfinished sketch is inaccurate and flawed. The image is very blurred "
+                   "and lacks detail with excessive chromatic aberrations and artifacts. The image is overly saturated "
+                   "with excessive bloom. It has a toony aesthetic with bold outlines and flat colors.")
+CHROMA = Model("chroma", "chroma", "Chroma", "Chroma1-HD-fp8mixed.safetensors", 1024, 1024, 8,
+               dict(seed=8888, steps=26, cfg=3.5, sampler_name="euler", scheduler="beta", denoise=1.0),
+               dict(method="direct", steps=26, guidance=3.5, inner_iterations=10), "0.4", DIT_APPLY, DIT_APPLY,
+               latent_node="EmptySD3LatentImage", flow=True, clip=("t5xxl_fp8_e4m3fn_scaled.safetensors", "chroma"),
+               vae="ae.safetensors", aura_shift=1.0, t5_options=(0, 0), negative=CHROMA_NEGATIVE,
+               note="**On Chroma.** A Flux.1-schnell derivative without guidance distillation: real CFG (3.5) with "
+                    "the negative prompt of ComfyUI's Chroma example; its T5 stream is aligned word by word with the "
+                    "source. As that example: *T5 Tokenizer Options* 0 / 0 (no padding), shift 1, euler / beta, 26 "
+                    "steps; its SamplerCustomAdvanced chain samples what this one *KSampler* does.")
 ZIMAGE = Model("zimage", "zimage", "Z-Image Turbo", "z_image_turbo_bf16.safetensors", 1024, 1024, 8,
-               dict(seed=8888, steps=9, cfg=1.0, sampler_name="euler", scheduler="simple", denoise=1.0),
-               dict(method="direct", steps=9, guidance=1.0, inner_iterations=10), "0.4", DIT_APPLY, DIT_APPLY,
+               dict(seed=8888, steps=8, cfg=1.0, sampler_name="res_multistep", scheduler="simple", denoise=1.0),
+               dict(method="direct", steps=8, guidance=1.0, inner_iterations=10), "0.4", DIT_APPLY, DIT_APPLY,
                latent_node="EmptySD3LatentImage", flow=True, clip=("qwen_3_4b.safetensors", "lumina2"),
-               vae="ae.safetensors", aura_shift=3.0,
+               vae="ae.safetensors", aura_shift=3.0, zero_negative=True,
                note="**On Z-Image.** One stream of text and image tokens (Qwen3 4B text encoder: CLIPLoader type "
-                    "`lumina2`); Turbo is distilled: 9 steps at cfg 1, the negative prompt is not used.")
+                    "`lumina2`); Turbo is distilled: as ComfyUI's example, 8 `res_multistep` steps at cfg 1 and a "
+                    "zeroed negative (never evaluated at cfg 1).")
 QWEN_IMAGE = Model("qwen_image", "qwen_image", "Qwen-Image", "qwen_image_fp8_e4m3fn.safetensors", 1328, 1328, 8,
-                   dict(seed=8888, steps=20, cfg=2.5, sampler_name="euler", scheduler="simple", denoise=1.0),
-                   dict(method="direct", steps=20, guidance=2.5, inner_iterations=10), "0.4", DIT_APPLY, DIT_APPLY,
+                   dict(seed=8888, steps=20, cfg=4.0, sampler_name="euler", scheduler="simple", denoise=1.0),
+                   dict(method="direct", steps=20, guidance=4.0, inner_iterations=10), "0.4", DIT_APPLY, DIT_APPLY,
                    latent_node="EmptySD3LatentImage", flow=True,
                    clip=("qwen_2.5_vl_7b_fp8_scaled.safetensors", "qwen_image"), vae="qwen_image_vae.safetensors",
                    aura_shift=3.1,
                    note="**On Qwen-Image.** Text and image attend jointly (Qwen2.5-VL text encoder, its chat "
-                        "template around each prompt); real CFG (2.5) with a negative prompt.")
-SPLIT_MODELS = (CHROMA, ZIMAGE, QWEN_IMAGE)
+                        "template around each prompt); real CFG (4, 20 steps, as ComfyUI's example without its "
+                        "Lightning LoRA) with a negative prompt.")
+# Flux.2 klein as ComfyUI's example's default (its active subgraph): the 4B base model, Flux2Scheduler 20 steps,
+# CFGGuider 5 with an empty negative, euler, EmptyFlux2LatentImage (128 channels, 16x). Needs ComfyUI 0.9.2 or newer
+# (template_order.MIN_COMFYUI: the template browser of an older ComfyUI does not list it).
+FLUX2_KLEIN = Model("flux2_klein", "flux2_klein", "Flux.2 klein 4B", "flux-2-klein-base-4b.safetensors", 1024, 1024,
+                    16, dict(seed=8888, steps=20, cfg=5.0, sampler_name="euler"),
+                    dict(method="direct", steps=20, guidance=5.0, inner_iterations=10), "0.4", DIT_APPLY, DIT_APPLY,
+                    latent_node="EmptyFlux2LatentImage", flow=True, clip=("qwen_3_4b.safetensors", "flux2"),
+                    vae="flux2-vae.safetensors", custom_scheduler="Flux2Scheduler",
+                    note="**On Flux.2 klein.** Flux's double and single blocks with a Qwen3 4B text encoder (CLIPLoader "
+                         "type `flux2`, its chat template around each prompt); the base model samples with real CFG "
+                         "(5, 20 steps of *Flux2Scheduler*, as ComfyUI's example). For the distilled `flux-2-klein-4b`: "
+                         "`steps` 4 in *Flux2Scheduler*, `cfg` 1 in *CFG Guider*. Needs ComfyUI 0.9.2 or newer (older ones do not list this template).")
+SPLIT_MODELS = (CHROMA, ZIMAGE, QWEN_IMAGE, FLUX2_KLEIN)
 
 DEMO_A = "a big red circle on the left and a small blue square on the right"
 DEMO_WORDS = ("a, big, small, red, green, blue, yellow, purple, white, circle, square, triangle, star, "
@@ -357,12 +387,17 @@ def _loader(wf: Workflow, model: Model) -> WNode | SplitLoader:
     if model.clip is not None:
         col = LOADER_COLUMN
         unet = wf.add("UNETLoader", col, 82, unet_name=model.ckpt, weight_dtype="default")
-        clip = wf.add("CLIPLoader", col, 106, clip_name=model.clip[0], type=model.clip[1])
+        clip = wf.add("CLIPLoader", col, 106, clip_name=model.clip[0], type=model.clip[1])[0]
+        if model.t5_options is not None:
+            # titled unlike either display name (0.33.0: "T5 Tokenizer Options", 0.3.75: its id): the API files carry
+            # titles, and the frontend saves a title only where it differs from the node's own
+            clip = wf.add("T5TokenizerOptions", col, 82, _title="T5 Tokenizer Options (no padding)", clip=clip, min_padding=model.t5_options[0],
+                          min_length=model.t5_options[1])[0]
         vae = wf.add("VAELoader", col, 58, vae_name=model.vae)
         m = unet[0]
         if model.aura_shift is not None:
             m = wf.add("ModelSamplingAuraFlow", col, 58, model=m, shift=model.aura_shift)[0]
-        return SplitLoader((m, clip[0], vae[0]))
+        return SplitLoader((m, clip, vae[0]))
     if model.ckpt is None:
         return wf.add(model.demo_loader, 0, 66)
     return wf.add("CheckpointLoaderSimple", 0, 98, ckpt_name=model.ckpt)
@@ -373,7 +408,11 @@ def _front(wf: Workflow, model: Model, source: str, edits: str) -> tuple[WNode, 
     Returns (loader, pair, negative, latent batch)."""
     loader = _loader(wf, model)
     pair = wf.add("P2PPromptPair", 1, 200, clip=loader[1], source=source, edits=edits)
-    neg = wf.add("CLIPTextEncode", 1, 100, _title="Negative prompt (all items)", text=NEGATIVE, clip=loader[1])
+    if model.zero_negative:  # a distilled model at cfg 1 (ComfyUI's example): no negative prompt to write
+        neg = wf.add("ConditioningZeroOut", 1, 26, _title="Negative: zeroed (cfg 1)", conditioning=pair[0])
+    else:
+        neg = wf.add("CLIPTextEncode", 1, 100, _title="Negative prompt (all items)", text=model.negative,
+                     clip=loader[1])
     empty = wf.add(model.latent_node, 1, 106, width=model.latent_px, height=model.latent_px, batch_size=1)
     batch = wf.add("P2PLatentBatch", 1, 46, latent=empty[0], prompts=pair[1])
     return loader, pair, neg, batch
@@ -398,8 +437,21 @@ def _sample_and_save(wf: Workflow, model: Model, loader: WNode, pair: WNode, neg
     positive = pair[0]
     if model.flux_guidance is not None:
         positive = wf.add("FluxGuidance", 2, 58, conditioning=pair[0], guidance=model.flux_guidance)[0]
-    ks = wf.add("KSampler", 3, 262, model=apply[0], positive=positive, negative=neg[0],
-                latent_image=batch[0], **model.sampler)
+    if model.custom_scheduler is not None:  # ComfyUI's Flux.2 example: its own schedule, SamplerCustomAdvanced
+        s = model.sampler
+        col = LOADER_COLUMN  # the sampling setup under the loaders, the sampler beside the edit
+        noise = wf.add("RandomNoise", col, 82, noise_seed=s["seed"])
+        select = wf.add("KSamplerSelect", col, 58, sampler_name=s["sampler_name"])
+        sigmas = wf.add(model.custom_scheduler, col, 106, steps=s["steps"], width=model.latent_px,
+                        height=model.latent_px)
+        # titled unlike "CFG Guider" (0.33.0) and "CFGGuider" (0.3.75), as T5TokenizerOptions
+        guider = wf.add("CFGGuider", 3, 98, _title="CFG Guider (real CFG)", model=apply[0], positive=positive,
+                        negative=neg[0], cfg=s["cfg"])
+        ks = wf.add("SamplerCustomAdvanced", 3, 126, noise=noise[0], guider=guider[0], sampler=select[0],
+                    sigmas=sigmas[0], latent_image=batch[0])
+    else:
+        ks = wf.add("KSampler", 3, 262, model=apply[0], positive=positive, negative=neg[0],
+                    latent_image=batch[0], **model.sampler)
     dec = wf.add("VAEDecode", 3, 46, samples=ks[0], vae=loader[2])
     shown = _shown(wf, model, dec[0], save_col)
     if model.ckpt is not None or save_col != 3:
@@ -422,7 +474,7 @@ NAMES = {  # kind -> {Model.key: file name}
                     "demo_flux": "p2p_demo6_flux_blend", "flux": "p2p_flux_local_blend",
                     # after the demo ones by name (`p2p_chroma_*` would sort first); template_order.py lists them last
                     "chroma": "p2p_dit_chroma_blend", "zimage": "p2p_dit_zimage_blend",
-                    "qwen_image": "p2p_dit_qwen_image_blend"},
+                    "qwen_image": "p2p_dit_qwen_image_blend", "flux2_klein": "p2p_dit_flux2klein_blend"},
     "real_image": {"demo": "p2p_demo5_photo_edit", "sd15": "p2p_sd15_photo_edit",
                    "demo_flux": "p2p_demo7_flux_photo", "flux": "p2p_flux_photo_edit"},
 }
@@ -632,7 +684,7 @@ def real_image_edit(model: Model) -> Workflow:
     )
     loader = _loader(wf, model)
     pair = wf.add("P2PPromptPair", 1, 200, clip=loader[1], source=source, edits=edits)
-    neg = wf.add("CLIPTextEncode", 1, 100, _title="Negative prompt (all items)", text=NEGATIVE, clip=loader[1])
+    neg = wf.add("CLIPTextEncode", 1, 100, _title="Negative prompt (all items)", text=model.negative, clip=loader[1])
     img = wf.add("LoadImage", 2, 260, image=image)
     scaled = wf.add("ImageScale", 2, 130, image=img[0], upscale_method="lanczos", width=px, height=px, crop="center")
     enc = wf.add("VAEEncode", 2, 46, pixels=scaled[0], vae=loader[2])

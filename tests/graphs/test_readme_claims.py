@@ -27,6 +27,15 @@ def test_every_template_named_in_the_readme_exists_and_every_one_is_named():
     assert named == set(TEMPLATES), (sorted(named - set(TEMPLATES)), sorted(set(TEMPLATES) - named))
 
 
+def test_the_readme_counts_all_templates_right():
+    number = "|".join(NUMBERS)
+    counts = re.findall(rf"the pack's ({number}|\d+) templates", README, re.I)
+    assert counts, "README: no count of the templates"
+    for word in counts:
+        assert NUMBERS.get(word.lower(), word) in (len(TEMPLATES), str(len(TEMPLATES))), (
+            f"README says {word} templates, workflows/ has {len(TEMPLATES)}")
+
+
 def test_the_readme_counts_the_demo_templates_right():
     number = "|".join(NUMBERS)
     counts = re.findall(rf"\b({number}|\d+) (?:`p2p_demo[^`]*` |demo-model |demo )templates", README, re.I)

@@ -40,11 +40,13 @@ WORKFLOWS: dict[str, str] = {
     "p2p_dit_chroma_blend": "chroma",
     "p2p_dit_zimage_blend": "zimage",
     "p2p_dit_qwen_image_blend": "qwen_image",
+    "p2p_dit_flux2klein_blend": "flux2_klein",
 }
 # The test-only node standing in for a checkpoint of each arch, and its input naming the model.
 TINY_LOADERS = {"sd1": ("P2PTestTinyModel", "arch"), "sdxl": ("P2PTestTinyModel", "arch"),
                 "flux": ("P2PTestTinyDiTModel", "family"), "sd35": ("P2PTestTinyDiTModel", "family"),
                 "chroma": ("P2PTestTinyDiTModel", "family"), "zimage": ("P2PTestTinyDiTModel", "family"),
+                "flux2_klein": ("P2PTestTinyDiTModel", "family"),
                 "qwen_image": ("P2PTestTinyQwenImage", None)}
 # The families loaded from separate files (UNETLoader, CLIPLoader, VAELoader, as ComfyUI's examples): in tests
 # one tiny loader takes the UNETLoader's id and the CLIP and VAE loaders' links (slot of its outputs).
@@ -66,7 +68,47 @@ TINY_TITLES = {"P2PTestTinyModel": "P2P Test Tiny Model (tests only)",
 TINY_SIZE = 64
 TINY_STEPS = 4
 # Nodes whose width/height set the image size (latents, the real-image workflow's resize): TINY_SIZE in tests.
-SIZED_NODES = ("EmptyLatentImage", "EmptySD3LatentImage", "ImageScale")
+# Flux2Scheduler's width and height set its schedule's shift: the latent's size, as in ComfyUI's Flux.2 example.
+SIZED_NODES = ("EmptyLatentImage", "EmptySD3LatentImage", "EmptyFlux2LatentImage", "Flux2Scheduler", "ImageScale")
+
+
+def _template_order_module():
+    """template_order.py (the pack's template listing: order, the ComfyUI each template needs), from its file."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("p2p_template_order", REPO / "template_order.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def comfyui_version() -> tuple[int, ...]:
+    """The version of the ComfyUI under test (its comfyui_version.py; conftest put its tree on sys.path)."""
+    version = _template_order_module().comfyui_version()
+    assert version is not None, "no comfyui_version.py on sys.path: is ComfyUI's tree there?"
+    return version
+
+
+def unavailable_reason(name: str) -> str | None:
+    """Why template `name` cannot run on the ComfyUI under test (template_order.MIN_COMFYUI), or None."""
+    return _template_order_module().unavailable_reason(name, comfyui_version())
+
+
+def runnable(names) -> list[str]:
+    """`names` without the templates the ComfyUI under test cannot run (the ones its template browser hides)."""
+    return [n for n in names if unavailable_reason(n) is None]
+
+
+def template_params(names) -> list:
+    """pytest parameters of `names`, those the ComfyUI under test cannot run skipped with their reason: the tests
+    that need this ComfyUI to load or run a template take their names from here."""
+    import pytest
+
+    out = []
+    for name in names:
+        reason = unavailable_reason(name)
+        out.append(pytest.param(name, marks=pytest.mark.skip(reason=reason)) if reason else name)
+    return out
 
 
 def load_builder():
@@ -86,12 +128,7 @@ def load_builder():
 
 def template_order(names) -> list[str]:
     """The order the pack serves its templates in (template_order.py's, loaded from its file)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("p2p_template_order", REPO / "template_order.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.template_order(names)
+    return _template_order_module().template_order(names)
 
 
 def load_ui(name: str) -> dict:
