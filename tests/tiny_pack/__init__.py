@@ -25,6 +25,7 @@ from p2p_models.tiny_unet import ModelSpec, build_all  # noqa: E402
 
 from .loaders import cached, loader_schema  # noqa: E402
 from .qwen_image import P2PTestTinyQwenImage  # noqa: E402
+from .redux import P2PTestTinyRedux  # noqa: E402
 
 
 def tiny_models(arch: str, seed: int) -> tuple:
@@ -108,7 +109,7 @@ class P2PTestTinyDiTModel(io.ComfyNode):
 
 class TinyTestModels(ComfyExtension):
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
-        return [P2PTestTinyModel, P2PTestTinyDiTModel, P2PTestTinyQwenImage]
+        return [P2PTestTinyModel, P2PTestTinyDiTModel, P2PTestTinyQwenImage, P2PTestTinyRedux]
 
 
 async def comfy_entrypoint() -> TinyTestModels:
