@@ -8,6 +8,9 @@ import functools
 import pytest
 import torch
 from bounds import fp_bound, last_step_bound, unet_evals
+from family_runs import assert_every_control_moves_the_edit, reweight, run_edit, sharpen
+from family_runs import refine as _refine
+from family_runs import swap as _swap
 from sampling import encode, sample
 
 from p2p_attention import joint_attention as ja
@@ -30,10 +33,8 @@ def _models(family: str):
     from p2p_models.tiny_dit import build_tiny_flux, build_tiny_sd3
 
     models = build_tiny_flux(seed=3) if family == "flux" else build_tiny_sd3(seed=3, x_block_self_attn=True)
-    with torch.no_grad():
-        for name, p in models.model.model.diffusion_model.named_parameters():
-            if name.endswith(("qkv.weight", "linear1.weight")):  # linear1: a single block's qkv and MLP in
-                p.mul_(SHARPEN)
+    # linear1: a single block's qkv and MLP in
+    sharpen(models.model, {("qkv.weight", "linear1.weight"): SHARPEN})
     return models
 
 
@@ -46,14 +47,9 @@ def _latent(items: int, h: int = 8, w: int = 12) -> dict:
 
 
 def _run(family, plan_fn, edits, reference=False, self_blocks="auto", steps=STEPS, structure=VALUES):
-    model, clip, _ = _models(family)
-    cond, prompts = encode_prompt_set(clip, SRC, edits)
-    neg = encode(clip, "")  # unused by Flux at cfg 1
-    patched, runtime = apply_edit(model, plan_fn(prompts), attention_path="reference" if reference else "fast",
-                                  self_blocks=self_blocks,
-                                  mmdit_structure=structure)
-    out = sample(patched, cond, neg, _latent(1 + len(edits)), steps=steps, cfg=_cfg(family), scheduler="simple")
-    return out, cond, neg, runtime, prompts
+    model, clip, _ = _models(family)  # (the negative is unused by Flux at cfg 1)
+    return run_edit(model, clip, plan_fn, edits, _latent, _cfg(family), steps, reference=reference,
+                    self_blocks=self_blocks, structure=structure)
 
 
 def _plain(family, cond, neg, items, steps=STEPS):
@@ -107,10 +103,6 @@ def test_an_unedited_joint_row_is_plain_attention():
 FAMILIES = ["flux", "sd3"]
 
 
-def _swap(prompts):
-    return make_plan(prompts, None, "swap", "0.8", "0.5")
-
-
 @pytest.mark.parametrize("structure", STRUCTURES)
 @pytest.mark.parametrize("family", FAMILIES)
 def test_identity_edit_reproduces_the_source_and_item0_is_plain(family, structure):
@@ -141,12 +133,9 @@ def test_every_control_changes_the_edit(family):
     model, clip, _ = _models(family)
     swap, cond, neg, _, _ = _run(family, _swap, [naive_edit])
     naive = _plain(family, cond, neg, 2)  # both prompts, no attention control
-    refine = _run(family, lambda p: make_plan(p, None, "refine", "0.8", "0.5"), ["a big red circle on the left"])[0]
-    reweight = _run(family, lambda p: make_plan(p, None, None, "0.8", "0.5", "red: 3"), [SRC])[0]
+    refine = _run(family, _refine, ["a big red circle on the left"])[0]
     noise = fp_bound(swap, torch.float32, unet_evals(STEPS))  # what float rounding alone can change
-    for name, item in (("swap vs source", swap[1] - swap[0]), ("swap vs naive", swap[1] - naive[1]),
-                       ("refine", refine[1] - refine[0]), ("reweight", reweight[1] - reweight[0])):
-        assert item.abs().max().item() > 4 * noise, name
+    assert_every_control_moves_the_edit(swap, naive, refine, _run(family, reweight("red: 3"), [SRC])[0], noise)
     # P2P keeps the edit closer to the source than the naive edit does
     assert (swap[1] - swap[0]).abs().mean() < (naive[1] - naive[0]).abs().mean()
 
