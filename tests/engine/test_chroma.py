@@ -12,7 +12,7 @@ import math
 import pytest
 import torch
 from bounds import fp_bound, last_step_bound, unet_evals
-from family_runs import assert_every_control_moves_the_edit, reweight, run_edit, sharpen
+from family_runs import assert_every_control_moves_the_edit, reweight, run_edit, self_block_extremes, sharpen
 from family_runs import refine as _refine
 from family_runs import swap as _swap
 from sampling import encode, sample
@@ -341,8 +341,7 @@ def test_every_control_changes_the_edit(family):
 @pytest.mark.parametrize("family", FAMILIES)
 def test_self_block_choice_matters(family):
     edits = ["a green circle on the left"]
-    none = _run(family, _swap, edits, self_blocks="none", structure=MAPS)[0]
-    every = _run(family, _swap, edits, self_blocks="all", structure=MAPS)[0]
+    none, every = self_block_extremes(lambda **kw: _run(family, _swap, edits, **kw))
     assert (every[1] - none[1]).abs().max().item() > 2 * _noise(none)
     with pytest.raises(P2PError, match=r"self_blocks: this model has no double blocks 9-9 \(it has double 0-1, "
                                         r"single 0-1\)"):

@@ -8,7 +8,13 @@ import functools
 import pytest
 import torch
 from bounds import fp_bound, last_step_bound, unet_evals
-from family_runs import assert_every_control_moves_the_edit, reweight, run_edit, sharpen
+from family_runs import (
+    assert_every_control_moves_the_edit,
+    reweight,
+    run_edit,
+    self_block_extremes,
+    sharpened_mmdit,
+)
 from family_runs import refine as _refine
 from family_runs import swap as _swap
 from sampling import encode, sample
@@ -19,7 +25,7 @@ from p2p_attention.blend import make_blend
 from p2p_attention.conditioning import encode_prompt_set, latent_batch
 from p2p_attention.edits import make_plan, with_blend
 from p2p_attention.errors import P2PError
-from p2p_attention.joint_injection import MAPS, QK, STRUCTURES, VALUES, RegionSpec
+from p2p_attention.joint_injection import QK, STRUCTURES, VALUES, RegionSpec
 
 SRC = "a red circle on the left"
 STEPS = 4
@@ -30,12 +36,7 @@ SHARPEN = 6.0  # q/k projections scaled: a random tiny DiT's attention is otherw
 
 @functools.cache
 def _models(family: str):
-    from p2p_models.tiny_dit import build_tiny_flux, build_tiny_sd3
-
-    models = build_tiny_flux(seed=3) if family == "flux" else build_tiny_sd3(seed=3, x_block_self_attn=True)
-    # linear1: a single block's qkv and MLP in
-    sharpen(models.model, {("qkv.weight", "linear1.weight"): SHARPEN})
-    return models
+    return sharpened_mmdit(family, SHARPEN)
 
 
 def _cfg(family: str) -> float:
@@ -143,10 +144,9 @@ def test_every_control_changes_the_edit(family):
 @pytest.mark.parametrize("family", FAMILIES)
 def test_self_block_choice_matters(family):
     edits = ["a green circle on the left"]
-    # self maps: the structure whose effect a random tiny model shows well above rounding (the values
-    # outside a one-word edit barely differ from the source's there; their substitution is tested bit for bit)
-    none = _run(family, _swap, edits, self_blocks="none", structure=MAPS)[0]
-    every = _run(family, _swap, edits, self_blocks="all", structure=MAPS)[0]
+    # self maps (the values outside a one-word edit barely differ from the source's there; their
+    # substitution is tested bit for bit)
+    none, every = self_block_extremes(lambda **kw: _run(family, _swap, edits, **kw))
     assert (every[1] - none[1]).abs().max().item() > 2 * fp_bound(none, torch.float32, unet_evals(STEPS))
     with pytest.raises(P2PError, match="self_blocks: 'double 9' is not|has no"):
         _run(family, _swap, edits, self_blocks="double 9" if family == "flux" else "single 0")

@@ -13,7 +13,7 @@ from sampling import encode, sample
 from p2p_attention.apply import apply_edit
 from p2p_attention.conditioning import encode_prompt_set
 from p2p_attention.edits import make_plan
-from p2p_attention.joint_injection import VALUES
+from p2p_attention.joint_injection import MAPS, VALUES
 
 SRC = "a red circle on the left"
 
@@ -41,6 +41,16 @@ def sharpen(patcher, gains: dict[tuple[str, ...], float]):
     return patcher
 
 
+def sharpened_mmdit(family: str, gain: float = 6.0):
+    """The tiny Flux.1 ("flux") or SD3.5-like SD3 (x-block self-attention) of seed 3, q/k projections times
+    `gain` (linear1: a single block's qkv and MLP in): a fresh build (the tests cache their own)."""
+    from p2p_models.tiny_dit import build_tiny_flux, build_tiny_sd3
+
+    models = build_tiny_flux(seed=3) if family == "flux" else build_tiny_sd3(seed=3, x_block_self_attn=True)
+    sharpen(models.model, {("qkv.weight", "linear1.weight"): gain})
+    return models
+
+
 def run_edit(model, clip, plan_fn, edits: list[str], latent: Callable[[int], dict], cfg: float, steps: int, *,
              src: str = SRC, negative: str | None = "", reference: bool = False, self_blocks: str = "auto",
              structure: str = VALUES, cond_extra=None):
@@ -55,6 +65,13 @@ def run_edit(model, clip, plan_fn, edits: list[str], latent: Callable[[int], dic
                                   self_blocks=self_blocks, mmdit_structure=structure)
     out = sample(patched, cond, neg, latent(1 + len(edits)), steps=steps, cfg=cfg, scheduler="simple")
     return out, cond, neg, runtime, prompts
+
+
+def self_block_extremes(run) -> tuple[torch.Tensor, torch.Tensor]:
+    """run(self_blocks=, structure=)'s samples with no block and with every block taking the source's self maps
+    (MAPS: the structure whose effect a random tiny model shows well above rounding)."""
+    none, every = (run(self_blocks=blocks, structure=MAPS)[0] for blocks in ("none", "all"))
+    return none, every
 
 
 def assert_every_control_moves_the_edit(swap_out, naive, refine_out, reweight_out, noise: float) -> None:
