@@ -19,6 +19,8 @@ FIXES = {
     "single_latent": "Give P2P Latent Batch one latent (EmptyLatentImage batch_size 1, or one VAEEncode'd image).",
     "latent_batch": "Feed the sampler the source latent through P2P Latent Batch.",
     "no_reference_images": "Sample without reference images, or edit a photo with P2P Invert.",
+    "prompt_tokens_only": "Sample with the P2P Prompt Pair's CONDITIONING as the positive, without StyleModelApply "
+    "(Redux) or ConditioningConcat / ConditioningCombine on it; to edit a photo, invert it with P2P Invert.",
     "sampler_positive": "Connect the P2P Prompt Pair's CONDITIONING to the sampler's positive input.",
     "lumina2_positive": "Connect the P2P Prompt Pair's CONDITIONING to the sampler's positive input in place of "
     "CLIP Text Encode (Lumina 2) (or the CLIPTextEncode of ComfyUI's Lumina 2 example), with the Prompt Pair's "

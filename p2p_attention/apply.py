@@ -19,6 +19,7 @@ from .checks import (
     check_no_cache_speedup,
     check_not_patched,
     check_structure,
+    check_text_length,
     checked_outer_sample,
     context_width,
     current_run,
@@ -59,6 +60,7 @@ def make_outer_sample_wrapper(runtime: EditRuntime, explain: Explain, model_patc
         if uid not in uids:
             raise P2PError("the sampler's positive conditioning does not come from the prompts this edit "
                            "was built from.", fix=positive_fix or "sampler_positive")
+        check_text_length(conds, runtime.plan.prompts.length)
         n_steps = len(sigmas) - 1
         empty = windows_without_steps(runtime.compiled, n_steps)
         if empty and ("empty", n_steps) not in warned:

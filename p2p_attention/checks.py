@@ -167,6 +167,20 @@ def check_model_inputs(model_patcher, conds: dict, latent_image, width: int | No
                        "another model's VAE.", fix="latent_for_model")
 
 
+def check_text_length(conds: dict, length: int) -> None:
+    """The positive conditioning holds the prompts' own tokens, no more: tokens joined on after the text (a
+    style model's image tokens from StyleModelApply, e.g. Flux Redux; another text by ConditioningConcat) have
+    no place in the edit's token map, and a ConditioningCombine'd entry of another length ends in a shape error
+    inside the model. (The negative may be any length: the edit leaves unconditional calls alone.)"""
+    for c in conds.get("positive", []):
+        ctx = c.get("cross_attn") if isinstance(c, dict) else None
+        if isinstance(ctx, torch.Tensor) and ctx.ndim == 3 and ctx.shape[1] != length:
+            raise P2PError(f"the positive conditioning has {ctx.shape[1]} tokens, but the prompts {length}: it "
+                           "carries tokens that are not the prompts' (a style model's image tokens, e.g. Flux "
+                           "Redux's, or another conditioning joined on), which Prompt-to-Prompt cannot map between "
+                           "the source and the edits.", fix="prompt_tokens_only")
+
+
 def windows_without_steps(compiled: CompiledEdit, n_steps: int) -> list[str]:
     """The windows given as a non-empty range that still cover no step of n_steps (e.g. 0.5-0.52 at 20)."""
     out = []

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .tiny_unet import ModelSpec
+from .tiny_unet import TINY_SD1_UNET, ModelSpec
 from .weights import checked_weights
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -25,18 +25,7 @@ TOKEN_KEY = "clip_l.transformer.text_model.embeddings.token_embedding.weight"
 
 DEMO_SPEC = ModelSpec(
     arch="sd1",
-    unet={
-        "model_channels": 32,
-        "channel_mult": [1, 2, 4],
-        "num_res_blocks": [1, 1, 1],
-        "transformer_depth": [1, 1, 1],
-        "transformer_depth_output": [1, 1, 1, 1, 1, 1],
-        "transformer_depth_middle": 1,
-        "num_head_channels": 32,
-        "num_heads": -1,
-        "context_dim": 128,
-        "use_linear_in_transformer": False,
-    },
+    unet={**TINY_SD1_UNET, "channel_mult": [1, 2, 4], "num_head_channels": 32, "context_dim": 128},
     text_l={
         "hidden_size": 128,
         "intermediate_size": 512,

@@ -13,27 +13,18 @@ import dataclasses
 
 import torch
 
-from .tiny_dit import TINY_T5, TinyModels, _clip, _diffusion_model, build_dit_vae
+from .tiny_dit import TINY_FLUX_DIT, TINY_T5, TinyModels, _clip, _diffusion_model, build_dit_vae
 
 # Chroma: Flux.1's blocks without modulation layers (an Approximator makes every block's modulation from
 # the timestep), T5 only, real CFG. img_in takes the 2x2 patch of the 16 latent channels (64), the
 # Approximator a 64-wide input (16 timestep + 16 guidance + 32 index features) out to the hidden width.
 TINY_CHROMA_DIT = {
+    **{k: v for k, v in TINY_FLUX_DIT.items() if k != "vec_in_dim"},  # no pooled input: T5 only
     "image_model": "chroma",
     "in_channels": 64,
     "out_channels": 64,
-    "context_in_dim": TINY_T5["d_model"],
-    "hidden_size": 64,
-    "mlp_ratio": 4.0,
-    "num_heads": 2,
-    "depth": 2,
-    "depth_single_blocks": 2,
-    "axes_dim": [8, 12, 12],  # RoPE axes (index, h, w): sum = head dim 32
-    "theta": 10000,
-    "patch_size": 2,
-    "qkv_bias": True,
     "in_dim": 64,
-    "out_dim": 64,  # the hidden width: the Approximator's output is every block's modulation
+    "out_dim": TINY_FLUX_DIT["hidden_size"],  # the hidden width: the Approximator's output is every block's modulation
     "hidden_dim": 32,
     "n_layers": 2,
 }

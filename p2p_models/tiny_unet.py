@@ -25,15 +25,10 @@ TINY_SD1_UNET = {
     "context_dim": 64,
     "use_linear_in_transformer": False,
 }
-TINY_SDXL_UNET = {
-    "model_channels": 32,
-    "channel_mult": [1, 2, 2],
-    "num_res_blocks": [1, 1, 1],
+TINY_SDXL_UNET = {  # SDXL's layout: no attention at the first level, deeper below; the linear proj_in/out
+    **TINY_SD1_UNET,
     "transformer_depth": [0, 1, 2],
     "transformer_depth_output": [0, 0, 1, 1, 2, 2],
-    "transformer_depth_middle": 1,
-    "num_head_channels": 16,
-    "num_heads": -1,
     "context_dim": 128,
     "use_linear_in_transformer": True,
 }

@@ -12,6 +12,9 @@ import math
 import pytest
 import torch
 from bounds import fp_bound, last_step_bound, unet_evals
+from family_runs import assert_every_control_moves_the_edit, reweight, run_edit, self_block_extremes, sharpen
+from family_runs import refine as _refine
+from family_runs import swap as _swap
 from sampling import encode, sample
 
 from p2p_attention import joint_attention as ja
@@ -39,10 +42,7 @@ def _models(family: str):
     from p2p_models.tiny_chroma import build_tiny_chroma
 
     models = build_tiny_chroma(seed=3, radiance=family == "radiance")
-    with torch.no_grad():
-        for name, p in models.model.model.diffusion_model.named_parameters():
-            if name.endswith(("qkv.weight", "linear1.weight")):
-                p.mul_(SHARPEN)
+    sharpen(models.model, {("qkv.weight", "linear1.weight"): SHARPEN})
     return models
 
 
@@ -55,14 +55,8 @@ def _latent(family: str, items: int) -> dict:
 def _run(family, plan_fn, edits, reference=False, self_blocks="auto", steps=STEPS, structure=VALUES, src=SRC,
          cond_extra=None):
     model, clip, _ = _models(family)
-    cond, prompts = encode_prompt_set(clip, src, edits)
-    if cond_extra:
-        cond = [[cond[0][0], {**cond[0][1], **cond_extra(cond[0][0])}]]
-    neg = encode(clip, "")
-    patched, runtime = apply_edit(model, plan_fn(prompts), attention_path="reference" if reference else "fast",
-                                  self_blocks=self_blocks, mmdit_structure=structure)
-    out = sample(patched, cond, neg, _latent(family, 1 + len(edits)), steps=steps, cfg=CFG, scheduler="simple")
-    return out, cond, neg, runtime, prompts
+    return run_edit(model, clip, plan_fn, edits, lambda items: _latent(family, items), CFG, steps, src=src,
+                    reference=reference, self_blocks=self_blocks, structure=structure, cond_extra=cond_extra)
 
 
 def _plain(family, cond, neg, items, steps=STEPS):
@@ -73,10 +67,6 @@ def _item(cond, i):
     """Item i of a batched conditioning, as its own one-prompt conditioning."""
     return [[cond[0][0][i : i + 1], {k: (v[i : i + 1] if isinstance(v, torch.Tensor) and k != "attention_mask" else v)
                                      for k, v in cond[0][1].items()}]]
-
-
-def _swap(prompts):
-    return make_plan(prompts, None, "swap", "0.8", "0.5")
 
 
 def _noise(out):
@@ -342,12 +332,8 @@ def test_a_conditioning_attention_mask_reaches_the_edited_calls():
 def test_every_control_changes_the_edit(family):
     swap, cond, neg, _, _ = _run(family, _swap, ["a green circle on the left"])
     naive = _plain(family, cond, neg, 2)
-    refine = _run(family, lambda p: make_plan(p, None, "refine", "0.8", "0.5"), [LONGER])[0]
-    reweight = _run(family, lambda p: make_plan(p, None, None, "0.8", "0.5", "red: 3"), [SRC])[0]
-    noise = _noise(swap)
-    for name, item in (("swap vs source", swap[1] - swap[0]), ("swap vs naive", swap[1] - naive[1]),
-                       ("refine", refine[1] - refine[0]), ("reweight", reweight[1] - reweight[0])):
-        assert item.abs().max().item() > 4 * noise, name
+    assert_every_control_moves_the_edit(swap, naive, _run(family, _refine, [LONGER])[0],
+                                        _run(family, reweight("red: 3"), [SRC])[0], _noise(swap))
     if family == "chroma":  # as on Flux.1 and SD3; the random NeRF head of the tiny Radiance does not show it
         assert (swap[1] - swap[0]).abs().mean() < (naive[1] - naive[0]).abs().mean()
 
@@ -355,8 +341,7 @@ def test_every_control_changes_the_edit(family):
 @pytest.mark.parametrize("family", FAMILIES)
 def test_self_block_choice_matters(family):
     edits = ["a green circle on the left"]
-    none = _run(family, _swap, edits, self_blocks="none", structure=MAPS)[0]
-    every = _run(family, _swap, edits, self_blocks="all", structure=MAPS)[0]
+    none, every = self_block_extremes(lambda **kw: _run(family, _swap, edits, **kw))
     assert (every[1] - none[1]).abs().max().item() > 2 * _noise(none)
     with pytest.raises(P2PError, match=r"self_blocks: this model has no double blocks 9-9 \(it has double 0-1, "
                                         r"single 0-1\)"):

@@ -8,6 +8,15 @@ import functools
 import pytest
 import torch
 from bounds import fp_bound, last_step_bound, unet_evals
+from family_runs import (
+    assert_every_control_moves_the_edit,
+    reweight,
+    run_edit,
+    self_block_extremes,
+    sharpened_mmdit,
+)
+from family_runs import refine as _refine
+from family_runs import swap as _swap
 from sampling import encode, sample
 
 from p2p_attention import joint_attention as ja
@@ -16,7 +25,7 @@ from p2p_attention.blend import make_blend
 from p2p_attention.conditioning import encode_prompt_set, latent_batch
 from p2p_attention.edits import make_plan, with_blend
 from p2p_attention.errors import P2PError
-from p2p_attention.joint_injection import MAPS, QK, STRUCTURES, VALUES, RegionSpec
+from p2p_attention.joint_injection import QK, STRUCTURES, VALUES, RegionSpec
 
 SRC = "a red circle on the left"
 STEPS = 4
@@ -27,14 +36,7 @@ SHARPEN = 6.0  # q/k projections scaled: a random tiny DiT's attention is otherw
 
 @functools.cache
 def _models(family: str):
-    from p2p_models.tiny_dit import build_tiny_flux, build_tiny_sd3
-
-    models = build_tiny_flux(seed=3) if family == "flux" else build_tiny_sd3(seed=3, x_block_self_attn=True)
-    with torch.no_grad():
-        for name, p in models.model.model.diffusion_model.named_parameters():
-            if name.endswith(("qkv.weight", "linear1.weight")):  # linear1: a single block's qkv and MLP in
-                p.mul_(SHARPEN)
-    return models
+    return sharpened_mmdit(family, SHARPEN)
 
 
 def _cfg(family: str) -> float:
@@ -46,14 +48,9 @@ def _latent(items: int, h: int = 8, w: int = 12) -> dict:
 
 
 def _run(family, plan_fn, edits, reference=False, self_blocks="auto", steps=STEPS, structure=VALUES):
-    model, clip, _ = _models(family)
-    cond, prompts = encode_prompt_set(clip, SRC, edits)
-    neg = encode(clip, "")  # unused by Flux at cfg 1
-    patched, runtime = apply_edit(model, plan_fn(prompts), attention_path="reference" if reference else "fast",
-                                  self_blocks=self_blocks,
-                                  mmdit_structure=structure)
-    out = sample(patched, cond, neg, _latent(1 + len(edits)), steps=steps, cfg=_cfg(family), scheduler="simple")
-    return out, cond, neg, runtime, prompts
+    model, clip, _ = _models(family)  # (the negative is unused by Flux at cfg 1)
+    return run_edit(model, clip, plan_fn, edits, _latent, _cfg(family), steps, reference=reference,
+                    self_blocks=self_blocks, structure=structure)
 
 
 def _plain(family, cond, neg, items, steps=STEPS):
@@ -105,10 +102,6 @@ def test_an_unedited_joint_row_is_plain_attention():
 
 
 FAMILIES = ["flux", "sd3"]
-
-
-def _swap(prompts):
-    return make_plan(prompts, None, "swap", "0.8", "0.5")
 
 
 @pytest.mark.parametrize("structure", STRUCTURES)
@@ -163,12 +156,9 @@ def test_every_control_changes_the_edit(family):
     model, clip, _ = _models(family)
     swap, cond, neg, _, _ = _run(family, _swap, [naive_edit])
     naive = _plain(family, cond, neg, 2)  # both prompts, no attention control
-    refine = _run(family, lambda p: make_plan(p, None, "refine", "0.8", "0.5"), ["a big red circle on the left"])[0]
-    reweight = _run(family, lambda p: make_plan(p, None, None, "0.8", "0.5", "red: 3"), [SRC])[0]
+    refine = _run(family, _refine, ["a big red circle on the left"])[0]
     noise = fp_bound(swap, torch.float32, unet_evals(STEPS))  # what float rounding alone can change
-    for name, item in (("swap vs source", swap[1] - swap[0]), ("swap vs naive", swap[1] - naive[1]),
-                       ("refine", refine[1] - refine[0]), ("reweight", reweight[1] - reweight[0])):
-        assert item.abs().max().item() > 4 * noise, name
+    assert_every_control_moves_the_edit(swap, naive, refine, _run(family, reweight("red: 3"), [SRC])[0], noise)
     # P2P keeps the edit closer to the source than the naive edit does
     assert (swap[1] - swap[0]).abs().mean() < (naive[1] - naive[0]).abs().mean()
 
@@ -176,10 +166,9 @@ def test_every_control_changes_the_edit(family):
 @pytest.mark.parametrize("family", FAMILIES)
 def test_self_block_choice_matters(family):
     edits = ["a green circle on the left"]
-    # self maps: the structure whose effect a random tiny model shows well above rounding (the values
-    # outside a one-word edit barely differ from the source's there; their substitution is tested bit for bit)
-    none = _run(family, _swap, edits, self_blocks="none", structure=MAPS)[0]
-    every = _run(family, _swap, edits, self_blocks="all", structure=MAPS)[0]
+    # self maps (the values outside a one-word edit barely differ from the source's there; their
+    # substitution is tested bit for bit)
+    none, every = self_block_extremes(lambda **kw: _run(family, _swap, edits, **kw))
     assert (every[1] - none[1]).abs().max().item() > 2 * fp_bound(none, torch.float32, unet_evals(STEPS))
     with pytest.raises(P2PError, match="self_blocks: 'double 9' is not|has no"):
         _run(family, _swap, edits, self_blocks="double 9" if family == "flux" else "single 0")

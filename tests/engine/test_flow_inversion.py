@@ -11,6 +11,7 @@ import math
 import pytest
 import torch
 from bounds import fp_bound, last_step_bound
+from family_runs import sharpened_mmdit
 from sampling import encode, sample
 
 from p2p_attention.apply import apply_edit
@@ -27,14 +28,7 @@ SHARPEN = 6.0  # q/k scaled, as tests/test_dit_p2p.py: a random tiny DiT's atten
 
 @functools.cache
 def _models(family: str):
-    from p2p_models.tiny_dit import build_tiny_flux, build_tiny_sd3
-
-    models = build_tiny_flux(seed=3) if family == "flux" else build_tiny_sd3(seed=3, x_block_self_attn=True)
-    with torch.no_grad():
-        for name, p in models.model.model.diffusion_model.named_parameters():
-            if name.endswith(("qkv.weight", "linear1.weight")):
-                p.mul_(SHARPEN)
-    return models
+    return sharpened_mmdit(family, SHARPEN)
 
 
 def _cfg(family: str) -> float:

@@ -16,6 +16,8 @@ import math
 import pytest
 import torch
 from bounds import fp_bound, last_step_bound, unet_evals
+from family_runs import run_edit, sharpen
+from family_runs import swap as _swap
 from sampling import sample
 
 from p2p_attention.adapters import model_family
@@ -40,14 +42,9 @@ needs_klein = pytest.mark.skipif(not tiny_flux2.klein_available(),
                                  reason="this ComfyUI (0.3.75) has no Flux.2 klein text encoder")
 
 
-def _sharpen(model):
-    with torch.no_grad():
-        for name, p in model.model.diffusion_model.named_parameters():
-            if name.endswith(("qkv.weight", "linear1.weight")):
-                p.mul_(SHARPEN)
-            if name.endswith(("query_norm.scale", "key_norm.scale", "query_norm.weight", "key_norm.weight")):
-                p.mul_(NORM_GAIN)  # q/k are RMS-normalised: their gains set the logits' scale
-    return model
+def _sharpen(model):  # q/k are RMS-normalised: their gains set the logits' scale
+    return sharpen(model, {("qkv.weight", "linear1.weight"): SHARPEN,
+                           ("query_norm.scale", "key_norm.scale", "query_norm.weight", "key_norm.weight"): NORM_GAIN})
 
 
 @functools.cache
@@ -65,15 +62,9 @@ def _latent(items: int) -> dict:
 
 
 def _run(plan_fn, edits, reference=False, structure=VALUES, steps=STEPS, self_blocks="auto"):
-    cond, prompts = encode_prompt_set(_clip(), SRC, edits)
-    patched, runtime = apply_edit(_model(), plan_fn(prompts), attention_path="reference" if reference else "fast",
-                                  mmdit_structure=structure, self_blocks=self_blocks)
-    out = sample(patched, cond, cond, _latent(1 + len(edits)), steps=steps, cfg=1.0, scheduler="simple")
+    out, cond, _, runtime, prompts = run_edit(_model(), _clip(), plan_fn, edits, _latent, 1.0, steps, negative=None,
+                                              reference=reference, self_blocks=self_blocks, structure=structure)
     return out, cond, runtime, prompts
-
-
-def _swap(prompts):
-    return make_plan(prompts, None, "swap", "0.8", "0.5")
 
 
 # ----------------------------------------------------------------------------- detection

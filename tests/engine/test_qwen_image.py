@@ -12,6 +12,9 @@ import math
 import pytest
 import torch
 from bounds import fp_bound, last_step_bound, unet_evals
+from family_runs import refine as _refine
+from family_runs import run_edit, sharpen
+from family_runs import swap as _swap
 from sampling import encode, sample
 
 from p2p_attention.apply import apply_edit
@@ -35,10 +38,7 @@ def _models():
     from p2p_models.tiny_qwen import build_tiny_qwen
 
     models = build_tiny_qwen(seed=3)
-    with torch.no_grad():
-        for name, p in models.model.model.diffusion_model.named_parameters():
-            if name.endswith(("norm_q.weight", "norm_k.weight", "norm_added_q.weight", "norm_added_k.weight")):
-                p.mul_(SHARPEN)
+    sharpen(models.model, {("norm_q.weight", "norm_k.weight", "norm_added_q.weight", "norm_added_k.weight"): SHARPEN})
     return models
 
 
@@ -47,22 +47,10 @@ def _latent(items: int, h: int = 8, w: int = 12) -> dict:
     return latent_batch({"samples": torch.zeros(1, 16, 1, h, w)}, items)
 
 
-def _swap(prompts):
-    return make_plan(prompts, None, "swap", "0.8", "0.5")
-
-
-def _refine(prompts):
-    return make_plan(prompts, None, "refine", "0.8", "0.5")
-
-
 def _run(plan_fn, edits, reference=False, self_blocks="auto", steps=STEPS, structure=VALUES, src=SRC):
     model, clip, _ = _models()
-    cond, prompts = encode_prompt_set(clip, src, edits)
-    neg = encode(clip, "")
-    patched, runtime = apply_edit(model, plan_fn(prompts), attention_path="reference" if reference else "fast",
-                                  self_blocks=self_blocks, mmdit_structure=structure)
-    out = sample(patched, cond, neg, _latent(1 + len(edits)), steps=steps, cfg=CFG, scheduler="simple")
-    return out, cond, neg, runtime, prompts
+    return run_edit(model, clip, plan_fn, edits, _latent, CFG, steps, src=src, reference=reference,
+                    self_blocks=self_blocks, structure=structure)
 
 
 def _plain(cond, neg, items, steps=STEPS):

@@ -12,6 +12,8 @@ import math
 import pytest
 import torch
 from bounds import fp_bound, last_step_bound, unet_evals
+from family_runs import run_edit, sharpen
+from family_runs import swap as _swap
 from sampling import encode, sample
 
 from p2p_attention.apply import apply_edit
@@ -37,10 +39,7 @@ def _models():
     from p2p_models.tiny_zimage import build_tiny_zimage
 
     models = build_tiny_zimage(seed=3)
-    with torch.no_grad():
-        for name, p in models.model.model.diffusion_model.named_parameters():
-            if name.endswith(("q_norm.weight", "k_norm.weight")):
-                p.mul_(SHARPEN)
+    sharpen(models.model, {("q_norm.weight", "k_norm.weight"): SHARPEN})
     model = ModelSamplingAuraFlow().patch_aura(models.model, SHIFT)[0]
     return model, models.clip, models.vae
 
@@ -49,18 +48,10 @@ def _latent(items: int, h: int = 8, w: int = 12) -> dict:
     return latent_batch({"samples": torch.zeros(1, 16, h, w)}, items)
 
 
-def _swap(prompts):
-    return make_plan(prompts, None, "swap", "0.8", "0.5")
-
-
 def _run(plan_fn, edits, reference=False, self_blocks="auto", structure=VALUES, base=None, steps=STEPS):
     model, clip, _ = _models()
-    cond, prompts = encode_prompt_set(clip, SRC, edits)
-    neg = encode(clip, "")
-    patched, runtime = apply_edit(base or model, plan_fn(prompts), attention_path="reference" if reference else "fast",
-                                  self_blocks=self_blocks, mmdit_structure=structure)
-    out = sample(patched, cond, neg, _latent(1 + len(edits)), steps=steps, cfg=CFG, scheduler="simple")
-    return out, cond, neg, runtime, prompts
+    return run_edit(base or model, clip, plan_fn, edits, _latent, CFG, steps, reference=reference,
+                    self_blocks=self_blocks, structure=structure)
 
 
 def _recording_model():

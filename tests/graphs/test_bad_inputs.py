@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import pytest
+import torch
+from family_graphs import saved_latent
 from harness import Graph, InprocessSession, inprocess_dirs, run_inprocess
 
 SRC = "a big red circle on the left and a small blue square on the right"
@@ -335,3 +337,76 @@ def test_maps_of_an_earlier_prompt_are_refused_and_a_cached_read_is_not():
         session.run(g)
     assert "P2P Attention Maps: the attention store holds the maps of an earlier run" in str(e.value)
     assert "Connect to 'samples' the LATENT of the sampler that used this P2P Apply's MODEL" in str(e.value)
+
+
+# --- tokens joined onto the text: a style model (StyleModelApply: Flux Redux), ConditioningConcat / Combine ---
+# On the tiny Flux.1 (its T5 context: 256 tokens, 32 wide) with a tiny Redux (tests/tiny_pack/redux.py): 16 image
+# tokens. The edit maps the prompts' own tokens; tokens after them have no place in its map.
+REDUX_TOKENS = 16
+
+
+def _redux_graph(where: str, p2p: bool = True) -> Graph:
+    g = Graph()
+    m = g.node("P2PTestTinyDiTModel", family="flux", seed=0)
+    pair = g.node("P2PPromptPair", clip=m[1], source="a red circle on the left", edits="a green circle on the left")
+    neg = g.node("CLIPTextEncode", clip=m[1], text="")
+    redux = g.node("P2PTestTinyRedux", width=32, tokens=REDUX_TOKENS, seed=0)
+
+    def styled(conditioning):
+        return g.node("StyleModelApply", conditioning=conditioning, style_model=redux[0],
+                      clip_vision_output=redux[1], strength=1.0, strength_type="multiply")
+
+    pos = pair[0]
+    if where == "pair":  # StyleModelApply on the pair's conditioning itself
+        pos = styled(pair[0])
+    elif where == "combined":  # a Redux'd CLIPTextEncode of the source beside the pair's conditioning
+        pos = g.node("ConditioningCombine", conditioning_1=pair[0],
+                     conditioning_2=styled(g.node("CLIPTextEncode", clip=m[1], text="a red circle on the left")))
+    elif where == "concat":  # another prompt pair's tokens after these
+        other = g.node("P2PPromptPair", clip=m[1], source="a blue square", edits="a pink square")
+        pos = g.node("ConditioningConcat", conditioning_to=pair[0], conditioning_from=other[0])
+    elif where == "negative":
+        neg = styled(neg)
+    lat = g.node("P2PLatentBatch", latent=g.node("EmptySD3LatentImage", width=64, height=64, batch_size=1),
+                 prompts=pair[1])
+    model = m[0]
+    if p2p:
+        edit = g.node("P2PWordSwap", prompts=pair[1], cross_replace="0.8", self_replace="0.5")
+        model = g.node("P2PApply", model=m[0], edit=edit, self_blocks="auto")[0]
+    out = g.node("KSampler", model=model, positive=pos, negative=neg, latent_image=lat, cfg=2.0, seed=2, steps=3,
+                 sampler_name="euler", scheduler="simple", denoise=1.0)
+    g.node("SaveLatent", _id="lat", samples=out[0], filename_prefix="p2p_redux")
+    return g
+
+
+@pytest.mark.parametrize("where,tokens", [("combined", 256 + REDUX_TOKENS), ("concat", 2 * 256)])
+def test_tokens_joined_onto_the_positive_are_refused_before_sampling(where, tokens):
+    """Before: ConditioningCombine with a Redux'd conditioning ended in torch's "Expected size for first two
+    dimensions of batch2 tensor to be: [1, 272] but got: [1, 256]" inside the model; ConditioningConcat ran, its
+    extra tokens outside the edit's map."""
+    with pytest.raises(AssertionError) as e:
+        run_inprocess(_redux_graph(where))
+    msg = str(e.value)
+    assert f"P2P Apply: the positive conditioning has {tokens} tokens, but the prompts 256" in msg, msg
+    assert "a style model's image tokens, e.g. Flux Redux's" in msg
+    assert "without StyleModelApply (Redux) or ConditioningConcat / ConditioningCombine on it" in msg
+    assert "Expected size" not in msg and "Traceback (most recent call last)\nRuntimeError" not in msg
+
+
+def test_a_style_model_on_the_pairs_conditioning_stops_in_comfyuis_own_node():
+    """StyleModelApply joins one row of image tokens onto every conditioning it gets; the pair's conditioning
+    has a row per prompt, so ComfyUI's node stops (a torch error of StyleModelApply, before any sampling)."""
+    with pytest.raises(AssertionError) as e:
+        run_inprocess(_redux_graph("pair"))
+    msg = str(e.value)
+    assert "StyleModelApply" in msg and "Sizes of tensors must match" in msg, msg
+    assert "P2P Apply" not in msg
+
+
+def test_a_style_model_on_the_negative_leaves_the_source_as_plain_sampling():
+    """The negative may carry image tokens: the edit leaves unconditional calls alone, so the source item is
+    the same image as sampling the same graph without P2P Apply, and the edit differs from it."""
+    edited = saved_latent(run_inprocess(_redux_graph("negative")))
+    plain = saved_latent(run_inprocess(_redux_graph("negative", p2p=False)))
+    assert torch.isfinite(edited).all() and torch.equal(edited[0], plain[0])
+    assert (edited[1] - edited[0]).abs().max() > 1e-3

@@ -5,15 +5,10 @@ wrapper, the pixel-space VAE); EasyCache / LazyCache refused by name before and 
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
-import safetensors.torch
-import torch
-from harness import Graph, inprocess_dirs, inprocess_image_path, output_images, run_inprocess
-from PIL import Image
+from family_graphs import HEIGHT, SAMPLERS, WIDTH, check_p2p_outputs, image_array, p2p_graph
+from harness import Graph, inprocess_dirs, run_inprocess
 
-WIDTH, HEIGHT = 96, 64
-SRC = "a red circle on the left"
 EDIT = "a big green circle on the left"  # longer than the source: its padding is masked
 
 
@@ -29,66 +24,29 @@ def _radiance_options() -> dict:
 
 def _graph(family: str, sampler: str, cache: str | None = None, cache_after: bool = False) -> Graph:
     radiance = family == "chroma_radiance"
-    g = Graph()
-    m = g.node("P2PTestTinyDiTModel", family=family, seed=0)
-    model = m[0]
-    if radiance:  # Radiance's own options node: a model_function_wrapper beside P2P's wrappers
-        model = g.node("ChromaRadianceOptions", model=model, **_radiance_options())
-    if cache and not cache_after:
-        model = g.node(cache, model=model, reuse_threshold=0.2, start_percent=0.15, end_percent=0.95, verbose=False)
-    pair = g.node("P2PPromptPair", clip=m[1], source=SRC, edits=EDIT)
-    neg = g.node("CLIPTextEncode", clip=m[1], text="")
-    empty = (g.node("EmptyChromaRadianceLatentImage", width=WIDTH, height=HEIGHT, batch_size=1) if radiance
-             else g.node("EmptySD3LatentImage", width=WIDTH, height=HEIGHT, batch_size=1))
-    lat = g.node("P2PLatentBatch", latent=empty, prompts=pair[1])
-    edit = g.node("P2PRefine", prompts=pair[1], cross_replace="0.8", self_replace="0.5")
-    edit = g.node("P2PReweight", prompts=pair[1], weights="green: 2", cross_replace="0.8", self_replace="0.5",
-                  edit=edit)
-    edit = g.node("P2PLocalBlend", prompts=pair[1], words="circle", subtract="", threshold=0.5,
-                  subtract_threshold=0.3, start_blend=0.0, dilation=0, edit=edit)
-    applied = g.node("P2PApply", model=model, edit=edit, self_blocks="auto")
-    sampled = applied[0]
-    if cache and cache_after:
-        sampled = g.node(cache, model=sampled, reuse_threshold=0.2, start_percent=0.15, end_percent=0.95, verbose=False)
-    common = {"model": sampled, "positive": pair[0], "negative": neg, "latent_image": lat, "cfg": 4.0}
-    if sampler == "KSampler":
-        out = g.node("KSampler", **common, seed=2, steps=4, sampler_name="euler", scheduler="simple", denoise=1.0)
-    elif sampler == "KSamplerAdvanced":
-        out = g.node("KSamplerAdvanced", **common, add_noise="enable", noise_seed=2, steps=4, sampler_name="euler",
-                     scheduler="beta", start_at_step=0, end_at_step=10000, return_with_leftover_noise="disable")
-    else:
-        guider = g.node("CFGGuider", model=sampled, positive=pair[0], negative=neg, cfg=4.0)
-        out = g.node("SamplerCustomAdvanced", noise=g.node("RandomNoise", noise_seed=2), guider=guider,
-                     sampler=g.node("KSamplerSelect", sampler_name="euler"),
-                     sigmas=g.node("BasicScheduler", model=sampled, scheduler="simple", steps=4, denoise=1.0),
-                     latent_image=lat)
-    g.node("SaveLatent", _id="lat", samples=out[0], filename_prefix=f"chroma_p2p_{family}")
-    img = g.node("VAEDecode", samples=out[0], vae=m[2])
-    g.node("SaveImage", _id="img", images=img, filename_prefix=f"chroma_p2p_{family}")
-    maps = g.node("P2PAttentionMaps", attention_store=applied[1], samples=out[0], prompt_index=1, words="circle",
-                  threshold=0.0, image=img)
-    g.node("SaveImage", _id="maps", images=maps[0], filename_prefix=f"chroma_p2p_maps_{family}")
-    g.node("SaveImage", _id="mask", images=g.node("MaskToImage", mask=maps[1]), filename_prefix="chroma_p2p_mask")
-    return g
+
+    def with_cache(g, model):
+        return g.node(cache, model=model, reuse_threshold=0.2, start_percent=0.15, end_percent=0.95, verbose=False)
+
+    def model_hook(g, model):
+        if radiance:  # Radiance's own options node: a model_function_wrapper beside P2P's wrappers
+            model = g.node("ChromaRadianceOptions", model=model, **_radiance_options())
+        return with_cache(g, model) if cache and not cache_after else model
+
+    return p2p_graph("P2PTestTinyDiTModel", {"family": family, "seed": 0}, EDIT, f"chroma_p2p_{family}", 4.0,
+                     sampler=sampler, base="P2PRefine", weights="green: 2", model_hook=model_hook,
+                     sampled_hook=with_cache if cache and cache_after else None,
+                     empty_latent="EmptyChromaRadianceLatentImage" if radiance else "EmptySD3LatentImage")
 
 
-@pytest.mark.parametrize("sampler", ["KSampler", "KSamplerAdvanced", "SamplerCustomAdvanced"])
+@pytest.mark.parametrize("sampler", SAMPLERS)
 @pytest.mark.parametrize("family", ["chroma", "chroma_radiance"])
 def test_p2p_nodes_run_on_chroma_with_stock_samplers(family, sampler):
     outputs = run_inprocess(_graph(family, sampler))
-    images = dict(output_images(outputs))
-    assert sorted(images) == ["img", "maps", "mask"]
-    (saved,) = outputs["lat"]["latents"]
-    latent = safetensors.torch.load_file(str(inprocess_image_path(saved)))["latent_tensor"]
     shape = (2, 3, HEIGHT, WIDTH) if family == "chroma_radiance" else (2, 16, HEIGHT // 8, WIDTH // 8)
-    assert latent.shape == shape and torch.isfinite(latent).all()
+    latent = check_p2p_outputs(outputs, shape)
     assert (latent[1] - latent[0]).abs().max() > 0  # the edit is not the source
-    pixels = np.asarray(Image.open(inprocess_image_path(images["img"])))
-    assert pixels.shape == (HEIGHT, WIDTH, 3) and pixels.std() > 0
-    mask = np.asarray(Image.open(inprocess_image_path(images["mask"])))
-    assert mask.shape[:2] == (HEIGHT, WIDTH) and mask.max() == 255 and mask.std() > 0
-    maps = np.asarray(Image.open(inprocess_image_path(images["maps"])))
-    assert maps.shape[0] > 0 and maps.std() > 0
+    assert image_array(outputs, "img").std() > 0
 
 
 @pytest.mark.parametrize("after", [False, True], ids=["before P2P Apply", "after P2P Apply"])

@@ -12,16 +12,15 @@ import functools
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from harness import TINY_PACK, Graph, inprocess_dirs, inprocess_image_path, output_images, run_inprocess
-from PIL import Image
+from family_graphs import HEIGHT, WIDTH, image_array, model_sampling, saved_latent, stock_sampler
+from harness import TINY_PACK, Graph, inprocess_dirs, output_images, run_inprocess
 
 from p2p_models import tiny_dit as dit_build
 
 PROMPT = "a photo of a cat"
-WIDTH, HEIGHT = 96, 64  # not square: a swapped h/w shows; latent 12x8, 6x4 = 24 image tokens
+# WIDTH x HEIGHT (family_graphs): latent 12x8, 6x4 = 24 image tokens
 FAMILIES = ("flux", "flux_schnell", "sd3", "sd35")
 
 
@@ -112,29 +111,17 @@ def _graph(family: str, seed: int = 0, steps: int = 3) -> Graph:
     flux = family.startswith("flux")
     g = Graph()
     m = g.node("P2PTestTinyDiTModel", family=family, seed=0)
-    if flux:
-        model = g.node("ModelSamplingFlux", model=m[0], max_shift=1.15, base_shift=0.5, width=WIDTH, height=HEIGHT)
-    else:
-        model = g.node("ModelSamplingSD3", model=m[0], shift=3.0)
+    model = model_sampling(g, family, m[0])
     pos = g.node("CLIPTextEncode", clip=m[1], text=PROMPT)
     neg = g.node("CLIPTextEncode", clip=m[1], text="")
     if flux:
         pos = g.node("FluxGuidance", conditioning=pos, guidance=3.5)
     cfg = 1.0 if flux else 4.0
     lat = g.node("EmptySD3LatentImage", width=WIDTH, height=HEIGHT, batch_size=1)
-    common = {"model": model, "positive": pos, "negative": neg, "latent_image": lat, "steps": steps, "cfg": cfg,
-              "sampler_name": "euler"}
-    samples = {
-        "ksampler": g.node("KSampler", **common, seed=seed, scheduler="simple", denoise=1.0),
-        "advanced": g.node("KSamplerAdvanced", **common, add_noise="enable", noise_seed=seed, scheduler="beta",
-                           start_at_step=0, end_at_step=10000, return_with_leftover_noise="disable"),
-    }
-    guider = (g.node("BasicGuider", model=model, conditioning=pos) if flux
-              else g.node("CFGGuider", model=model, positive=pos, negative=neg, cfg=cfg))
-    samples["custom"] = g.node(
-        "SamplerCustomAdvanced", noise=g.node("RandomNoise", noise_seed=seed), guider=guider,
-        sampler=g.node("KSamplerSelect", sampler_name="euler"),
-        sigmas=g.node("BasicScheduler", model=model, scheduler="simple", steps=steps, denoise=1.0), latent_image=lat)
+    guider = g.node("BasicGuider", model=model, conditioning=pos) if flux else None
+    samples = {name: stock_sampler(g, sampler, model, pos, neg, lat, cfg, seed=seed, steps=steps, guider=guider)
+               for name, sampler in (("ksampler", "KSampler"), ("advanced", "KSamplerAdvanced"),
+                                     ("custom", "SamplerCustomAdvanced"))}
     for name, out in samples.items():
         g.node("SaveLatent", _id=f"lat_{name}", samples=out[0], filename_prefix=f"dit_{family}_{name}")
         img = g.node("VAEDecode", samples=out[0], vae=m[2])
@@ -144,18 +131,13 @@ def _graph(family: str, seed: int = 0, steps: int = 3) -> Graph:
 
 def _run(family: str, seed: int = 0) -> dict[str, torch.Tensor]:
     """Run the graph; check its images; the saved latents by sampler."""
-    import safetensors.torch
-
     outputs = run_inprocess(_graph(family, seed))
-    images = dict(output_images(outputs))
-    assert sorted(images) == ["img_advanced", "img_custom", "img_ksampler"]
-    for image in images.values():
-        pixels = np.asarray(Image.open(inprocess_image_path(image)))
-        assert pixels.shape == (HEIGHT, WIDTH, 3) and pixels.std() > 0
+    assert sorted(dict(output_images(outputs))) == ["img_advanced", "img_custom", "img_ksampler"]
     latents = {}
     for name in ("ksampler", "advanced", "custom"):
-        (saved,) = outputs[f"lat_{name}"]["latents"]
-        latent = safetensors.torch.load_file(str(inprocess_image_path(saved)))["latent_tensor"]
+        pixels = image_array(outputs, f"img_{name}")
+        assert pixels.shape == (HEIGHT, WIDTH, 3) and pixels.std() > 0
+        latent = saved_latent(outputs, f"lat_{name}")
         assert latent.shape == (1, 16, HEIGHT // 8, WIDTH // 8) and torch.isfinite(latent).all()
         latents[name] = latent
     return latents

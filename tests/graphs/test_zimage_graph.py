@@ -5,59 +5,22 @@ local blend's mask."""
 
 from __future__ import annotations
 
-import numpy as np
-import safetensors.torch
-import torch
-from harness import Graph, inprocess_image_path, output_images, run_inprocess
-from PIL import Image
+from family_graphs import HEIGHT, WIDTH, check_p2p_outputs, p2p_graph, saved_latent
+from harness import Graph, run_inprocess
 
-WIDTH, HEIGHT = 96, 64
-SRC = "a red circle on the left"
 EDIT = "a green circle on the left"
 
 
 def _graph(blend: bool = True) -> Graph:
-    g = Graph()
-    m = g.node("P2PTestTinyDiTModel", family="zimage", seed=0)
-    model = g.node("ModelSamplingAuraFlow", model=m[0], shift=3.0)
-    pair = g.node("P2PPromptPair", clip=m[1], source=SRC, edits=EDIT)
-    neg = g.node("CLIPTextEncode", clip=m[1], text="")
-    lat = g.node("P2PLatentBatch", latent=g.node("EmptySD3LatentImage", width=WIDTH, height=HEIGHT, batch_size=1),
-                 prompts=pair[1])
-    edit = g.node("P2PWordSwap", prompts=pair[1], cross_replace="0.8", self_replace="0.5")
-    edit = g.node("P2PReweight", prompts=pair[1], weights="green: 2", cross_replace="0.8", self_replace="0.5",
-                  edit=edit)
-    if blend:
-        edit = g.node("P2PLocalBlend", prompts=pair[1], words="circle", subtract="", threshold=0.5,
-                      subtract_threshold=0.3, start_blend=0.0, dilation=0, edit=edit)
-    applied = g.node("P2PApply", model=model, edit=edit, self_blocks="auto")
-    out = g.node("KSampler", model=applied[0], positive=pair[0], negative=neg, latent_image=lat, cfg=4.0, seed=2,
-                 steps=4, sampler_name="euler", scheduler="simple", denoise=1.0)
-    g.node("SaveLatent", _id="lat", samples=out[0], filename_prefix="zimage_p2p")
-    img = g.node("VAEDecode", samples=out[0], vae=m[2])
-    g.node("SaveImage", _id="img", images=img, filename_prefix="zimage_p2p")
-    maps = g.node("P2PAttentionMaps", attention_store=applied[1], samples=out[0], prompt_index=1, words="circle",
-                  threshold=0.0, image=img)
-    g.node("SaveImage", _id="maps", images=maps[0], filename_prefix="zimage_p2p_maps")
-    g.node("SaveImage", _id="mask", images=g.node("MaskToImage", mask=maps[1]), filename_prefix="zimage_p2p_mask")
-    return g
-
-
-def _latent(outputs) -> torch.Tensor:
-    (saved,) = outputs["lat"]["latents"]
-    return safetensors.torch.load_file(str(inprocess_image_path(saved)))["latent_tensor"]
+    return p2p_graph("P2PTestTinyDiTModel", {"family": "zimage", "seed": 0}, EDIT, "zimage_p2p", 4.0,
+                     weights="green: 2", blend=blend,
+                     model_hook=lambda g, model: g.node("ModelSamplingAuraFlow", model=model, shift=3.0))
 
 
 def test_p2p_nodes_run_on_zimage_with_ksampler_and_aura_flow_sampling():
-    outputs = run_inprocess(_graph())
-    images = dict(output_images(outputs))
-    assert sorted(images) == ["img", "maps", "mask"]
-    latent = _latent(outputs)
-    assert latent.shape == (2, 16, HEIGHT // 8, WIDTH // 8) and torch.isfinite(latent).all()
+    latent = check_p2p_outputs(run_inprocess(_graph()), (2, 16, HEIGHT // 8, WIDTH // 8))
     diff = (latent[1] - latent[0]).abs()
-    mask = np.asarray(Image.open(inprocess_image_path(images["mask"])).convert("L"))
-    assert mask.shape == (HEIGHT, WIDTH) and mask.max() == 255 and mask.std() > 0
-    unblended = _latent(run_inprocess(_graph(blend=False)))
+    unblended = saved_latent(run_inprocess(_graph(blend=False)))
     assert (unblended[1] - unblended[0]).abs().max() > 0.05  # without the blend the edit changes the image
     # the local blend's mask is binary at the latent's 8x12 cells: each cell is either the source's, up to
     # the last euler step's float32 rounding, or the edit's own (the engine test reads the mask itself)

@@ -23,30 +23,23 @@ from comfy_api.v0_0_2 import ComfyExtension, io  # noqa: E402
 from p2p_models import tiny_dit as dit_build  # noqa: E402
 from p2p_models.tiny_unet import ModelSpec, build_all  # noqa: E402
 
+from .loaders import cached, loader_schema  # noqa: E402
 from .qwen_image import P2PTestTinyQwenImage  # noqa: E402
-
-_CACHE: dict[tuple[str, int], tuple] = {}
+from .redux import P2PTestTinyRedux  # noqa: E402
 
 
 def tiny_models(arch: str, seed: int) -> tuple:
     """(ModelPatcher, CLIP, VAE) for (arch, seed), built once per process."""
-    key = (arch, int(seed))
-    if key not in _CACHE:
-        _CACHE[key] = build_all(ModelSpec.tiny(arch), seed=int(seed))
-    return _CACHE[key]
+    return cached(("unet", arch, int(seed)), lambda: build_all(ModelSpec.tiny(arch), seed=int(seed)))
 
 
 # flux2_klein: ComfyUI 0.33.0 on
 DIT_FAMILIES = ("flux", "flux_schnell", "sd3", "sd35", "zimage", "flux2_klein", "chroma", "chroma_radiance",
                 "lumina2")
-_DIT_CACHE: dict[tuple[str, int], tuple] = {}
 
 
 def _dit_part(kind: str, seed: int, build):
-    key = (kind, int(seed))
-    if key not in _DIT_CACHE:
-        _DIT_CACHE[key] = build()
-    return _DIT_CACHE[key]
+    return cached(("dit", kind, int(seed)), build)
 
 
 def tiny_dit_models(family: str, seed: int) -> dit_build.TinyModels:
@@ -96,21 +89,9 @@ def tiny_dit_models(family: str, seed: int) -> dit_build.TinyModels:
 class P2PTestTinyModel(io.ComfyNode):
     @classmethod
     def define_schema(cls):
-        return io.Schema(
-            node_id="P2PTestTinyModel",
-            display_name="P2P Test Tiny Model (tests only)",
-            category="testing/p2p",
-            description="Tiny SD1.x / SDXL-shaped model with fixed random weights (tests only).",
-            inputs=[
-                io.Combo.Input("arch", options=["sd1", "sdxl"], default="sd1"),
-                io.Int.Input("seed", default=0, min=0, max=2**31 - 1),
-            ],
-            outputs=[
-                io.Model.Output(display_name="MODEL"),
-                io.Clip.Output(display_name="CLIP"),
-                io.Vae.Output(display_name="VAE"),
-            ],
-        )
+        return loader_schema("P2PTestTinyModel", "P2P Test Tiny Model (tests only)",
+                             "Tiny SD1.x / SDXL-shaped model with fixed random weights (tests only).",
+                             [io.Combo.Input("arch", options=["sd1", "sdxl"], default="sd1")])
 
     @classmethod
     def execute(cls, arch: str, seed: int) -> io.NodeOutput:
@@ -120,23 +101,12 @@ class P2PTestTinyModel(io.ComfyNode):
 class P2PTestTinyDiTModel(io.ComfyNode):
     @classmethod
     def define_schema(cls):
-        return io.Schema(
-            node_id="P2PTestTinyDiTModel",
-            display_name="P2P Test Tiny DiT Model (tests only)",
-            category="testing/p2p",
-            description="Tiny Flux.1 dev / schnell, SD3, SD3.5 Medium-like, Z-Image, Lumina 2 or Chroma MM-DiT with fixed random "
-                        "weights, 16-channel VAE (8x, EmptySD3LatentImage), or Chroma Radiance with the pixel-space "
-                        "VAE (EmptyChromaRadianceLatentImage) (tests only).",
-            inputs=[
-                io.Combo.Input("family", options=list(DIT_FAMILIES), default="flux"),
-                io.Int.Input("seed", default=0, min=0, max=2**31 - 1),
-            ],
-            outputs=[
-                io.Model.Output(display_name="MODEL"),
-                io.Clip.Output(display_name="CLIP"),
-                io.Vae.Output(display_name="VAE"),
-            ],
-        )
+        return loader_schema(
+            "P2PTestTinyDiTModel", "P2P Test Tiny DiT Model (tests only)",
+            "Tiny Flux.1 dev / schnell, SD3, SD3.5 Medium-like, Z-Image, Lumina 2 or Chroma MM-DiT with fixed random "
+            "weights, 16-channel VAE (8x, EmptySD3LatentImage), or Chroma Radiance with the pixel-space VAE "
+            "(EmptyChromaRadianceLatentImage) (tests only).",
+            [io.Combo.Input("family", options=list(DIT_FAMILIES), default="flux")])
 
     @classmethod
     def execute(cls, family: str, seed: int) -> io.NodeOutput:
@@ -145,7 +115,7 @@ class P2PTestTinyDiTModel(io.ComfyNode):
 
 class TinyTestModels(ComfyExtension):
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
-        return [P2PTestTinyModel, P2PTestTinyDiTModel, P2PTestTinyQwenImage]
+        return [P2PTestTinyModel, P2PTestTinyDiTModel, P2PTestTinyQwenImage, P2PTestTinyRedux]
 
 
 async def comfy_entrypoint() -> TinyTestModels:

@@ -6,28 +6,16 @@ from comfy_api.v0_0_2 import io
 
 from p2p_models import tiny_qwen
 
-_CACHE: dict[int, tuple] = {}
+from .loaders import cached, loader_schema
 
 
 class P2PTestTinyQwenImage(io.ComfyNode):
     @classmethod
     def define_schema(cls):
-        return io.Schema(
-            node_id="P2PTestTinyQwenImage",
-            display_name="P2P Test Tiny Qwen-Image (tests only)",
-            category="testing/p2p",
-            description="Tiny Qwen-Image (ComfyUI's QwenImage config, Qwen2.5-VL text encoder with the real "
-                        "tokenizer and chat template, Wan 2.1 VAE) with fixed random weights (tests only).",
-            inputs=[io.Int.Input("seed", default=0, min=0, max=2**31 - 1)],
-            outputs=[
-                io.Model.Output(display_name="MODEL"),
-                io.Clip.Output(display_name="CLIP"),
-                io.Vae.Output(display_name="VAE"),
-            ],
-        )
+        return loader_schema("P2PTestTinyQwenImage", "P2P Test Tiny Qwen-Image (tests only)",
+                             "Tiny Qwen-Image (ComfyUI's QwenImage config, Qwen2.5-VL text encoder with the real "
+                             "tokenizer and chat template, Wan 2.1 VAE) with fixed random weights (tests only).", [])
 
     @classmethod
     def execute(cls, seed: int) -> io.NodeOutput:
-        if seed not in _CACHE:
-            _CACHE[seed] = tiny_qwen.build_tiny_qwen(seed)
-        return io.NodeOutput(*_CACHE[seed])
+        return io.NodeOutput(*cached(("qwen_image", int(seed)), lambda: tiny_qwen.build_tiny_qwen(seed)))
