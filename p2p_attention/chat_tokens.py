@@ -1,20 +1,22 @@
 """Word spans of a prompt a chat-template LLM text encoder tokenizes (Z-Image's and Flux.2 klein's
-Qwen3: ComfyUI's ZImageTokenizer / KleinTokenizer formats the prompt into its `llama_template` and byte-level-BPE-tokenizes the whole text
-as one segment, every token with word id 1).
+Qwen3, Flux.2 dev's Mistral 3 Small: ComfyUI's ZImageTokenizer / KleinTokenizer / Flux2Tokenizer formats
+the prompt into its `llama_template` and byte-level-BPE-tokenizes the whole text as one segment, every
+token with word id 1; Mistral's tokenizer puts its start token, word id 0, before it).
 
 Byte-level BPE tokens carry the space before a word ("Ġred"), so a word cannot be tokenized on its own
 and matched as CLIP's and T5's words are (prompts._build). Instead each token's bytes are read back
 (the GPT-2 byte alphabet; added tokens such as <|im_start|> are their own text), the bytes are checked
 to spell the templated text exactly, and a token belongs to the word whose bytes it covers. Tokens of
-the template before the prompt are START, after it END, the tokenizer's padding PAD (as prompts.py
-names CLIP's and T5's specials, so the token mappers pair them alike); whitespace inside the prompt
-that no word covers is PAD too.
+the template before the prompt (and the tokenizer's start token) are START, after it END, the
+tokenizer's padding (before or after the text) PAD (as prompts.py names CLIP's and T5's specials, so the
+token mappers pair them alike); whitespace inside the prompt that no word covers is PAD too.
 """
 
 from __future__ import annotations
 
 import functools
 import re
+import weakref
 
 from .errors import P2PError
 from .tokenized import END, PAD, START, TokenizedPrompt
@@ -36,24 +38,31 @@ def _byte_decoder() -> dict[str, int]:
 
 def template_of(clip) -> str | None:
     """The chat template the CLIP's tokenizer formats every prompt into ("...{}..."), or None (Z-Image's
-    and Flux.2 klein's Qwen3). A left-padding one (Flux.2 dev's Mistral 3 Small, whose context the model
-    pads again on the left) is refused by name."""
+    and Flux.2 klein's Qwen3, Flux.2 dev's Mistral 3 Small with its system prompt)."""
     template = getattr(clip.tokenizer, "llama_template", None)
-    if not (isinstance(template, str) and "{}" in template):
-        return None
-    subs = [getattr(clip.tokenizer, n) for n in dir(clip.tokenizer) if not n.startswith("_")
-            and hasattr(getattr(clip.tokenizer, n, None), "tokens_start")]
-    if any(getattr(sub, "pad_left", False) for sub in subs):
-        raise P2PError("this text encoder (Flux.2 dev's Mistral 3 Small: left padding, a system prompt) is not "
-                       "supported by Prompt-to-Prompt yet; Flux.2 klein (Qwen3 text encoder) is.")
-    return template
+    return template if isinstance(template, str) and "{}" in template else None
+
+
+_INVERSE_VOCABS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _piece(hf, tok: int):
+    """The byte-level BPE piece of token `tok`: transformers' tokenizers name it (convert_ids_to_tokens),
+    ComfyUI's own BPETokenizer (Mistral's on 0.33.0) through its vocabulary, inverted once."""
+    if hasattr(hf, "convert_ids_to_tokens"):
+        return hf.convert_ids_to_tokens(tok)
+    if hf not in _INVERSE_VOCABS:
+        _INVERSE_VOCABS[hf] = {i: p for p, i in hf.get_vocab().items()}
+    return _INVERSE_VOCABS[hf].get(tok)
 
 
 def _token_bytes(hf, tok: int) -> bytes:
+    """The bytes of token `tok` of ComfyUI's tokenizer object `hf` (an SDTokenizer's .tokenizer): an added
+    token (<|im_start|>, [INST]) is its own text, any other its byte-level BPE piece."""
     added = getattr(hf, "added_tokens_decoder", {}) or {}
     if tok in added:
         return str(added[tok]).encode("utf-8")
-    piece = hf.convert_ids_to_tokens(tok)
+    piece = _piece(hf, tok)
     decoder = _byte_decoder()
     try:
         return bytes(decoder[c] for c in piece)
@@ -64,7 +73,7 @@ def _token_bytes(hf, tok: int) -> bytes:
 
 def build_templated(text: str, chunks: list[list[tuple]], sub, template: str):
     """The TokenizedPrompt of `text` from the templated tokens ComfyUI's tokenizer returned (one chunk,
-    (token, weight, word id) entries; word id 0: padding)."""
+    (token, weight, word id) entries; word id 0: the tokenizer's start token and padding, either side)."""
     from comfy.sd1_clip import escape_important, unescape_important
 
 
@@ -79,13 +88,14 @@ def build_templated(text: str, chunks: list[list[tuple]], sub, template: str):
     prefix, suffix = (seen(part) for part in template.split("{}", 1))
     prompt = seen(text)
     full = (prefix + prompt + suffix).encode("utf-8")
-    n_real = max((i + 1 for i, e in enumerate(chunk) if e[2] != 0), default=0)
-    spans, at = [], 0
-    for tok in ids[:n_real]:
+    text_at = [i for i, e in enumerate(chunk) if e[2] != 0]  # the templated text's tokens, in one run
+    lo_tok, hi_tok = (text_at[0], text_at[-1] + 1) if text_at else (0, 0)
+    spans, at = [(0, 0)] * lo_tok, 0
+    for tok in ids[lo_tok:hi_tok]:
         b = _token_bytes(sub.tokenizer, tok)
         spans.append((at, at + len(b)))
         at += len(b)
-    if b"".join(_token_bytes(sub.tokenizer, t) for t in ids[:n_real]) != full:
+    if b"".join(_token_bytes(sub.tokenizer, t) for t in ids[lo_tok:hi_tok]) != full or len(text_at) != hi_tok - lo_tok:
         raise P2PError(f"Prompt {text!r}: this text encoder's tokens do not spell the prompt in its chat template; "
                        "Prompt-to-Prompt cannot place the words.")
     start = len(prefix.encode("utf-8"))
@@ -95,8 +105,13 @@ def build_templated(text: str, chunks: list[list[tuple]], sub, template: str):
         words.append(m.group(0).lower())
         word_spans.append((start + len(prompt[: m.start()].encode("utf-8")), start + len(prompt[: m.end()].encode("utf-8"))))
     word_of, special = [-1] * len(ids), [PAD] * len(ids)
+    start_token = getattr(sub, "start_token", None)
+    if lo_tok > 0 and start_token is not None and ids[lo_tok - 1] == start_token:
+        special[lo_tok - 1] = START  # the tokenizer's start token (Mistral's BOS), after any left padding
     w = 0
     for pos, (lo, hi) in enumerate(spans):
+        if pos < lo_tok:
+            continue
         while w < len(word_spans) and word_spans[w][1] <= lo:
             w += 1
         if w < len(word_spans) and word_spans[w][0] < hi:

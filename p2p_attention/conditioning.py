@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import torch
 
+from .chat_tokens import template_of
 from .edits import PromptSet
 from .errors import P2PError, warn
-from .prompts import T5_KEY, _sub_tokenizer, tokenize_streams
+from .prompts import T5_KEY, _sub_tokenizer, pads_prompts, tokenize_streams, zero_padded_left
 from .spiece_tokens import shared_system_prompt, spiece_keys
-from .text_streams import context_prompt
+from .text_streams import LEFT_PADDED_CONTEXT, context_prompt
 from .vocabulary import known_vocabulary, unknown_words
 
 COND_UID_KEY = "p2p_prompts_uid"  # on the Prompt Pair's conditioning: P2P Apply checks the sampler gets it
@@ -28,8 +29,8 @@ def encode_prompt_set(clip, source: str, edits: list[str]):
         raise P2PError("no edit prompt. Write one edited prompt per line in 'edits'.")
     texts = shared_system_prompt(clip, [source, *edits])  # Lumina 2: the edits take the source's system prompt
     token_dicts, streams = tokenize_streams(clip, texts)
-    unpadded = _unpadded_stream(clip, token_dicts)
-    if unpadded:
+    unpadded = _unpadded(clip, token_dicts)
+    if unpadded == "right":
         # A tokenizer that does not pad (Chroma's T5, Lumina 2's Gemma 2): each prompt encoded as a plain CLIPTextEncode
         # encodes it, zero-padded to the longest, the padding MASKED (dit_runtime masks it in every call).
         token_dicts = [clip.tokenize(t) for t in texts]
@@ -40,17 +41,25 @@ def encode_prompt_set(clip, source: str, edits: list[str]):
         pooled.append(out.get("pooled_output"))
         masks.append(out.get("attention_mask"))
     lengths = [c.shape[1] for c in conds]
-    if unpadded:
+    if unpadded == "right":
         conds = [torch.nn.functional.pad(c, (0, 0, 0, max(lengths) - c.shape[1])) for c in conds]
     has_t5 = getattr(clip.cond_stage_model, "t5xxl", None) is not None
     tokenized = [context_prompt(s, c.shape[1], has_t5) for s, c in zip(streams, conds)]
     tokenized, mask = _masked_padding(streams, tokenized, masks)
-    if unpadded:
+    if unpadded == "right":
         tokenized = [t.masking_tail(t.length - n) for t, n in zip(tokenized, lengths)]
+    if unpadded == "left":
+        # Flux.2 dev: the model zero-pads each context on the left to 512 tokens and sees those rows (zero
+        # embeddings: all alike). The prompts get that padding here, so the batch is what the model sees for
+        # each prompt alone, and the padding is PAD (mapped pad to pad, left to the model).
+        width = _left_padded_width(texts, lengths)
+        conds = [torch.nn.functional.pad(c, (0, 0, width - c.shape[1], 0)) for c in conds]
+        tokenized = [t.left_padded(width - n) for t, n in zip(tokenized, lengths)]
     _refuse_no_op_edits(clip, tokenized, conds, pooled)
-    # the source as CLIPTextEncode gives it: its own length (Chroma: without the zero padding), the pooled
-    # output's key even when it is None (Chroma's Flux base reads it)
-    source_cond = conds[0][:, : lengths[0]] if unpadded else conds[0]
+    # the source as CLIPTextEncode gives it: its own length (Chroma: without the zero padding; Flux.2 dev:
+    # the model pads it), the pooled output's key even when it is None (Chroma's Flux base reads it)
+    source_cond = conds[0][:, -lengths[0]:] if unpadded == "left" else conds[0][:, : lengths[0]] if unpadded \
+        else conds[0]
     prompts = PromptSet(prompts=tuple(tokenized), source_conditioning=[[source_cond, {"pooled_output": pooled[0]}]])
     extra = {COND_UID_KEY: prompts.uid}
     if mask is not None:
@@ -79,16 +88,39 @@ def _masked_padding(streams, tokenized, masks):
     return tokenized, torch.stack(rows)
 
 
-def _unpadded_stream(clip, token_dicts) -> bool:
-    """The context is one T5 stream, or one whitespace-keeping SentencePiece stream (Lumina 2's Gemma 2),
-    whose tokenizer does not pad prompts to a common length (ComfyUI's PixArt T5, Chroma's; Gemma2BTokenizer).
-    tokenize_streams padded the prompts to one length with the pad token for their word positions; such a
-    model sees each prompt unpadded (a pad token changes its image)."""
+def _unpadded(clip, token_dicts) -> str | None:
+    """Whether the context is one stream whose tokenizer does not pad prompts to a common length, and on
+    which side each prompt's encoding is then zero-padded: "right" for a T5 stream (ComfyUI's PixArt T5,
+    Chroma's) or a whitespace-keeping SentencePiece stream (Lumina 2's Gemma 2): tokenize_streams padded the
+    prompts to one length with the pad token for their word positions; such a model sees each prompt
+    unpadded, a pad token changes its image; "left" for a
+    left-padding chat-template stream (Flux.2 dev's Mistral 3 Small: each prompt tokenized at its own
+    length; its model zero-pads the context on the left, LEFT_PADDED_CONTEXT); else None."""
     streams = [k for k, v in token_dicts[0].items() if isinstance(v, list) and v and isinstance(v[0], list)]
-    if len(streams) != 1 or (streams != [T5_KEY] and spiece_keys(clip, token_dicts[0]) != streams):
-        return False
+    if len(streams) != 1:
+        return None
     sub = _sub_tokenizer(clip, streams[0])
-    return not getattr(sub, "pad_to_max_length", True) and (getattr(sub, "min_length", None) or 0) <= 1
+    if pads_prompts(sub):
+        return None
+    if streams == [T5_KEY] or spiece_keys(clip, token_dicts[0]) == streams:
+        return "right"
+    return "left" if zero_padded_left(sub) and template_of(clip) is not None else None
+
+
+def _left_padded_width(texts: list[str], lengths: list[int]) -> int:
+    """The context length of a left-padded batch: the model's (512), or the longest prompt's. An edit
+    longer than both the 512 and the source would pad the source beyond what the model sees for it alone
+    (the source item would no longer be the plain image): refused with the lengths."""
+    own = max(LEFT_PADDED_CONTEXT, lengths[0])
+    for i, n in enumerate(lengths[1:], start=1):
+        if n > own:
+            raise P2PError(
+                f"edit prompt {i} ({texts[i][:40]!r}...) is {n} tokens long with the text encoder's system prompt, "
+                f"longer than the source's context ({own} tokens: the model pads every context to "
+                f"{LEFT_PADDED_CONTEXT} tokens, a longer prompt keeps its length). Batched with it, the source "
+                f"would be padded beyond what the model sees for it alone. Shorten edit prompt {i} by at least "
+                f"{n - own} tokens (or lengthen the source).")
+    return own
 
 
 def _refuse_no_op_edits(clip, tokenized, conds, pooled) -> None:
@@ -166,6 +198,14 @@ def encodes_alike(a: torch.Tensor | None, b: torch.Tensor | None, tolerance: flo
         return None
     n = min(a.shape[1], b.shape[1])
     x, y = a[0, :n].detach().float().cpu(), b[0, :n].detach().float().cpu()
+    scale = float(torch.maximum(x.abs().amax(), y.abs().amax()).clamp_min(1e-12))
+    if float((x - y).abs().amax()) <= tolerance * scale:
+        return True
+    longer = a if a.shape[1] > b.shape[1] else b
+    if a.shape[1] == b.shape[1] or bool(longer[0, : longer.shape[1] - n].any()):
+        return False
+    # A context zero-padded on the left (Flux.2 dev: the Prompt Pair's 512 rows, CLIPTextEncode's own length)
+    x, y = a[0, -n:].detach().float().cpu(), b[0, -n:].detach().float().cpu()
     scale = float(torch.maximum(x.abs().amax(), y.abs().amax()).clamp_min(1e-12))
     return float((x - y).abs().amax()) <= tolerance * scale
 

@@ -145,14 +145,30 @@ def _is_chunk_list(value) -> bool:
     return isinstance(value, list) and len(value) > 0 and all(isinstance(c, list) for c in value)
 
 
+def pads_prompts(sub) -> bool:
+    """Whether ComfyUI's tokenizer pads a prompt (to its max or min length). One that does not (Chroma's T5,
+    Qwen-Image's and Flux.2 dev's LLM tokenizers: min_length 1) gives its text encoder each prompt unpadded."""
+    return bool(getattr(sub, "pad_to_max_length", True)) or (getattr(sub, "min_length", None) or 0) > 1
+
+
+def zero_padded_left(sub) -> bool:
+    """A tokenizer that never pads and would pad on the left (Flux.2 dev's Mistral3Tokenizer): its model
+    zero-pads the encoded context on the left instead (conditioning.encode_prompt_set adds that padding)."""
+    return not pads_prompts(sub) and bool(getattr(sub, "pad_left", False))
+
+
 def _equal_length_tokens(clip, texts: list[str], raw: list[dict], templated: bool = False) -> list[dict]:
     """Re-tokenize so single-chunk streams (T5; a chat-template LLM's when `templated`) have one length
     across prompts (a long prompt grows past the minimum length, a short one is padded with the
-    tokenizer's pad token); the encoded contexts then concatenate into one batch."""
+    tokenizer's pad token); the encoded contexts then concatenate into one batch. A chat-template stream
+    whose tokenizer zero-pads on the left (zero_padded_left: Flux.2 dev's) keeps each prompt's own length:
+    its contexts are zero-padded after encoding (conditioning.encode_prompt_set)."""
     longest = {}
     for r in raw:
         for k, v in r.items():
-            if isinstance(v, list) and len(v) == 1 and isinstance(v[0], list) and (k == T5_KEY or templated):
+            if not (isinstance(v, list) and len(v) == 1 and isinstance(v[0], list)):
+                continue
+            if k == T5_KEY or (templated and not zero_padded_left(_sub_tokenizer(clip, k))):
                 longest[k] = max(longest.get(k, 0), len(v[0]))
     if not longest or all(len(r[k][0]) == n for r in raw for k, n in longest.items()):
         return raw

@@ -6,12 +6,19 @@ stream only (CLIP-L gives just the pooled vector). SD3/SD3.5: the CLIP-L/G rows 
 followed by the T5 rows. Qwen-Image: one stream, a chat template around the prompt, whose head the
 text encoder trims after encoding: the context is the stream's tail. Which layout a CLIP uses is
 read from the encoded context's length, never assumed from a class name (an SD3 text encoder may come without its T5).
+Flux.2 dev: one stream (Mistral 3 Small's, a system prompt around the prompt) that its tokenizer never pads
+and the model zero-pads on the left (LEFT_PADDED_CONTEXT).
 """
 
 from __future__ import annotations
 
 from .errors import P2PError
 from .prompts import T5_KEY, TokenizedPrompt
+
+# The context length a model zero-pads a left-padding text encoder's output to, on the left (Flux.2 dev:
+# model_base.Flux2.extra_conds pads cross_attn to 512 tokens; a longer context keeps its length). The only
+# left-padding text encoder ComfyUI has (Flux2Tokenizer's Mistral3Tokenizer, pad_left) is Flux.2 dev's.
+LEFT_PADDED_CONTEXT = 512
 
 
 def concat_streams(parts: list[TokenizedPrompt]) -> TokenizedPrompt:

@@ -72,6 +72,15 @@ class TokenizedPrompt:
                            "Prompt-to-Prompt cannot place the words.")
         return dataclasses.replace(self, special=self.special[:-n] + (MASKED,) * n, n_masked=n)
 
+    def left_padded(self, n: int) -> TokenizedPrompt:
+        """n PAD positions before the prompt: the zero context rows a model puts before a text encoder's
+        output (Flux.2 pads its context to 512 on the left: conditioning.encode_prompt_set adds them)."""
+        if n <= 0:
+            return self
+        return dataclasses.replace(self, ids=(0,) * n + self.ids, word_of=(-1,) * n + self.word_of,
+                                   special=(PAD,) * n + self.special, token_text=("<pad>",) * n + self.token_text,
+                                   chunk_len=self.length + n, parts=())
+
     def _core_positions(self, w: int, trim: bool) -> list[int]:
         pos = list(self.word_positions[w])
         if not trim or not self.token_text:

@@ -5,9 +5,12 @@ pooled vector. Two variants, told apart by the guidance embedding the model was 
 
 - klein (Qwen3 text encoder, chat template, padded to 512): no guidance embedding; sampled with real
   cfg (base) or at cfg 1 (step-distilled): not guidance-distilled;
-- dev (Mistral 3 Small text encoder): guidance-embedded, cfg 1: guidance-distilled. Its text encoder
-  (left padding, a system prompt, a context Flux2.extra_conds pads to 512 with zeros) is refused when
-  the prompts are tokenized (prompts._chat_template).
+- dev (Mistral 3 Small text encoder): guidance-embedded, cfg 1: guidance-distilled (the inversions on the
+  negative branch are refused). Its tokenizer puts a start token and a system prompt before the prompt
+  (located by chat_tokens.build_templated, as klein's template) and never pads; model_base.Flux2.extra_conds
+  zero-pads the context on the LEFT to 512 tokens. The Prompt Pair adds that padding itself
+  (conditioning.encode_prompt_set, text_streams.LEFT_PADDED_CONTEXT) as PAD positions, so prompts of
+  unequal length sit at their own offsets and the token mappers pair template, words and padding.
 """
 
 from dataclasses import dataclass

@@ -2,10 +2,10 @@
 (p2p_models.tiny_flux2: supported_models.Flux2 with a tiny unet_config, klein's Qwen3 text encoder with
 the real qwen25 tokenizer and its chat template, the Flux.2 VAE class). Detection (klein / dev, never
 Flux.1), the chat template's token positions, every control through ComfyUI's sampler, the override in
-every block, real-image inversion on Flux.2's flow schedule, and what is refused (dev's Mistral text
-encoder; the negative-branch inversions on guidance-distilled dev).
+every block, real-image inversion on Flux.2's flow schedule, and what is refused (the negative-branch
+inversions on guidance-distilled dev). Flux.2 dev's Mistral text encoder: tests/engine/test_flux2_dev.py.
 
-ComfyUI 0.3.75 has no klein text encoder (only dev's Mistral, refused): the tests that encode prompts
+ComfyUI 0.3.75 has no klein text encoder (only dev's Mistral): the tests that encode prompts
 are skipped there; detection, the model-side tests and inversion run on both ComfyUIs."""
 
 from __future__ import annotations

@@ -33,9 +33,9 @@ def tiny_models(arch: str, seed: int) -> tuple:
     return cached(("unet", arch, int(seed)), lambda: build_all(ModelSpec.tiny(arch), seed=int(seed)))
 
 
-# flux2_klein: ComfyUI 0.33.0 on
+# flux2_klein: ComfyUI 0.33.0 on; flux2_dev: both
 DIT_FAMILIES = ("flux", "flux_schnell", "sd3", "sd35", "zimage", "flux2_klein", "chroma", "chroma_radiance",
-                "lumina2")
+                "lumina2", "flux2_dev")
 
 
 def _dit_part(kind: str, seed: int, build):
@@ -64,6 +64,14 @@ def tiny_dit_models(family: str, seed: int) -> dit_build.TinyModels:
 
         model = _dit_part(family, seed, lambda: tiny_flux2.build_flux2_model(seed))
         clip = _dit_part("klein_clip", seed + 1, lambda: tiny_flux2.build_klein_clip(seed + 1))
+        return dit_build.TinyModels(model, clip, _dit_part("flux2_vae", seed + 2,
+                                                           lambda: tiny_flux2.build_flux2_vae(seed + 2)))
+    if family == "flux2_dev":  # p2p_models.tiny_flux2: guidance embedding, Mistral 3 Small on a tiny tekken vocabulary
+        from p2p_models import tiny_flux2
+
+        model = _dit_part(family, seed, lambda: tiny_flux2.build_flux2_model(seed, guidance_embed=True,
+                                                                             context_in_dim=tiny_flux2.DEV_CONTEXT))
+        clip = _dit_part("dev_clip", seed + 1, lambda: tiny_flux2.build_dev_clip(seed + 1))
         return dit_build.TinyModels(model, clip, _dit_part("flux2_vae", seed + 2,
                                                            lambda: tiny_flux2.build_flux2_vae(seed + 2)))
     if family == "lumina2":  # p2p_models.tiny_lumina2: Lumina 2's NextDiT and Gemma 2 text encoder
@@ -104,8 +112,9 @@ class P2PTestTinyDiTModel(io.ComfyNode):
         return loader_schema(
             "P2PTestTinyDiTModel", "P2P Test Tiny DiT Model (tests only)",
             "Tiny Flux.1 dev / schnell, SD3, SD3.5 Medium-like, Z-Image, Lumina 2 or Chroma MM-DiT with fixed random "
-            "weights, 16-channel VAE (8x, EmptySD3LatentImage), or Chroma Radiance with the pixel-space VAE "
-            "(EmptyChromaRadianceLatentImage) (tests only).",
+            "weights, 16-channel VAE (8x, EmptySD3LatentImage), Chroma Radiance with the pixel-space VAE "
+            "(EmptyChromaRadianceLatentImage), or Flux.2 klein / dev with the Flux.2 VAE (EmptyFlux2LatentImage) "
+            "(tests only).",
             [io.Combo.Input("family", options=list(DIT_FAMILIES), default="flux")])
 
     @classmethod
