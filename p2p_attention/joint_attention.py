@@ -38,10 +38,12 @@ joint_maps = softmax_maps  # softmax(q k^T / sqrt(d)) in fp32: [B, H, Lq, Lk]
 
 
 def split_maps(maps: torch.Tensor, n_txt: int):
-    """Joint rows -> (text mass m [.., 1], cross map C over text, self map S over image)."""
-    txt = maps[..., :n_txt]
-    m = txt.sum(-1, keepdim=True)
-    return m, txt / m.clamp_min(1e-30), maps[..., n_txt:] / (1 - m).clamp_min(1e-30)
+    """Joint rows -> (text mass m [.., 1], cross map C over text, self map S over image, image mass 1 - m).
+    Each mass is its own part's sum, not 1 minus the other's: a row whose text mass rounds to 1 in float32
+    keeps an exact image mass, so S stays a distribution instead of tiny / (1 - m) = garbage."""
+    txt, img = maps[..., :n_txt], maps[..., n_txt:]
+    m, m_img = txt.sum(-1, keepdim=True), img.sum(-1, keepdim=True)
+    return m, txt / m.clamp_min(1e-30), img / m_img.clamp_min(1e-30), m_img
 
 
 def edited_cross_map(c_src: torch.Tensor, c_e: torch.Tensor, coeffs) -> torch.Tensor:
@@ -54,12 +56,12 @@ def edit_rows_reference(q_s, k_s, q_e, k_e, v_e, n_txt: int, coeffs, inject: boo
     """The semantics: image rows of N edit items, [N, H, Q, D], from materialised joint maps.
     q_s/k_s [1, H, ., D] (source, q at the image rows only), q_e [N, H, Q, D], k_e/v_e [N, H, L, D];
     mask_s/mask_e: additive key masks [1 / N, 1, 1, L] (text padding), or None."""
-    _, c_src, s_src = split_maps(joint_maps(q_s, k_s, mask_s), n_txt)
-    m_e, c_e, s_e = split_maps(joint_maps(q_e, k_e, mask_e), n_txt)
+    _, c_src, s_src, _ = split_maps(joint_maps(q_s, k_s, mask_s), n_txt)
+    m_e, c_e, s_e, m_img_e = split_maps(joint_maps(q_e, k_e, mask_e), n_txt)
     c_new = edited_cross_map(c_src, c_e, coeffs)
     s_new = s_src.expand_as(s_e) if inject else s_e
     v = v_e.float()
-    out = m_e * (c_new @ v[:, :, :n_txt]) + (1 - m_e) * (s_new @ v[:, :, n_txt:])
+    out = m_e * (c_new @ v[:, :, :n_txt]) + m_img_e * (s_new @ v[:, :, n_txt:])
     return out.to(v_e.dtype)
 
 

@@ -86,8 +86,25 @@ def test_fast_joint_edit_equals_the_reference(inject, with_coeffs):
     fast = ja.edit_rows_fast(sdpa, q_s, k_s, q_e, k_e, v_e, n_txt, coeffs, inject)
     assert (fast - ref).abs().max().item() <= fp_bound(ref, torch.float32, n_txt + n_img)
     if not with_coeffs:  # the edit's own cross map and the source's self map
-        m, _, _ = ja.split_maps(ja.joint_maps(q_e, k_e), n_txt)
+        m, _, _, _ = ja.split_maps(ja.joint_maps(q_e, k_e), n_txt)
         assert m.min() > 0 and m.max() < 1
+
+
+def test_the_reference_split_holds_where_the_text_mass_rounds_to_one():
+    """A query whose joint row puts all but ~1e-9 of its mass on the text (float32: m == 1): the reference
+    path's self map is still a distribution, and its rows (source = edit: plain attention) match float64."""
+    g = torch.Generator().manual_seed(3)
+    n_txt, n_img, d = 4, 6, 8
+    k = torch.randn(1, 1, n_txt + n_img, d, generator=g)
+    k[..., :n_txt, :] += 6.0  # text keys far ahead of image keys for a query along +1
+    q = torch.full((1, 1, n_img, d), 3.0)
+    v = torch.randn(1, 1, n_txt + n_img, d, generator=g)
+    m, _, s, m_img = ja.split_maps(ja.joint_maps(q, k), n_txt)
+    assert bool((m == 1).all()) and float(m_img.max()) > 0  # the case: 1 - m is exactly 0 in float32
+    assert torch.allclose(s.sum(-1), torch.ones(()), atol=1e-5)
+    ref = ja.edit_rows_reference(q, k, q, k, v, n_txt, None, True)
+    exact = torch.softmax(q.double() @ k.double().transpose(-1, -2) * d ** -0.5, -1) @ v.double()
+    assert (ref.double() - exact).abs().max().item() <= fp_bound(exact.float(), torch.float32, n_txt + n_img)
 
 
 def test_an_unedited_joint_row_is_plain_attention():

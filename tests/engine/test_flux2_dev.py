@@ -38,9 +38,8 @@ LONGER = "a big red circle on the left"  # one token more than SRC: another offs
 THREE = "a green square on the right"  # three words swapped
 STEPS = 4
 SHARPEN = 6.0  # q/k scaled as in test_flux2.py: a random tiny DiT's attention is otherwise near uniform
-NORM_GAIN = 2.0  # sharper (3) makes some image queries' text mass round to 1 in float32 (the 512-token
-# context is mostly padding): the reference path's split of the joint maps (m, C = T/m, S = I/(1 - m)) then
-# cancels, while the fast path stays within rounding of a float64 evaluation (checked on synthetic maps)
+NORM_GAIN = 2.0  # q/k norm gain (the tests' margins were measured at it; at 3 some image queries put all but
+# float32 rounding of their mass on the mostly-padding 512-token context: split_maps keeps both masses exact)
 H, W = 4, 6  # a Flux.2 latent (128 channels, 16x): 24 image tokens at patch 1
 KEY = "mistral3_24b"  # Flux2Tokenizer's stream
 
