@@ -10,7 +10,7 @@
 Each template kind is written twice from one function: on the pack's demo model (`p2p_demo*`, runs as
 it is: P2P Demo Model as the loader, its latent size, captions in its words) and on a checkpoint
 (`p2p_sd15_*`, `p2p_sdxl_*`), the same graph. The families ComfyUI's examples load from separate files
-(Chroma, Z-Image, Qwen-Image, Flux.2 klein: `p2p_dit_*`) have one template each, on UNETLoader, CLIPLoader and
+(Chroma, Z-Image, Qwen-Image, Flux.2 klein, Flux.2 dev: `p2p_dit_*`) have one template each, on UNETLoader, CLIPLoader and
 VAELoader, sampled as ComfyUI's own template of the family samples, and no demo twin. The thumbnails `workflows/<name>.jpg` are drawn by `make demo` (scripts/demo.py) from
 runs of the demo templates (a template without a demo twin gets a card in words), not here.
 
@@ -151,7 +151,8 @@ ROW_GAP = 50
 @dataclass
 class Workflow:
     name: str
-    arch: str  # "sd1" | "sdxl" | "flux" | "sd35" | "chroma" | "zimage" | "qwen_image" | "flux2_klein": the tiny
+    arch: str  # "sd1" | "sdxl" | "flux" | "sd35" | "chroma" | "zimage" | "qwen_image" | "flux2_klein" |
+    # "flux2_dev": the tiny
     # test model that replaces its loaders in tests; "demo": runs as is
     title: str  # what it shows, in a few words (its thumbnail's heading)
     labels: list[str]  # caption of each image of its main SaveImage, source first (thumbnail)
@@ -190,7 +191,7 @@ class Model:
     """What a template runs on: a checkpoint the user has, or the pack's embedded demo model."""
 
     key: str  # "demo" | "demo_flux" | "sd15" | "sdxl" | "flux" | "sd35" | "chroma" | "zimage" | "qwen_image" |
-    # "flux2_klein":
+    # "flux2_klein" | "flux2_dev":
     # its column of NAMES
     arch: str  # Workflow.arch: "demo" for the demo models, else the tiny test model standing in for it
     label: str  # in the note's title
@@ -219,6 +220,9 @@ class Model:
     # SamplerCustomAdvanced with CFGGuider, KSamplerSelect, RandomNoise and this scheduler node (width, height,
     # steps) instead of KSampler: Flux.2's resolution-dependent schedule (Flux2Scheduler) has no KSampler twin
     custom_scheduler: str | None = None
+    # with custom_scheduler: "BasicGuider" (a guidance-distilled model at cfg 1, FluxGuidance on the positive: no
+    # negative prompt, as ComfyUI's Flux.2 dev example) instead of CFGGuider
+    guider: str = "CFGGuider"
     note: str = ""  # the family's paragraph in the template's note
 
 
@@ -256,7 +260,7 @@ DEMO_FLUX = Model("demo_flux", "demo", "Flux demo model", None, 64, 32, 4,
 
 # The families with separate model files, as ComfyUI's own templates (the comfyui-workflow-templates package that
 # ComfyUI 0.33.0 installs: image_chroma_text_to_image, image_z_image_turbo, image_qwen_image,
-# image_flux2_klein_text_to_image) load and sample them: their file names, CLIPLoader types, shifts, steps, cfg,
+# image_flux2_klein_text_to_image, image_flux2_text_to_image) load and sample them: their file names, CLIPLoader types, shifts, steps, cfg,
 # samplers, schedulers and negatives. Where a template differs from its example, the note says why (docs/workflows.md
 # has the table). No demo model of these families: their templates have no demo twin.
 # Chroma's example: SamplerCustomAdvanced with CFGGuider 3.5, KSamplerSelect euler, BasicScheduler beta 26 steps
@@ -303,7 +307,23 @@ FLUX2_KLEIN = Model("flux2_klein", "flux2_klein", "Flux.2 klein 4B", "flux-2-kle
                          "type `flux2`, its chat template around each prompt); the base model samples with real CFG "
                          "(5, 20 steps of *Flux2Scheduler*, as ComfyUI's example). For the distilled `flux-2-klein-4b`: "
                          "`steps` 4 in *Flux2Scheduler*, `cfg` 1 in *CFG Guider*. Needs ComfyUI 0.9.2 or newer (older ones do not list this template).")
-SPLIT_MODELS = (CHROMA, ZIMAGE, QWEN_IMAGE, FLUX2_KLEIN)
+# Flux.2 dev as ComfyUI's example (image_flux2_text_to_image, its Turbo LoRA off as by default): flux2_dev_fp8mixed,
+# Mistral 3 Small (CLIPLoader type flux2), Flux2Scheduler 20 steps, FluxGuidance 4 with BasicGuider (guidance-distilled:
+# cfg 1, no negative), euler, EmptyFlux2LatentImage. Its VAE: flux2-vae, the full one (ComfyUI's Flux.2 dev edit
+# example's; the text-to-image example loads the small-decoder VAE). Runs on both ComfyUIs under test (0.3.75 has the
+# Mistral text encoder and the Flux.2 nodes): no MIN_COMFYUI.
+FLUX2_DEV = Model("flux2_dev", "flux2_dev", "Flux.2 dev", "flux2_dev_fp8mixed.safetensors", 1024, 1024, 16,
+                  dict(seed=8888, steps=20, cfg=1.0, sampler_name="euler"),
+                  dict(method="direct", steps=20, guidance=1.0, inner_iterations=10), "0.4", DIT_APPLY, DIT_APPLY,
+                  latent_node="EmptyFlux2LatentImage", flux_guidance=4.0, flow=True,
+                  clip=("mistral_3_small_flux2_bf16.safetensors", "flux2"), vae="flux2-vae.safetensors",
+                  custom_scheduler="Flux2Scheduler", guider="BasicGuider",
+                  note="**On Flux.2 dev.** Flux's double and single blocks with a Mistral 3 Small text encoder "
+                       "(CLIPLoader type `flux2`); guidance-distilled: *FluxGuidance* 4 on the prompts and *Basic "
+                       "Guider* (cfg 1, no negative prompt), 20 steps of *Flux2Scheduler*, as ComfyUI's example "
+                       "(without its Turbo LoRA). The VAE is the full `flux2-vae` (ComfyUI's text-to-image example "
+                       "loads the small-decoder one; either decodes these latents).")
+SPLIT_MODELS = (CHROMA, ZIMAGE, QWEN_IMAGE, FLUX2_KLEIN, FLUX2_DEV)
 
 DEMO_A = "a big red circle on the left and a small blue square on the right"
 DEMO_WORDS = ("a, big, small, red, green, blue, yellow, purple, white, circle, square, triangle, star, "
@@ -408,7 +428,9 @@ def _front(wf: Workflow, model: Model, source: str, edits: str) -> tuple[WNode, 
     Returns (loader, pair, negative, latent batch)."""
     loader = _loader(wf, model)
     pair = wf.add("P2PPromptPair", 1, 200, clip=loader[1], source=source, edits=edits)
-    if model.zero_negative:  # a distilled model at cfg 1 (ComfyUI's example): no negative prompt to write
+    if model.guider == "BasicGuider":  # guidance-distilled at cfg 1 (ComfyUI's Flux.2 dev example): no negative
+        neg = None
+    elif model.zero_negative:  # a distilled model at cfg 1 (ComfyUI's example): no negative prompt to write
         neg = wf.add("ConditioningZeroOut", 1, 26, _title="Negative: zeroed (cfg 1)", conditioning=pair[0])
     else:
         neg = wf.add("CLIPTextEncode", 1, 100, _title="Negative prompt (all items)", text=model.negative,
@@ -444,9 +466,12 @@ def _sample_and_save(wf: Workflow, model: Model, loader: WNode, pair: WNode, neg
         select = wf.add("KSamplerSelect", col, 58, sampler_name=s["sampler_name"])
         sigmas = wf.add(model.custom_scheduler, col, 106, steps=s["steps"], width=model.latent_px,
                         height=model.latent_px)
-        # titled unlike "CFG Guider" (0.33.0) and "CFGGuider" (0.3.75), as T5TokenizerOptions
-        guider = wf.add("CFGGuider", 3, 98, _title="CFG Guider (real CFG)", model=apply[0], positive=positive,
-                        negative=neg[0], cfg=s["cfg"])
+        # titled unlike "CFG Guider" (0.33.0) and "CFGGuider" (0.3.75), as T5TokenizerOptions; BasicGuider likewise
+        if model.guider == "BasicGuider":
+            guider = wf.add("BasicGuider", 3, 74, _title="Basic Guider (cfg 1)", model=apply[0], conditioning=positive)
+        else:
+            guider = wf.add("CFGGuider", 3, 98, _title="CFG Guider (real CFG)", model=apply[0], positive=positive,
+                            negative=neg[0], cfg=s["cfg"])
         ks = wf.add("SamplerCustomAdvanced", 3, 126, noise=noise[0], guider=guider[0], sampler=select[0],
                     sigmas=sigmas[0], latent_image=batch[0])
     else:
@@ -474,7 +499,8 @@ NAMES = {  # kind -> {Model.key: file name}
                     "demo_flux": "p2p_demo6_flux_blend", "flux": "p2p_flux_local_blend",
                     # after the demo ones by name (`p2p_chroma_*` would sort first); template_order.py lists them last
                     "chroma": "p2p_dit_chroma_blend", "zimage": "p2p_dit_zimage_blend",
-                    "qwen_image": "p2p_dit_qwen_image_blend", "flux2_klein": "p2p_dit_flux2klein_blend"},
+                    "qwen_image": "p2p_dit_qwen_image_blend", "flux2_klein": "p2p_dit_flux2klein_blend",
+                    "flux2_dev": "p2p_dit_flux2dev_blend"},
     "real_image": {"demo": "p2p_demo5_photo_edit", "sd15": "p2p_sd15_photo_edit",
                    "demo_flux": "p2p_demo7_flux_photo", "flux": "p2p_flux_photo_edit"},
 }

@@ -7,6 +7,9 @@ tiny models in-process.
   has (0.33.0: it, 0.3.75: not), the listing leaves the template out where it cannot run, and on 0.33.0 its tiny
   version samples an edit through ComfyUI's Flux.2 nodes (EmptyFlux2LatentImage, Flux2Scheduler,
   SamplerCustomAdvanced with CFGGuider).
+- Flux.2 dev runs on both ComfyUIs (its Mistral 3 Small text encoder and the Flux.2 nodes are in 0.3.75): no declared
+  minimum; its tiny version samples an edit through ComfyUI's Flux.2 dev example's nodes (FluxGuidance on the prompts,
+  BasicGuider at cfg 1, no negative).
 - Chroma's T5 Tokenizer Options 0 / 0, as ComfyUI's Chroma example: it changes nothing on Chroma's unpadded T5 (the
   template's note says "no padding"), measured by sampling the template with and without the node.
 """
@@ -23,6 +26,7 @@ import pytest
 import safetensors.torch
 import tomllib
 import torch
+from bounds import last_step_bound
 from harness import inprocess_image_path, output_images, run_inprocess
 from PIL import Image
 from workflow_util import (
@@ -39,6 +43,7 @@ from workflow_util import (
 from p2p_models.tiny_flux2 import klein_available
 
 KLEIN = "p2p_dit_flux2klein_blend"
+FLUX2_DEV = "p2p_dit_flux2dev_blend"
 
 
 def _order_module():
@@ -123,6 +128,44 @@ def test_klein_template_samples_an_edit_with_comfyui_s_flux2_nodes(name):
     latent = _latent(outputs)
     assert latent.shape == (2, 128, 4, 4) and torch.isfinite(latent).all()  # 64 px, 16x: source + one edit
     assert (latent[1] - latent[0]).abs().max() > 1e-3  # the edit is not the source
+    images = dict(output_images(outputs))
+    mask = np.asarray(Image.open(inprocess_image_path(images["901"])))
+    assert mask.shape[:2] == (64, 64) and mask.max() == 255 and mask.std() > 0  # the word's map, peak 1
+
+
+def test_flux2_dev_needs_no_newer_comfyui():
+    """Flux.2 dev's text encoder (CLIPLoader type flux2 on Mistral 3 Small) and nodes are in both ComfyUIs under test:
+    no declared minimum, listed and run everywhere."""
+    assert FLUX2_DEV not in _order_module().MIN_COMFYUI and unavailable_reason(FLUX2_DEV) is None
+
+
+@pytest.mark.parametrize("name", template_params([FLUX2_DEV]))
+def test_flux2_dev_template_samples_an_edit_with_comfyui_s_flux2_dev_nodes(name):
+    api = load_api(name)
+    types = {n["class_type"] for n in api.values()}
+    # ComfyUI's Flux.2 dev example's loaders and sampling nodes: guidance-distilled, FluxGuidance and BasicGuider
+    assert {"UNETLoader", "CLIPLoader", "VAELoader", "EmptyFlux2LatentImage", "Flux2Scheduler", "FluxGuidance",
+            "BasicGuider", "KSamplerSelect", "RandomNoise", "SamplerCustomAdvanced"} <= types
+    assert not types & {"KSampler", "CFGGuider", "CLIPTextEncode", "ConditioningZeroOut"}  # no negative at cfg 1
+    clip = next(n for n in api.values() if n["class_type"] == "CLIPLoader")["inputs"]
+    assert (clip["clip_name"], clip["type"]) == ("mistral_3_small_flux2_bf16.safetensors", "flux2")
+    guidance = next(n for n in api.values() if n["class_type"] == "FluxGuidance")["inputs"]
+    pair = next(nid for nid, n in api.items() if n["class_type"] == "P2PPromptPair")
+    assert guidance["conditioning"] == [pair, 0] and guidance["guidance"] == 4.0
+    tiny = _with_latent_and_mask(tiny_api(api, WORKFLOWS[name]))
+    outputs = run_inprocess(tiny)
+    latent = _latent(outputs)
+    assert latent.shape == (2, 128, 4, 4) and torch.isfinite(latent).all()  # 64 px, 16x: source + one edit
+    # The edit is not the source. The tiny Mistral's one changed word among ~140 tokens (its system prompt, rare words
+    # byte by byte) moves the random model's latent little (~4e-5), so measured against the same graph with the edit
+    # prompt = the source (the items then differ by rounding alone) and against the last step's rounding bound.
+    same = copy.deepcopy(tiny)
+    pair = next(n for n in same.values() if n["class_type"] == "P2PPromptPair")["inputs"]
+    pair["edits"] = pair["source"]
+    next(n for n in same.values() if n["class_type"] == "P2PLocalBlend")["inputs"]["words"] = "cat"
+    rounding = _latent(run_inprocess(same))
+    moved = (latent[1] - latent[0]).abs().max()
+    assert moved > 4 * last_step_bound(latent[0]) and moved > 20 * (rounding[1] - rounding[0]).abs().max(), moved
     images = dict(output_images(outputs))
     mask = np.asarray(Image.open(inprocess_image_path(images["901"])))
     assert mask.shape[:2] == (64, 64) and mask.max() == 255 and mask.std() > 0  # the word's map, peak 1
