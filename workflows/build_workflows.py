@@ -322,7 +322,7 @@ FLUX2_DEV = Model("flux2_dev", "flux2_dev", "Flux.2 dev", "flux2_dev_fp8mixed.sa
                        "(CLIPLoader type `flux2`); guidance-distilled: *FluxGuidance* 4 on the prompts and *Basic "
                        "Guider* (cfg 1, no negative prompt), 20 steps of *Flux2Scheduler*, as ComfyUI's example "
                        "(without its Turbo LoRA). The VAE is the full `flux2-vae` (ComfyUI's text-to-image example "
-                       "loads the small-decoder one; either decodes these latents).")
+                       "loads a small-decoder one; the full VAE is the one its Flux.2 edit examples load).")
 SPLIT_MODELS = (CHROMA, ZIMAGE, QWEN_IMAGE, FLUX2_KLEIN, FLUX2_DEV)
 
 DEMO_A = "a big red circle on the left and a small blue square on the right"
