@@ -15,11 +15,10 @@ token mappers pair them alike); whitespace inside the prompt that no word covers
 from __future__ import annotations
 
 import functools
-import re
 import weakref
 
 from .errors import P2PError
-from .tokenized import END, PAD, START, TokenizedPrompt
+from .tokenized import END, PAD, START, TokenizedPrompt, single_chunk_ids, word_byte_spans
 
 
 @functools.cache
@@ -77,13 +76,7 @@ def build_templated(text: str, chunks: list[list[tuple]], sub, template: str):
     from comfy.sd1_clip import escape_important, unescape_important
 
 
-    if len(chunks) != 1:
-        raise P2PError(f"Prompt {text!r}: the chat-template tokenizer returned {len(chunks)} chunks; expected one.")
-    chunk = chunks[0]
-    ids = [e[0] for e in chunk]
-    if not all(isinstance(t, int) for t in ids):
-        raise P2PError(f"Prompt {text!r} uses a textual-inversion embedding; Prompt-to-Prompt cannot locate "
-                       "words around embeddings. Write the prompts without 'embedding:' names.")
+    chunk, ids = single_chunk_ids(text, chunks, "chat-template tokenizer")
     seen = lambda s: unescape_important(escape_important(s))  # noqa: E731 - what the tokenizer was given
     prefix, suffix = (seen(part) for part in template.split("{}", 1))
     prompt = seen(text)
@@ -100,10 +93,7 @@ def build_templated(text: str, chunks: list[list[tuple]], sub, template: str):
                        "Prompt-to-Prompt cannot place the words.")
     start = len(prefix.encode("utf-8"))
     end = start + len(prompt.encode("utf-8"))
-    words, word_spans = [], []
-    for m in re.finditer(r"\S+", prompt):
-        words.append(m.group(0).lower())
-        word_spans.append((start + len(prompt[: m.start()].encode("utf-8")), start + len(prompt[: m.end()].encode("utf-8"))))
+    words, word_spans = word_byte_spans(prompt, start)
     word_of, special = [-1] * len(ids), [PAD] * len(ids)
     start_token = getattr(sub, "start_token", None)
     if lo_tok > 0 and start_token is not None and ids[lo_tok - 1] == start_token:

@@ -165,7 +165,7 @@ class DiTRuntime(EditRuntime):
             return out.reshape(q_.shape[0], q_.shape[2], q_.shape[1], -1).transpose(1, 2)
 
         if coeffs is None and not inject:  # only substituted rows: one call, as the model's own
-            qh, kh, vh = self._substituted(qh, kh, vh, layout.groups, n_t, structure, outside, slice(None))
+            qh, kh, vh = self._substituted(qh, kh, vh, layout.groups, n_t, structure, outside)
             return sdpa(qh, kh, vh, bias).transpose(1, 2).reshape(q.shape[0], length, -1)
 
         # The result in the backends' layout [B, L, H*D], written through a [B, H, L, D] view: no copy at the end.
@@ -200,12 +200,12 @@ class DiTRuntime(EditRuntime):
                 k_e = inj.outside_rows(kh[src : src + 1, hs], k_e, n_t, outside)
         return q_e, k_e, v_e
 
-    def _substituted(self, qh, kh, vh, groups, n_t, structure, outside, hs):
+    def _substituted(self, qh, kh, vh, groups, n_t, structure, outside):
         """The whole batch's q, k, v with every group's edit rows substituted (copies only of what changes)."""
         changed = (True, True, False) if structure == inj.QK else (False, self.region_spec.keys, True)
         full = [t.clone() if c else t for t, c in zip((qh, kh, vh), changed)]
         for src, es in groups:
-            rows = self._edit_rows(qh, kh, vh, src, es, hs, n_t, structure, outside)
+            rows = self._edit_rows(qh, kh, vh, src, es, slice(None), n_t, structure, outside)
             for t, r, c in zip(full, rows, changed):
                 if c:
                     t[es] = r

@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 
 from .errors import P2PError
-from .tokenized import END, PAD, START, TokenizedPrompt
+from .tokenized import END, PAD, START, TokenizedPrompt, single_chunk_ids, word_byte_spans
 
 SYSTEM_PROMPT_MARKER = "<Prompt Start>"
 _PROBE = " a  b\tc"  # leading, doubled and tab whitespace: a whitespace-keeping tokenizer spells it back
@@ -109,13 +109,7 @@ def shared_system_prompt(clip, texts: list[str]) -> list[str]:
 def build_spiece(text: str, chunks: list[list[tuple]], sub) -> TokenizedPrompt:
     """The TokenizedPrompt of `text` from the tokens ComfyUI's tokenizer returned (one chunk of (token,
     weight, word id) entries; word id 0: the BOS token and the padding)."""
-    if len(chunks) != 1:
-        raise P2PError(f"Prompt {text!r}: the tokenizer returned {len(chunks)} chunks; expected one.")
-    chunk = chunks[0]
-    ids = [e[0] for e in chunk]
-    if not all(isinstance(t, int) for t in ids):
-        raise P2PError(f"Prompt {text!r} uses a textual-inversion embedding; Prompt-to-Prompt cannot locate "
-                       "words around embeddings. Write the prompts without 'embedding:' names.")
+    chunk, ids = single_chunk_ids(text, chunks)
     sp = _processor(sub)
     full = _stripped(text)
     head = _stripped(head_of(text))
@@ -133,11 +127,7 @@ def build_spiece(text: str, chunks: list[list[tuple]], sub) -> TokenizedPrompt:
         raise P2PError(f"Prompt {text!r}: this text encoder's tokens do not spell the prompt; Prompt-to-Prompt "
                        "cannot place the words.")
     start = len(head.encode("utf-8"))
-    words, word_spans = [], []
-    for m in re.finditer(r"\S+", prompt):
-        words.append(m.group(0).lower())
-        word_spans.append((start + len(prompt[: m.start()].encode("utf-8")),
-                           start + len(prompt[: m.end()].encode("utf-8"))))
+    words, word_spans = word_byte_spans(prompt, start)
     word_of, special = [-1] * len(ids), [PAD] * len(ids)
     seen_content = False
     w = 0

@@ -113,3 +113,25 @@ class TokenizedPrompt:
                 for k in range(n):
                     found.update(self._core_positions(s + k, trim=bool(cores[k])))
         return sorted(found)
+
+
+def single_chunk_ids(text: str, chunks: list[list[tuple]], what: str = "tokenizer") -> tuple[list[tuple], list[int]]:
+    """(the chunk, its token ids) of an LLM tokenizer's output for `text`: one chunk of (token, weight,
+    word id) entries, plain token ids (a textual-inversion embedding cannot be placed among words)."""
+    if len(chunks) != 1:
+        raise P2PError(f"Prompt {text!r}: the {what} returned {len(chunks)} chunks; expected one.")
+    ids = [e[0] for e in chunks[0]]
+    if not all(isinstance(t, int) for t in ids):
+        raise P2PError(f"Prompt {text!r} uses a textual-inversion embedding; Prompt-to-Prompt cannot locate "
+                       "words around embeddings. Write the prompts without 'embedding:' names.")
+    return chunks[0], ids
+
+
+def word_byte_spans(prompt: str, start: int) -> tuple[list[str], list[tuple[int, int]]]:
+    """The prompt's words (lower case) and their byte spans, the prompt starting at byte `start`."""
+    words, spans = [], []
+    for m in re.finditer(r"\S+", prompt):
+        words.append(m.group(0).lower())
+        spans.append((start + len(prompt[: m.start()].encode("utf-8")), start + len(prompt[: m.end()].encode("utf-8"))))
+    return words, spans
+
