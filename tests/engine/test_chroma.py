@@ -7,12 +7,19 @@ unpadded T5, and the flow inversion (the methods on the negative included: Chrom
 from __future__ import annotations
 
 import functools
-import math
 
 import pytest
 import torch
 from bounds import fp_bound, last_step_bound, unet_evals
-from family_runs import assert_every_control_moves_the_edit, reweight, run_edit, self_block_extremes, sharpen
+from family_runs import (
+    assert_every_control_moves_the_edit,
+    psnr,
+    record_attends,
+    reweight,
+    run_edit,
+    self_block_extremes,
+    sharpen,
+)
 from family_runs import refine as _refine
 from family_runs import swap as _swap
 from sampling import encode, sample
@@ -92,14 +99,12 @@ def test_the_override_edits_every_block_at_every_step(family):
     cond, prompts = encode_prompt_set(clip, SRC, ["a green circle on the left"])
     patched, runtime = apply_edit(model, _swap(prompts))
     seen = []
-    attend = runtime.attend
 
-    def counting(backend, args, kwargs):
+    def counting(args, kwargs):
         to = kwargs["transformer_options"]
         seen.append((to["block_type"], to["block_index"], tuple(to["cond_or_uncond"])))
-        return attend(backend, args, kwargs)
 
-    runtime.attend = counting
+    record_attends(runtime, counting)
     sample(patched, cond, encode(clip, ""), _latent(family, 2), steps=STEPS, cfg=CFG, scheduler="simple")
     for block in attention_blocks(model, CHROMA):
         assert sum(1 for s in seen if s[:2] == block and 0 in s[2]) == STEPS, block
@@ -372,10 +377,6 @@ def _photo(family):
     return {"samples": torch.randn(shape, generator=g)}
 
 
-def _psnr(x, ref) -> float:
-    mse = float(((x.float() - ref.float()) ** 2).mean())
-    return math.inf if mse == 0 else 10 * math.log10(float(ref.abs().max()) ** 2 / mse)
-
 
 @functools.cache
 def _inverted(family, method):
@@ -400,10 +401,10 @@ def test_chroma_inverts_on_its_negative_too():
     """Real CFG: the methods that work on the unconditional branch are not refused, and beat plain ODE
     inversion as on SD3; fixed-point beats it at the same cost."""
     photo = _photo("chroma")["samples"]
-    psnr = {m: _psnr(_inverted("chroma", m)[1], photo) for m in ("ddim", "fixed_point", "negative_prompt")}
-    assert psnr["ddim"] > 20
-    assert psnr["fixed_point"] > psnr["ddim"] + 5
-    assert psnr["negative_prompt"] > psnr["ddim"] + 5
+    db = {m: psnr(_inverted("chroma", m)[1], photo) for m in ("ddim", "fixed_point", "negative_prompt")}
+    assert db["ddim"] > 20
+    assert db["fixed_point"] > db["ddim"] + 5
+    assert db["negative_prompt"] > db["ddim"] + 5
 
 
 def test_local_blend_on_an_inverted_photo_keeps_it_outside_the_mask():

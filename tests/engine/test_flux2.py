@@ -11,12 +11,11 @@ are skipped there; detection, the model-side tests and inversion run on both Com
 from __future__ import annotations
 
 import functools
-import math
 
 import pytest
 import torch
 from bounds import fp_bound, last_step_bound, unet_evals
-from family_runs import run_edit, sharpen
+from family_runs import psnr, record_attends, run_edit, sharpen
 from family_runs import swap as _swap
 from sampling import sample
 
@@ -204,14 +203,9 @@ def test_the_override_is_reached_in_every_block_at_every_step():
     cond, prompts = encode_prompt_set(_clip(), SRC, [EDIT])
     patched, runtime = apply_edit(_model(), _swap(prompts))
     seen = []
-    attend = runtime.attend
-
-    def counting(backend, args, kwargs):
-        to = kwargs.get("transformer_options") or {}
-        seen.append((to.get("block_type"), to.get("block_index"), args[0].shape[2]))
-        return attend(backend, args, kwargs)
-
-    runtime.attend = counting
+    record_attends(runtime, lambda args, kwargs: seen.append(
+        (kwargs["transformer_options"].get("block_type"), kwargs["transformer_options"].get("block_index"),
+         args[0].shape[2])))
     sample(patched, cond, cond, _latent(2), steps=STEPS, cfg=1.0, scheduler="simple")
     blocks = [("double", 0), ("double", 1), ("single", 0), ("single", 1)]
     assert sorted(seen) == sorted((t, i, 512 + H * W) for t, i in blocks for _ in range(STEPS))
@@ -232,10 +226,6 @@ def _context(seed: int = 5):
     return [[torch.randn(1, 512, tiny_flux2.KLEIN_CONTEXT, generator=g), {"pooled_output": None}]]
 
 
-def _psnr(x, ref) -> float:
-    mse = float(((x.float() - ref.float()) ** 2).mean())
-    return math.inf if mse == 0 else 10 * math.log10(float(ref.abs().max()) ** 2 / mse)
-
 
 @functools.cache
 def _inversion(method: str, iterations: int = 10):
@@ -255,8 +245,8 @@ def test_flow_inversion_runs_on_flux2s_schedule_and_reconstructs():
     want = comfy.samplers.calculate_sigmas(_model().get_model_object("model_sampling"), "simple", 10)
     assert (inv.sampler, inv.scheduler) == ("euler", "simple") and torch.equal(inv.sigmas, want.float().cpu())
     assert (rec - _photo()["samples"]).abs().max().item() <= last_step_bound(_photo()["samples"])
-    ddim = _psnr(_inversion("ddim")[1], _photo()["samples"])
-    fixed = _psnr(_inversion("fixed_point")[1], _photo()["samples"])
+    ddim = psnr(_inversion("ddim")[1], _photo()["samples"])
+    fixed = psnr(_inversion("fixed_point")[1], _photo()["samples"])
     assert ddim > 25 and fixed > ddim + 10, (ddim, fixed)
 
 

@@ -12,11 +12,11 @@ negative branch are refused."""
 from __future__ import annotations
 
 import functools
-import math
 
 import pytest
 import torch
 from bounds import fp_bound, last_step_bound, unet_evals
+from family_runs import psnr, record_attends
 from sampling import encode, sample
 
 from p2p_attention.adapters import model_family
@@ -282,14 +282,9 @@ def test_the_override_is_reached_in_every_block_at_every_step():
     cond, prompts = encode_prompt_set(_clip(), SRC, [LONGER])
     patched, runtime = apply_edit(_model(), _refine(prompts))
     seen = []
-    attend = runtime.attend
-
-    def counting(backend, args, kwargs):
-        to = kwargs.get("transformer_options") or {}
-        seen.append((to.get("block_type"), to.get("block_index"), args[0].shape[2]))
-        return attend(backend, args, kwargs)
-
-    runtime.attend = counting
+    record_attends(runtime, lambda args, kwargs: seen.append(
+        (kwargs["transformer_options"].get("block_type"), kwargs["transformer_options"].get("block_index"),
+         args[0].shape[2])))
     sample(patched, cond, cond, _latent(2), steps=STEPS, cfg=1.0, scheduler="simple")
     blocks = [("double", 0), ("double", 1), ("single", 0), ("single", 1)]
     assert sorted(seen) == sorted((t, i, 512 + H * W) for t, i in blocks for _ in range(STEPS))
@@ -302,10 +297,6 @@ def _photo(seed: int = 0) -> dict:
     g = torch.Generator().manual_seed(seed)
     return {"samples": torch.randn(1, 128, H, W, generator=g)}
 
-
-def _psnr(x, ref) -> float:
-    mse = float(((x.float() - ref.float()) ** 2).mean())
-    return math.inf if mse == 0 else 10 * math.log10(float(ref.abs().max()) ** 2 / mse)
 
 
 @functools.cache
@@ -322,8 +313,8 @@ def test_flow_inversion_direct_and_fixed_point_work_on_dev():
     inv, rec = _inversion("direct")
     assert (inv.sampler, inv.scheduler) == ("euler", "simple")
     assert (rec - _photo()["samples"]).abs().max().item() <= last_step_bound(_photo()["samples"])
-    ddim = _psnr(_inversion("ddim")[1], _photo()["samples"])
-    fixed = _psnr(_inversion("fixed_point")[1], _photo()["samples"])
+    ddim = psnr(_inversion("ddim")[1], _photo()["samples"])
+    fixed = psnr(_inversion("fixed_point")[1], _photo()["samples"])
     assert ddim > 20 and fixed > ddim + 5, (ddim, fixed)
 
 

@@ -8,11 +8,11 @@ ModelSamplingAuraFlow node (shift 6, ComfyUI's Lumina 2 example), and flow inver
 from __future__ import annotations
 
 import functools
-import math
 
 import pytest
 import torch
 from bounds import fp_bound, last_step_bound, unet_evals
+from family_runs import psnr
 from sampling import encode, sample
 
 from p2p_attention.apply import apply_edit
@@ -340,10 +340,6 @@ def _reconstruct(method):
                   steps=inv.steps, cfg=CFG, disable_noise=True)
 
 
-def _psnr(x, ref) -> float:
-    mse = float(((x - ref) ** 2).mean())
-    return math.inf if mse == 0 else 10 * math.log10(float(ref.abs().max()) ** 2 / mse)
-
 
 def test_direct_inversion_reconstructs_the_photo_exactly():
     photo = _photo()["samples"]
@@ -353,7 +349,7 @@ def test_direct_inversion_reconstructs_the_photo_exactly():
 def test_fixed_point_inversion_beats_plain_ode_inversion():
     """Lumina 2 is a flow model sampled by euler on its own (shifted) schedule: ODE inversion applies."""
     photo = _photo()["samples"]
-    plain, fixed = (_psnr(_reconstruct(m)[0], photo[0]) for m in ("ddim", "fixed_point"))
+    plain, fixed = (psnr(_reconstruct(m)[0], photo[0]) for m in ("ddim", "fixed_point"))
     print(f"lumina2 inversion psnr: ddim {plain:.1f} dB, fixed_point {fixed:.1f} dB")
     assert plain > 20 and fixed > plain + 15, (plain, fixed)
 
@@ -376,7 +372,7 @@ def test_negative_prompt_inversion_works():
     """Lumina 2 samples with real cfg (not guidance-distilled): the methods on the negative apply. Measured
     here (8 steps, cfg 4): plain ODE inversion 29.7 dB, negative_prompt 45.3 dB."""
     photo = _photo()["samples"]
-    plain, negative = (_psnr(_reconstruct(m)[0], photo[0]) for m in ("ddim", "negative_prompt"))
+    plain, negative = (psnr(_reconstruct(m)[0], photo[0]) for m in ("ddim", "negative_prompt"))
     assert negative > plain + 10, (plain, negative)
 
 
@@ -384,5 +380,5 @@ def test_null_text_inversion_works():
     """Null-text optimises the unconditional context through the model's gradient (on ComfyUI 0.33.0 through
     its differentiable q/k norm + RoPE path: ComfyUI's in_training switch). Measured on ComfyUI 0.3.75 (8 steps, cfg 4): null_text 31.4 dB, null_text_fast 46.2 dB, against plain ODE inversion 29.7 dB."""
     photo = _photo()["samples"]
-    plain, null = (_psnr(_reconstruct(m)[0], photo[0]) for m in ("ddim", "null_text"))
+    plain, null = (psnr(_reconstruct(m)[0], photo[0]) for m in ("ddim", "null_text"))
     assert null > plain, (plain, null)

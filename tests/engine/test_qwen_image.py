@@ -12,8 +12,8 @@ import math
 import pytest
 import torch
 from bounds import fp_bound, last_step_bound, unet_evals
+from family_runs import record_attends, run_edit, sharpen
 from family_runs import refine as _refine
-from family_runs import run_edit, sharpen
 from family_runs import swap as _swap
 from sampling import encode, sample
 
@@ -224,15 +224,13 @@ def test_the_override_runs_in_every_block_at_every_step():
     cond, prompts = encode_prompt_set(clip, SRC, [LONGER])
     patched, runtime = apply_edit(model, _refine(prompts))
     seen, masks = Counter(), set()
-    attend = runtime.attend
 
-    def counting(backend, args, kwargs):
+    def counting(args, kwargs):
         to = kwargs["transformer_options"]
         seen[(to.get("block_type"), to.get("block_index"), args[0].shape[2])] += 1
         masks.add((args[0].shape[2], (args[4] if len(args) > 4 else kwargs.get("mask")) is not None))
-        return attend(backend, args, kwargs)
 
-    runtime.attend = counting
+    record_attends(runtime, counting)
     steps = 3
     sample(patched, cond, encode(clip, ""), _latent(2), steps=steps, cfg=CFG, scheduler="simple")
     n_img, n_cond, n_uncond = 4 * 6, cond[0][0].shape[1], encode(clip, "")[0][0].shape[1]

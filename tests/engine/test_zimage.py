@@ -7,12 +7,11 @@ flow inversion."""
 from __future__ import annotations
 
 import functools
-import math
 
 import pytest
 import torch
 from bounds import fp_bound, last_step_bound, unet_evals
-from family_runs import run_edit, sharpen
+from family_runs import psnr, run_edit, sharpen
 from family_runs import swap as _swap
 from sampling import encode, sample
 
@@ -232,10 +231,6 @@ def _reconstruct(method):
                   steps=inv.steps, cfg=CFG, disable_noise=True)
 
 
-def _psnr(x, ref) -> float:
-    mse = float(((x - ref) ** 2).mean())
-    return math.inf if mse == 0 else 10 * math.log10(float(ref.abs().max()) ** 2 / mse)
-
 
 def test_direct_inversion_reconstructs_the_photo_exactly():
     photo = _photo()["samples"]
@@ -247,5 +242,5 @@ def test_fixed_point_inversion_beats_plain_ode_inversion():
     Measured here (8 steps, cfg 4): plain ODE inversion 30.3 dB, fixed point (up to 10 iterations a
     step) 65.8 dB; direct inversion is exact."""
     photo = _photo()["samples"]
-    plain, fixed = (_psnr(_reconstruct(m)[0], photo[0]) for m in ("ddim", "fixed_point"))
+    plain, fixed = (psnr(_reconstruct(m)[0], photo[0]) for m in ("ddim", "fixed_point"))
     assert plain > 20 and fixed > plain + 15, (plain, fixed)

@@ -5,6 +5,7 @@ latent, CFG and what is its own."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -80,3 +81,21 @@ def assert_every_control_moves_the_edit(swap_out, naive, refine_out, reweight_ou
     for name, item in (("swap vs source", swap_out[1] - swap_out[0]), ("swap vs naive", swap_out[1] - naive[1]),
                        ("refine", refine_out[1] - refine_out[0]), ("reweight", reweight_out[1] - reweight_out[0])):
         assert item.abs().max().item() > 4 * noise, name
+
+
+def record_attends(runtime, record: Callable) -> None:
+    """Wrap the runtime's attend: record(args, kwargs) sees every attention call that reaches the edit."""
+    attend = runtime.attend
+
+    def recording(backend, args, kwargs):
+        record(args, kwargs)
+        return attend(backend, args, kwargs)
+
+    runtime.attend = recording
+
+
+def psnr(x, ref) -> float:
+    """Peak signal-to-noise ratio of x against ref (dB; the peak: ref's largest magnitude)."""
+    mse = float(((x.float() - ref.float()) ** 2).mean())
+    return math.inf if mse == 0 else 10 * math.log10(float(ref.abs().max()) ** 2 / mse)
+
