@@ -25,6 +25,17 @@ DIT_MODES = {"plain", "p2p", "p2p_ref", "p2p_qk", "p2p_maps"}
 
 def _expected_samples():
     return {(m, mode) for m in UNETS for mode in MODES} | {(m, mode) for m in DITS for mode in DIT_MODES}
+
+
+def _ratio_of_rounded(r):
+    """time_ratio was computed before the two CPU times were rounded to the millisecond (half a
+    millisecond each way): check it against their ratio within what that rounding allows."""
+    half = 5e-4
+    plain, p2p = r["plain_cpu_s"], r["p2p_cpu_s"]
+    lo, hi = max(p2p - half, 0.0) / (plain + half), (p2p + half) / max(plain - half, 1e-9)
+    assert lo - half <= r["time_ratio"] <= hi + half, (r["time_ratio"], plain, p2p)
+
+
 METHODS = {"ddim", "null_text", "negative_prompt", "direct"}
 MACHINE = ("machine", "torch", "threads")
 
@@ -182,7 +193,7 @@ def test_edit_count_benchmark_rows(tmp_path):
         ("tiny-sd1", 1, 2), ("tiny-sd1", 2, 3), ("tiny-flux", 1, 2), ("tiny-flux", 2, 3)]
     for r in rows:
         assert r["plain_cpu_s"] > 0 and r["p2p_cpu_s"] > 0 and r["plain_mib"] > 0
-        assert r["time_ratio"] == pytest.approx(r["p2p_cpu_s"] / r["plain_cpu_s"], rel=0.05)  # both rounded to ms
+        _ratio_of_rounded(r)
     assert "| tiny-flux (flux) | 2 | 3 |" in proc.stdout
 
 
@@ -226,6 +237,6 @@ def test_family_benchmark_rows(tmp_path):
             assert "klein" in r["skipped"]
             continue
         assert r["items"] == 2 and r["plain_cpu_s"] > 0 and r["p2p_cpu_s"] > 0 and r["plain_mib"] > 0
-        assert r["time_ratio"] == pytest.approx(r["p2p_cpu_s"] / r["plain_cpu_s"], rel=0.05)
+        _ratio_of_rounded(r)
         assert r["time_met"] == (r["time_ratio"] <= 1.10) and "memory_met" in r
         assert f"| {r['family']} | {r['model']} (tiny test model) |" in proc.stdout
