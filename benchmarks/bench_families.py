@@ -7,7 +7,8 @@ and <= 1.15x peak memory.
 
 Each family: a random model at the real checkpoint's width (ComfyUI's own config class and model_base,
 the unet_config its model detection produces; bench_models: flux_width_config, sd35_large_width_config,
-klein_width_config, zimage_width_config, qwen_width_config, chroma_width_config) with 1-2 blocks of each
+klein_width_config, zimage_width_config, qwen_width_config, chroma_width_config, flux2_dev_width_config,
+lumina2_width_config) with 1-2 blocks of each
 kind instead of the full depth (CPU), a latent of --image-tokens image tokens, and a random text context of the real text
 encoder's width and the prompt's token count (the PromptSet, i.e. the token layout, from the family's
 tiny text encoder with ComfyUI's real tokenizer and chat template). Same [source + edit] batch (shared
@@ -49,6 +50,8 @@ FAMILIES = (
     ("Z-Image", "zimage", "tiny-zimage", None),
     ("Qwen-Image", "qwen-image", "tiny-qwen", None),
     ("Chroma", "chroma", "tiny-chroma", None),
+    ("Flux.2 dev", "flux2-dev", "tiny-flux2-dev", None),
+    ("Lumina 2", "lumina2", "tiny-lumina2", None),
 )
 
 

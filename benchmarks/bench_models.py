@@ -51,9 +51,9 @@ DIT_REAL = ("flux", "sd35-large")
 DIT_TINY = ("tiny-flux", "tiny-sd3")
 DIT_MODELS = DIT_REAL + DIT_TINY
 # The newer MM-DiT families (benchmarks/bench_families.py): full width, few blocks (FAMILY_BLOCKS), and the
-# families' tiny test models (p2p_models.tiny_flux2 / tiny_zimage / tiny_qwen / tiny_chroma).
-FAMILY_REAL = ("flux2-klein", "zimage", "qwen-image", "chroma")
-FAMILY_TINY = ("tiny-flux2", "tiny-zimage", "tiny-qwen", "tiny-chroma")
+# families' tiny test models (p2p_models.tiny_flux2 / tiny_zimage / tiny_qwen / tiny_chroma / tiny_lumina2).
+FAMILY_REAL = ("flux2-klein", "zimage", "qwen-image", "chroma", "flux2-dev", "lumina2")
+FAMILY_TINY = ("tiny-flux2", "tiny-zimage", "tiny-qwen", "tiny-chroma", "tiny-flux2-dev", "tiny-lumina2")
 FAMILY_MODELS = FAMILY_REAL + FAMILY_TINY
 MODELS = TINY_MODELS + REAL_MODELS + DIT_MODELS + FAMILY_MODELS
 
@@ -362,20 +362,28 @@ def _build_dit(name: str, seed: int, blocks, dtype: str, edits: list[str]):
 
 
 FAMILY_ARCH = {"flux2-klein": "flux2", "flux2": "flux2", "zimage": "zimage", "qwen-image": "qwen", "qwen": "qwen",
-               "chroma": "chroma"}
+               "chroma": "chroma", "flux2-dev": "flux2dev", "lumina2": "lumina2"}
 # (latent channels, patch size, 5-d video latent): what each family's empty latent node makes.
-FAMILY_LATENT = {"flux2": (128, 1, False), "zimage": (16, 2, False), "qwen": (16, 2, True), "chroma": (16, 2, False)}
+FAMILY_LATENT = {"flux2": (128, 1, False), "zimage": (16, 2, False), "qwen": (16, 2, True), "chroma": (16, 2, False),
+                 "flux2dev": (128, 1, False), "lumina2": (16, 2, False)}
 # Text context width of the real text encoder: klein 4B stacks 3 hidden layers of Qwen3 4B (3 x 2560);
-# Z-Image reads Qwen3 4B (2560); Qwen-Image Qwen2.5-VL 7B (3584); Chroma T5-XXL (4096, unpadded).
-FAMILY_CONTEXT = {"flux2": 3 * 2560, "zimage": 2560, "qwen": 3584, "chroma": 4096}
+# Z-Image reads Qwen3 4B (2560); Qwen-Image Qwen2.5-VL 7B (3584); Chroma T5-XXL (4096, unpadded);
+# Flux.2 dev stacks 3 hidden layers of Mistral 3 Small 24B (3 x 5120); Lumina 2 reads Gemma 2 2B (2304).
+FAMILY_CONTEXT = {"flux2": 3 * 2560, "zimage": 2560, "qwen": 3584, "chroma": 4096, "flux2dev": 3 * 5120,
+                  "lumina2": 2304}
 # cfg of the released checkpoints' usual settings: klein 4B is step-distilled (cfg 1), Z-Image Turbo
-# too (cfg 1); Qwen-Image: ComfyUI's example (2.5); Chroma: real CFG (4).
-FAMILY_CFG = {"flux2": 1.0, "zimage": 1.0, "qwen": 2.5, "chroma": 4.0}
+# too (cfg 1); Qwen-Image: ComfyUI's example (2.5); Chroma: real CFG (4); Flux.2 dev guidance-distilled
+# (cfg 1, FluxGuidance 4 as ComfyUI's example); Lumina 2: ComfyUI's example (4).
+FAMILY_CFG = {"flux2": 1.0, "zimage": 1.0, "qwen": 2.5, "chroma": 4.0, "flux2dev": 1.0, "lumina2": 4.0}
+FLUX2_DEV_GUIDANCE = 4.0
 # Fewer blocks than the real models, every kind of block present: klein (double, single) of (5, 20);
 # Z-Image (main layers, refiner layers of each refiner) of (30, 2); Qwen-Image (blocks,) of (60,); Chroma
-# (double, single) of (19, 38), 1:2 as Flux.1 here.
-FAMILY_BLOCKS = {"flux2-klein": (1, 2), "zimage": (2, 1), "qwen-image": (2,), "chroma": (1, 2)}
-FAMILY_FULL_DEPTH = {"flux2-klein": (5, 20), "zimage": (30, 2), "qwen-image": (60,), "chroma": (19, 38)}
+# (double, single) of (19, 38), 1:2 as Flux.1 here; Flux.2 dev (double, single) of (8, 48); Lumina 2
+# (main layers, refiner layers of each refiner) of (26, 2).
+FAMILY_BLOCKS = {"flux2-klein": (1, 2), "zimage": (2, 1), "qwen-image": (2,), "chroma": (1, 2), "flux2-dev": (1, 2),
+                 "lumina2": (2, 1)}
+FAMILY_FULL_DEPTH = {"flux2-klein": (5, 20), "zimage": (30, 2), "qwen-image": (60,), "chroma": (19, 38),
+                     "flux2-dev": (8, 48), "lumina2": (26, 2)}
 
 
 def klein_width_config(double: int, single: int) -> dict:
@@ -420,9 +428,31 @@ def chroma_width_config(double: int, single: int) -> dict:
     return cfg
 
 
+def flux2_dev_width_config(double: int, single: int) -> dict:
+    """The unet_config comfy.model_detection produces for Flux.2 dev (Flux.2's layout at hidden 6144 = 48
+    heads of 128, with the guidance embedding, context 15360), with `double` / `single` blocks instead of
+    8 / 48."""
+    from p2p_models.tiny_flux2 import flux2_unet_config
+
+    cfg = flux2_unet_config(guidance_embed=True, context_in_dim=FAMILY_CONTEXT["flux2dev"])
+    cfg.update(hidden_size=6144, num_heads=48, axes_dim=[32, 32, 32, 32], depth=double, depth_single_blocks=single)
+    return cfg
+
+
+def lumina2_width_config(layers: int, refiner_layers: int) -> dict:
+    """The unet_config comfy.model_detection produces for Lumina-Image 2.0 (NextDiT dim 2304, 24 heads of
+    96 with 8 kv heads, q/k RMS norm, RoPE axes 32/32/32, caption width 2304), with `layers` main layers
+    instead of 26 and `refiner_layers` in each refiner instead of 2."""
+    from p2p_models.tiny_lumina2 import TINY_LUMINA2_DIT
+
+    return {**TINY_LUMINA2_DIT, "dim": 2304, "cap_feat_dim": FAMILY_CONTEXT["lumina2"], "n_layers": layers,
+            "n_refiner_layers": refiner_layers, "n_heads": 24, "n_kv_heads": 8, "axes_dims": [32, 32, 32]}
+
+
 def family_width_config(name: str, blocks) -> dict:
-    return {"flux2-klein": klein_width_config, "zimage": zimage_width_config,
-            "qwen-image": qwen_width_config, "chroma": chroma_width_config}[name](*blocks)
+    return {"flux2-klein": klein_width_config, "zimage": zimage_width_config, "qwen-image": qwen_width_config,
+            "chroma": chroma_width_config, "flux2-dev": flux2_dev_width_config,
+            "lumina2": lumina2_width_config}[name](*blocks)
 
 
 def _family_clip(arch: str, seed: int):
@@ -438,6 +468,14 @@ def _family_clip(arch: str, seed: int):
         from p2p_models.tiny_chroma import build_chroma_clip
 
         return build_chroma_clip(seed)
+    if arch == "flux2dev":
+        from p2p_models.tiny_flux2 import build_dev_clip
+
+        return build_dev_clip(seed)
+    if arch == "lumina2":
+        from p2p_models.tiny_lumina2 import build_lumina2_clip
+
+        return build_lumina2_clip(seed)
     from p2p_models.tiny_qwen import build_qwen_clip
 
     return build_qwen_clip(seed)
@@ -456,6 +494,14 @@ def _tiny_family_model(arch: str, seed: int, dtype: torch.dtype):
         from p2p_models.tiny_chroma import build_chroma_model
 
         return build_chroma_model(seed, dtype)
+    if arch == "flux2dev":
+        from p2p_models.tiny_flux2 import DEV_CONTEXT, build_flux2_model
+
+        return build_flux2_model(seed, dtype, guidance_embed=True, context_in_dim=DEV_CONTEXT)
+    if arch == "lumina2":
+        from p2p_models.tiny_lumina2 import build_lumina2_model
+
+        return build_lumina2_model(seed, dtype)
     from p2p_models.tiny_qwen import build_qwen_model
 
     return build_qwen_model(seed, dtype)
@@ -473,7 +519,7 @@ def family_available(name: str) -> str | None:
 
 
 def _build_family(name: str, seed: int, blocks, dtype: str, edits: list[str]):
-    """Full-width random Flux.2 klein / Z-Image / Qwen-Image / Chroma with few blocks (or the family's tiny test
+    """Full-width random Flux.2 klein / Z-Image / Qwen-Image / Chroma / Flux.2 dev / Lumina 2 with few blocks (or the family's tiny test
     model). The PromptSet comes from the family's tiny text encoder (ComfyUI's real tokenizer and chat
     template); for the full-width models its encodings are replaced by random tensors of the real
     text encoder's width (FAMILY_CONTEXT), same token counts, the encoder's other outputs kept."""
@@ -495,11 +541,13 @@ def _build_family(name: str, seed: int, blocks, dtype: str, edits: list[str]):
     else:
         blocks = tuple(blocks or FAMILY_BLOCKS[name])
         cfg = family_width_config(name, blocks)
-        config_cls = {"flux2": sm.Flux2, "zimage": sm.ZImage, "qwen": sm.QwenImage, "chroma": sm.Chroma}[arch]
+        config_cls = {"flux2": sm.Flux2, "zimage": sm.ZImage, "qwen": sm.QwenImage, "chroma": sm.Chroma,
+                      "flux2dev": sm.Flux2, "lumina2": sm.Lumina2}[arch]
         model, info["detected_as"] = _dit_model(config_cls, cfg, seed, torch_dtype)
         full = FAMILY_FULL_DEPTH[name]
-        info["blocks"] = {"flux2": "{} double + {} single (of {} + {})", "zimage": "{} layers + {} refiner each (of {} + {})",
-                          "qwen": "{} blocks (of {})", "chroma": "{} double + {} single (of {} + {})"}[arch].format(*blocks, *full)
+        double_single, nextdit = "{} double + {} single (of {} + {})", "{} layers + {} refiner each (of {} + {})"
+        info["blocks"] = {"flux2": double_single, "zimage": nextdit, "qwen": "{} blocks (of {})", "chroma": double_single,
+                          "flux2dev": double_single, "lumina2": nextdit}[arch].format(*blocks, *full)
         info["unet_config"] = cfg
         width = FAMILY_CONTEXT[arch]
         gen = torch.Generator().manual_seed(seed + 7)
@@ -507,6 +555,8 @@ def _build_family(name: str, seed: int, blocks, dtype: str, edits: list[str]):
         negative = [[torch.randn(*negative[0][0].shape[:2], width, generator=gen), dict(negative[0][1])]]
         info["conditioning"] = (f"random context [B, {prompts.length}, {width}]; PromptSet from the real tokenizer "
                                 "in the family's tiny text encoder")
+    if arch == "flux2dev":  # what FluxGuidance sets in ComfyUI's Flux.2 dev example
+        positive, negative = ([[c[0][0], {**c[0][1], "guidance": FLUX2_DEV_GUIDANCE}]] for c in (positive, negative))
     dm = model.get_model_object("diffusion_model")
     info["unet_params_M"] = round(count_params(model) / 1e6, 1)
     info["hidden_size"] = int(getattr(dm, "hidden_size", 0) or getattr(dm, "dim", 0) or getattr(dm, "inner_dim", 0))

@@ -202,6 +202,8 @@ def test_edit_count_benchmark_rows(tmp_path):
     ("zimage", (30, 2), ("ZImage", 6.15)),  # Z-Image (6B)
     ("qwen-image", (60,), ("QwenImage", 20.43)),  # Qwen-Image (20B)
     ("chroma", (19, 38), ("Chroma", 8.90)),  # Chroma (8.9B)
+    ("flux2-dev", (8, 48), ("Flux2", 32.22)),  # Flux.2 dev (32B)
+    ("lumina2", (26, 2), ("Lumina2", 2.61)),  # Lumina-Image 2.0 (2.6B)
 ])
 def test_family_full_width_configs(name, blocks, want):
     """bench_families' full-width configs at full depth, built on the meta device: ComfyUI's detection
@@ -220,7 +222,7 @@ def test_family_full_width_configs(name, blocks, want):
 
 def test_family_benchmark_rows(tmp_path):
     """benchmarks/bench_families.py --tiny: a row per family (Flux.1, SD3.5, Flux.2 klein, Z-Image,
-    Qwen-Image, Chroma), plain and P2P on the same 2-item batch, their ratios and goal verdicts, and the table.
+    Qwen-Image, Chroma, Flux.2 dev, Lumina 2), plain and P2P on the same 2-item batch, their ratios and goal verdicts, and the table.
     Flux.2 klein's row is skipped (with the reason) on a ComfyUI without its text encoder (0.3.75)."""
     from p2p_models.tiny_flux2 import klein_available
 
@@ -231,7 +233,7 @@ def test_family_benchmark_rows(tmp_path):
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     rows = json.loads(out.read_text())["rows"]
     assert [r["model"] for r in rows] == ["tiny-flux", "tiny-sd3", "tiny-flux2", "tiny-zimage", "tiny-qwen",
-                                        "tiny-chroma"]
+                                        "tiny-chroma", "tiny-flux2-dev", "tiny-lumina2"]
     for r in rows:
         if r["model"] == "tiny-flux2" and not klein_available():
             assert "klein" in r["skipped"]
