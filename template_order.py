@@ -5,7 +5,7 @@ Both pinned frontends list a custom node pack's templates in the order of the se
 1.49.6's default keeps the order), and ComfyUI builds that list with an unsorted glob, so the order
 depends on the file system. A small aiohttp middleware sorts this pack's list by name (the demo
 templates, `p2p_demo1_*` to `p2p_demo7_*`, first), the families added later (`p2p_dit_*`: Chroma,
-Z-Image, Qwen-Image, Flux.2 klein and dev) after all the others; the lists of other packs are left as they are.
+Z-Image, Qwen-Image, Flux.2 klein and dev, Lumina 2) after all the others; the lists of other packs are left as they are.
 It is added while ComfyUI imports the pack (before its web app starts) and does nothing elsewhere.
 
 A template whose model needs a newer ComfyUI than the running one declares its minimum here (MIN_COMFYUI, the

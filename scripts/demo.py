@@ -268,7 +268,7 @@ def template_tiles(wf, api: dict, outputs: dict, fetch) -> list[tuple[str, objec
 CARD_MODELS = {"sd1": "SD1.5 checkpoint", "sdxl": "SDXL checkpoint", "flux": "Flux.1 dev checkpoint",
                "sd35": "SD3.5 checkpoint", "chroma": "Chroma model files", "zimage": "Z-Image Turbo model files",
                "qwen_image": "Qwen-Image model files", "flux2_klein": "Flux.2 klein model files",
-               "flux2_dev": "Flux.2 dev model files"}
+               "flux2_dev": "Flux.2 dev model files", "lumina2": "Lumina 2 model files"}
 
 
 def template_card(wf, twin_tiles: list[tuple[str, object]] | None):

@@ -10,7 +10,7 @@
 Each template kind is written twice from one function: on the pack's demo model (`p2p_demo*`, runs as
 it is: P2P Demo Model as the loader, its latent size, captions in its words) and on a checkpoint
 (`p2p_sd15_*`, `p2p_sdxl_*`), the same graph. The families ComfyUI's examples load from separate files
-(Chroma, Z-Image, Qwen-Image, Flux.2 klein, Flux.2 dev: `p2p_dit_*`) have one template each, on UNETLoader, CLIPLoader and
+(Chroma, Z-Image, Qwen-Image, Flux.2 klein, Flux.2 dev, Lumina 2: `p2p_dit_*`) have one template each, on UNETLoader, CLIPLoader and
 VAELoader, sampled as ComfyUI's own template of the family samples, and no demo twin. The thumbnails `workflows/<name>.jpg` are drawn by `make demo` (scripts/demo.py) from
 runs of the demo templates (a template without a demo twin gets a card in words), not here.
 
@@ -152,7 +152,7 @@ ROW_GAP = 50
 class Workflow:
     name: str
     arch: str  # "sd1" | "sdxl" | "flux" | "sd35" | "chroma" | "zimage" | "qwen_image" | "flux2_klein" |
-    # "flux2_dev": the tiny
+    # "flux2_dev" | "lumina2": the tiny
     # test model that replaces its loaders in tests; "demo": runs as is
     title: str  # what it shows, in a few words (its thumbnail's heading)
     labels: list[str]  # caption of each image of its main SaveImage, source first (thumbnail)
@@ -191,7 +191,7 @@ class Model:
     """What a template runs on: a checkpoint the user has, or the pack's embedded demo model."""
 
     key: str  # "demo" | "demo_flux" | "sd15" | "sdxl" | "flux" | "sd35" | "chroma" | "zimage" | "qwen_image" |
-    # "flux2_klein" | "flux2_dev":
+    # "flux2_klein" | "flux2_dev" | "lumina2":
     # its column of NAMES
     arch: str  # Workflow.arch: "demo" for the demo models, else the tiny test model standing in for it
     label: str  # in the note's title
@@ -216,6 +216,10 @@ class Model:
     aura_shift: float | None = None
     t5_options: tuple[int, int] | None = None  # T5TokenizerOptions (min_padding, min_length) on the CLIP
     negative: str = ""  # the negative prompt's text
+    # Lumina 2: a key of CLIP Text Encode (Lumina 2)'s system prompts. That node encodes the negative; the Prompt
+    # Pair's source is written as the node writes a prompt, "<system prompt> <Prompt Start> <prompt>" (the edits
+    # take the source's, spiece_tokens.shared_system_prompt)
+    system_prompt: str | None = None
     zero_negative: bool = False  # the negative is ConditioningZeroOut of the positive (a distilled model at cfg 1)
     # SamplerCustomAdvanced with CFGGuider, KSamplerSelect, RandomNoise and this scheduler node (width, height,
     # steps) instead of KSampler: Flux.2's resolution-dependent schedule (Flux2Scheduler) has no KSampler twin
@@ -323,7 +327,26 @@ FLUX2_DEV = Model("flux2_dev", "flux2_dev", "Flux.2 dev", "flux2_dev_fp8mixed.sa
                        "Guider* (cfg 1, no negative prompt), 20 steps of *Flux2Scheduler*, as ComfyUI's example "
                        "(without its Turbo LoRA). The VAE is the full `flux2-vae` (ComfyUI's text-to-image example "
                        "loads a small-decoder one; the full VAE is the one its Flux.2 edit examples load).")
-SPLIT_MODELS = (CHROMA, ZIMAGE, QWEN_IMAGE, FLUX2_KLEIN, FLUX2_DEV)
+# Lumina 2 as ComfyUI's Lumina 2 example (comfyanonymous.github.io/ComfyUI_examples/lumina2; the
+# comfyui-workflow-templates packages have no Lumina-Image 2.0 template, only the NetaYume fine-tune's): its split
+# files (lumina_2_model_bf16, gemma_2_2b_fp16 as CLIPLoader type lumina2, ae), ModelSamplingAuraFlow shift 6,
+# res_multistep / simple 25 steps at cfg 4 (real CFG), the "superior" system prompt before both prompts and the
+# negative "blurry ugly bad". Runs on both ComfyUIs under test (both have the nodes and the Gemma 2 encoder).
+LUMINA2_SYSTEM_PROMPTS = {  # CLIPTextEncodeLumina2.SYSTEM_PROMPT (comfy_extras/nodes_lumina2.py)
+    "superior": "You are an assistant designed to generate superior images with the superior degree of image-text "
+                "alignment based on textual prompts or user prompts.",
+}
+LUMINA2 = Model("lumina2", "lumina2", "Lumina 2", "lumina_2_model_bf16.safetensors", 1024, 1024, 8,
+                dict(seed=8888, steps=25, cfg=4.0, sampler_name="res_multistep", scheduler="simple", denoise=1.0),
+                dict(method="direct", steps=25, guidance=4.0, inner_iterations=10), "0.4", DIT_APPLY, DIT_APPLY,
+                latent_node="EmptySD3LatentImage", flow=True, clip=("gemma_2_2b_fp16.safetensors", "lumina2"),
+                vae="ae.safetensors", aura_shift=6.0, negative="blurry ugly bad", system_prompt="superior",
+                note="**On Lumina 2.** One stream of text and image tokens (Gemma 2 2B text encoder: CLIPLoader type "
+                     "`lumina2`); real CFG (4, 25 `res_multistep` steps, shift 6, as ComfyUI's example). Its prompts "
+                     "carry a system prompt: write the source as *CLIP Text Encode (Lumina 2)* writes a prompt, "
+                     "`<system prompt> <Prompt Start> <prompt>`; the edits take the source's. The negative goes "
+                     "through that node with the same system prompt.")
+SPLIT_MODELS = (CHROMA, ZIMAGE, QWEN_IMAGE, FLUX2_KLEIN, FLUX2_DEV, LUMINA2)
 
 DEMO_A = "a big red circle on the left and a small blue square on the right"
 DEMO_WORDS = ("a, big, small, red, green, blue, yellow, purple, white, circle, square, triangle, star, "
@@ -427,11 +450,16 @@ def _front(wf: Workflow, model: Model, source: str, edits: str) -> tuple[WNode, 
     """Loader, prompt pair, negative prompt, latent batch: columns 0-1 (the note is column 0's first node).
     Returns (loader, pair, negative, latent batch)."""
     loader = _loader(wf, model)
+    if model.system_prompt is not None:
+        source = f"{LUMINA2_SYSTEM_PROMPTS[model.system_prompt]} <Prompt Start> {source}"
     pair = wf.add("P2PPromptPair", 1, 200, clip=loader[1], source=source, edits=edits)
     if model.guider == "BasicGuider":  # guidance-distilled at cfg 1 (ComfyUI's Flux.2 dev example): no negative
         neg = None
     elif model.zero_negative:  # a distilled model at cfg 1 (ComfyUI's example): no negative prompt to write
         neg = wf.add("ConditioningZeroOut", 1, 26, _title="Negative: zeroed (cfg 1)", conditioning=pair[0])
+    elif model.system_prompt is not None:  # the node writes the system prompt before the negative
+        neg = wf.add("CLIPTextEncodeLumina2", 1, 130, _title="Negative prompt (all items)", clip=loader[1],
+                     system_prompt=model.system_prompt, user_prompt=model.negative)
     else:
         neg = wf.add("CLIPTextEncode", 1, 100, _title="Negative prompt (all items)", text=model.negative,
                      clip=loader[1])
@@ -500,7 +528,7 @@ NAMES = {  # kind -> {Model.key: file name}
                     # after the demo ones by name (`p2p_chroma_*` would sort first); template_order.py lists them last
                     "chroma": "p2p_dit_chroma_blend", "zimage": "p2p_dit_zimage_blend",
                     "qwen_image": "p2p_dit_qwen_image_blend", "flux2_klein": "p2p_dit_flux2klein_blend",
-                    "flux2_dev": "p2p_dit_flux2dev_blend"},
+                    "flux2_dev": "p2p_dit_flux2dev_blend", "lumina2": "p2p_dit_lumina2_blend"},
     "real_image": {"demo": "p2p_demo5_photo_edit", "sd15": "p2p_sd15_photo_edit",
                    "demo_flux": "p2p_demo7_flux_photo", "flux": "p2p_flux_photo_edit"},
 }

@@ -10,6 +10,9 @@ tiny models in-process.
 - Flux.2 dev runs on both ComfyUIs (its Mistral 3 Small text encoder and the Flux.2 nodes are in 0.3.75): no declared
   minimum; its tiny version samples an edit through ComfyUI's Flux.2 dev example's nodes (FluxGuidance on the prompts,
   BasicGuider at cfg 1, no negative).
+- Lumina 2 runs on both ComfyUIs (CLIP Text Encode (Lumina 2) and its Gemma 2 text encoder are in 0.3.75): no declared
+  minimum; its tiny version samples an edit as ComfyUI's Lumina 2 example samples (shift 6, res_multistep at cfg 4),
+  the source written with that example's system prompt, the negative through CLIP Text Encode (Lumina 2).
 - Chroma's T5 Tokenizer Options 0 / 0, as ComfyUI's Chroma example: it changes nothing on Chroma's unpadded T5 (the
   template's note says "no padding"), measured by sampling the template with and without the node.
 """
@@ -44,6 +47,7 @@ from p2p_models.tiny_flux2 import klein_available
 
 KLEIN = "p2p_dit_flux2klein_blend"
 FLUX2_DEV = "p2p_dit_flux2dev_blend"
+LUMINA2 = "p2p_dit_lumina2_blend"
 
 
 def _order_module():
@@ -166,6 +170,39 @@ def test_flux2_dev_template_samples_an_edit_with_comfyui_s_flux2_dev_nodes(name)
     rounding = _latent(run_inprocess(same))
     moved = (latent[1] - latent[0]).abs().max()
     assert moved > 4 * last_step_bound(latent[0]) and moved > 20 * (rounding[1] - rounding[0]).abs().max(), moved
+    images = dict(output_images(outputs))
+    mask = np.asarray(Image.open(inprocess_image_path(images["901"])))
+    assert mask.shape[:2] == (64, 64) and mask.max() == 255 and mask.std() > 0  # the word's map, peak 1
+
+
+def test_lumina2_needs_no_newer_comfyui():
+    """Lumina 2's text encoder (CLIPLoader type lumina2 on Gemma 2 2B) and CLIP Text Encode (Lumina 2) are in both
+    ComfyUIs under test: no declared minimum, listed and run everywhere."""
+    assert LUMINA2 not in _order_module().MIN_COMFYUI and unavailable_reason(LUMINA2) is None
+
+
+@pytest.mark.parametrize("name", template_params([LUMINA2]))
+def test_lumina2_template_samples_an_edit_as_comfyui_s_lumina2_example(name):
+    """ComfyUI's Lumina 2 example's files, shift 6, res_multistep / simple at cfg 4 and its system prompt: the
+    Prompt Pair's source written as CLIP Text Encode (Lumina 2) writes a prompt, the negative through that node."""
+    from comfy_extras.nodes_lumina2 import CLIPTextEncodeLumina2
+
+    api = load_api(name)
+    by_type = {n["class_type"]: n["inputs"] for n in api.values()}
+    clip = by_type["CLIPLoader"]
+    assert (by_type["UNETLoader"]["unet_name"], clip["clip_name"], clip["type"], by_type["VAELoader"]["vae_name"]) == (
+        "lumina_2_model_bf16.safetensors", "gemma_2_2b_fp16.safetensors", "lumina2", "ae.safetensors")
+    assert by_type["ModelSamplingAuraFlow"]["shift"] == 6.0
+    ks = by_type["KSampler"]
+    assert (ks["sampler_name"], ks["scheduler"], ks["cfg"]) == ("res_multistep", "simple", 4.0)
+    neg = by_type["CLIPTextEncodeLumina2"]
+    pair = by_type["P2PPromptPair"]
+    system = CLIPTextEncodeLumina2.SYSTEM_PROMPT[neg["system_prompt"]]
+    assert pair["source"].startswith(f"{system} <Prompt Start> ") and "<Prompt Start>" not in pair["edits"]
+    outputs = run_inprocess(_with_latent_and_mask(tiny_api(api, WORKFLOWS[name])))
+    latent = _latent(outputs)
+    assert latent.shape == (2, 16, 8, 8) and torch.isfinite(latent).all()  # 64 px, 8x: source + one edit
+    assert (latent[1] - latent[0]).abs().max() > 1e-3  # the edit is not the source
     images = dict(output_images(outputs))
     mask = np.asarray(Image.open(inprocess_image_path(images["901"])))
     assert mask.shape[:2] == (64, 64) and mask.max() == 255 and mask.std() > 0  # the word's map, peak 1

@@ -197,7 +197,7 @@ CHECKPOINTS = {"sd1": "v1-5-pruned-emaonly.safetensors", "sdxl": "sd_xl_base_1.0
 
 # The checkpoint templates no demo model can run: the pack has no SD3 demo model.
 NO_DEMO_TWIN = {"p2p_sd35_refine", "p2p_dit_chroma_blend", "p2p_dit_zimage_blend", "p2p_dit_qwen_image_blend",
-                "p2p_dit_flux2klein_blend", "p2p_dit_flux2dev_blend"}
+                "p2p_dit_flux2klein_blend", "p2p_dit_flux2dev_blend", "p2p_dit_lumina2_blend"}
 
 
 @pytest.mark.parametrize("name", sorted(CHECKPOINT_TEMPLATES))

@@ -42,13 +42,14 @@ WORKFLOWS: dict[str, str] = {
     "p2p_dit_qwen_image_blend": "qwen_image",
     "p2p_dit_flux2klein_blend": "flux2_klein",
     "p2p_dit_flux2dev_blend": "flux2_dev",
+    "p2p_dit_lumina2_blend": "lumina2",
 }
 # The test-only node standing in for a checkpoint of each arch, and its input naming the model.
 TINY_LOADERS = {"sd1": ("P2PTestTinyModel", "arch"), "sdxl": ("P2PTestTinyModel", "arch"),
                 "flux": ("P2PTestTinyDiTModel", "family"), "sd35": ("P2PTestTinyDiTModel", "family"),
                 "chroma": ("P2PTestTinyDiTModel", "family"), "zimage": ("P2PTestTinyDiTModel", "family"),
                 "flux2_klein": ("P2PTestTinyDiTModel", "family"), "flux2_dev": ("P2PTestTinyDiTModel", "family"),
-                "qwen_image": ("P2PTestTinyQwenImage", None)}
+                "lumina2": ("P2PTestTinyDiTModel", "family"), "qwen_image": ("P2PTestTinyQwenImage", None)}
 # The families loaded from separate files (UNETLoader, CLIPLoader, VAELoader, as ComfyUI's examples): in tests
 # one tiny loader takes the UNETLoader's id and the CLIP and VAE loaders' links (slot of its outputs).
 SPLIT_LOADERS = {"UNETLoader": 0, "CLIPLoader": 1, "VAELoader": 2}
