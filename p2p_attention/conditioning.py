@@ -11,7 +11,7 @@ import torch
 from .chat_tokens import template_of
 from .edits import PromptSet
 from .errors import P2PError, warn
-from .prompts import T5_KEY, _sub_tokenizer, pads_prompts, tokenize_streams, zero_padded_left
+from .prompts import MASKED, PAD, T5_KEY, _sub_tokenizer, pads_prompts, tokenize_streams, zero_padded_left
 from .spiece_tokens import shared_system_prompt, spiece_keys
 from .text_streams import LEFT_PADDED_CONTEXT, context_prompt
 from .vocabulary import known_vocabulary, unknown_words
@@ -31,7 +31,7 @@ def encode_prompt_set(clip, source: str, edits: list[str]):
     token_dicts, streams = tokenize_streams(clip, texts)
     unpadded = _unpadded(clip, token_dicts)
     if unpadded == "right":
-        # A tokenizer that does not pad (Chroma's T5, Lumina 2's Gemma 2): each prompt encoded as a plain CLIPTextEncode
+        # A tokenizer that does not pad (Chroma's T5): each prompt encoded as a plain CLIPTextEncode
         # encodes it, zero-padded to the longest, the padding MASKED (dit_runtime masks it in every call).
         token_dicts = [clip.tokenize(t) for t in texts]
     conds, pooled, masks = [], [], []
@@ -48,18 +48,22 @@ def encode_prompt_set(clip, source: str, edits: list[str]):
     tokenized, mask = _masked_padding(streams, tokenized, masks)
     if unpadded == "right":
         tokenized = [t.masking_tail(t.length - n) for t, n in zip(tokenized, lengths)]
-    if unpadded == "left":
+    if unpadded in ("left", "masked left"):
         # Flux.2 dev: the model zero-pads each context on the left to 512 tokens and sees those rows (zero
         # embeddings: all alike). The prompts get that padding here, so the batch is what the model sees for
         # each prompt alone, and the padding is PAD (mapped pad to pad, left to the model).
-        width = _left_padded_width(texts, lengths)
+        # Lumina 2: zero-padded to the longest, before the words (its RoPE numbers caption tokens from the
+        # first and places the image after the last: relative positions stay each prompt's own), MASKED
+        # (dit_runtime masks it in the joint and the text-only calls): each prompt renders as alone.
+        width = _left_padded_width(texts, lengths) if unpadded == "left" else max(lengths)
         conds = [torch.nn.functional.pad(c, (0, 0, width - c.shape[1], 0)) for c in conds]
-        tokenized = [t.left_padded(width - n) for t, n in zip(tokenized, lengths)]
+        role = PAD if unpadded == "left" else MASKED
+        tokenized = [t.left_padded(width - n, role) for t, n in zip(tokenized, lengths)]
     _refuse_no_op_edits(clip, tokenized, conds, pooled)
     # the source as CLIPTextEncode gives it: its own length (Chroma: without the zero padding; Flux.2 dev:
     # the model pads it), the pooled output's key even when it is None (Chroma's Flux base reads it)
-    source_cond = conds[0][:, -lengths[0]:] if unpadded == "left" else conds[0][:, : lengths[0]] if unpadded \
-        else conds[0]
+    source_cond = conds[0][:, -lengths[0]:] if unpadded in ("left", "masked left") \
+        else conds[0][:, : lengths[0]] if unpadded else conds[0]
     prompts = PromptSet(prompts=tuple(tokenized), source_conditioning=[[source_cond, {"pooled_output": pooled[0]}]])
     extra = {COND_UID_KEY: prompts.uid}
     if mask is not None:
@@ -91,9 +95,10 @@ def _masked_padding(streams, tokenized, masks):
 def _unpadded(clip, token_dicts) -> str | None:
     """Whether the context is one stream whose tokenizer does not pad prompts to a common length, and on
     which side each prompt's encoding is then zero-padded: "right" for a T5 stream (ComfyUI's PixArt T5,
-    Chroma's) or a whitespace-keeping SentencePiece stream (Lumina 2's Gemma 2): tokenize_streams padded the
-    prompts to one length with the pad token for their word positions; such a model sees each prompt
-    unpadded, a pad token changes its image; "left" for a
+    Chroma's): tokenize_streams padded the prompts to one length with the pad token for their word
+    positions; such a model sees each prompt unpadded, a pad token changes its image; "masked left" for a
+    whitespace-keeping SentencePiece stream (Lumina 2's Gemma 2: each prompt tokenized at its own length, the
+    padding before it and masked); "left" for a
     left-padding chat-template stream (Flux.2 dev's Mistral 3 Small: each prompt tokenized at its own
     length; its model zero-pads the context on the left, LEFT_PADDED_CONTEXT); else None."""
     streams = [k for k, v in token_dicts[0].items() if isinstance(v, list) and v and isinstance(v[0], list)]
@@ -102,8 +107,10 @@ def _unpadded(clip, token_dicts) -> str | None:
     sub = _sub_tokenizer(clip, streams[0])
     if pads_prompts(sub):
         return None
-    if streams == [T5_KEY] or spiece_keys(clip, token_dicts[0]) == streams:
+    if streams == [T5_KEY]:
         return "right"
+    if spiece_keys(clip, token_dicts[0]) == streams:
+        return "masked left"
     return "left" if zero_padded_left(sub) and template_of(clip) is not None else None
 
 

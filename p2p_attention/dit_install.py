@@ -10,7 +10,16 @@ import itertools
 
 from .checks import WRAPPER_KEY
 from .dit_blocks import attention_blocks, patch_size, select_blocks, token_grid
-from .dit_runtime import COUNT_KEY, CTX_KEY, GRID_KEY, IMG_KEY, TXT_KEY, DiTRuntime, JointAttentionOverride
+from .dit_runtime import (
+    COUNT_KEY,
+    CTX_KEY,
+    GRID_KEY,
+    IMG_KEY,
+    TEXT_CALLS_KEY,
+    TXT_KEY,
+    DiTRuntime,
+    JointAttentionOverride,
+)
 from .families import DiTFamily
 from .joint_injection import MAPS, VALUES, RegionSpec
 from .store import AttentionStore
@@ -33,9 +42,10 @@ def patched_blocks(transformer_options: dict, block_types: tuple[str, ...]) -> s
 
 
 def make_apply_model_wrapper(runtime: DiTRuntime, patch: int, multiple: int = 1, count_blocks: bool = False,
-                             block_types: tuple[str, ...] = ()):
+                             block_types: tuple[str, ...] = (), text_calls: int = 0):
     """multiple: the model pads caption and image tokens to it (families.DiTFamily.token_multiple);
-    count_blocks: each call gets a counter that numbers its joint calls (DiTFamily.count_blocks)."""
+    count_blocks: each call gets a counter that numbers its joint calls (DiTFamily.count_blocks);
+    text_calls: each call starts with that many text-only attention calls (DiTFamily.text_blocks)."""
     def apply_model(executor, x, t, c_concat=None, c_crossattn=None, control=None, transformer_options=None,
                     **kwargs):
         to = dict(transformer_options or {})
@@ -45,6 +55,8 @@ def make_apply_model_wrapper(runtime: DiTRuntime, patch: int, multiple: int = 1,
         to[CTX_KEY] = n_ctx
         if count_blocks:
             to[COUNT_KEY] = itertools.count()
+        if text_calls:
+            to[TEXT_CALLS_KEY] = iter(range(text_calls))
         to[OVERRIDE_KEY] = JointAttentionOverride(runtime, to.get(OVERRIDE_KEY))
         runtime.ran = set()
         out = executor(x, t, c_concat, c_crossattn, control, to, **kwargs)
@@ -86,7 +98,8 @@ def install_dit_edit(patched, plan, compiled, family: DiTFamily, reference: bool
     patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, WRAPPER_KEY,
                                  make_apply_model_wrapper(runtime, patch_size(patched), family.pad_multiple(dm),
                                                           family.count_blocks,
-                                                          tuple(kind for kind, _ in family.block_lists)))
+                                                          tuple(kind for kind, _ in family.block_lists),
+                                                          family.text_calls(dm)))
     if not family.tag_blocks:
         return runtime
     registered = patched.model_options.get("transformer_options", {}).get("patches_replace", {}).get("dit", {})

@@ -20,12 +20,16 @@ from .batch import batch_layout
 from .blend import region_masks
 from .edit_runtime import EditRuntime
 from .errors import P2PError
+from .tokenized import MASKED
 
 TXT_KEY, IMG_KEY, GRID_KEY = "p2p_txt_tokens", "p2p_img_tokens", "p2p_img_grid"
 # The conditioning's token count when the model pads the caption after it (Z-Image: TXT_KEY is then the
 # padded count; IMG_KEY counts the image pads too), and the per-model-call counter that numbers joint
 # calls on a family whose blocks do not name themselves (DiTFamily.count_blocks).
 CTX_KEY, COUNT_KEY = "p2p_context_tokens", "p2p_joint_calls"
+# The text-only calls a model call starts with, still to come (DiTFamily.text_blocks: Lumina 2's context
+# refiner); counted, not told by length alone, as the caption may be as long as the image.
+TEXT_CALLS_KEY = "p2p_text_calls"
 _STORE_HEAD_CHUNK = 4  # heads per map product while storing (bounds the transient memory)
 
 
@@ -123,22 +127,25 @@ class DiTRuntime(EditRuntime):
         skip = kwargs.get("skip_reshape", False)
         length = q.shape[2] if skip else q.shape[1]
         joint = n_txt is not None and length == n_txt + n_img
-        image_only = n_img is not None and length == n_img and not joint
+        text_only = not joint and length == n_txt and next(to.get(TEXT_CALLS_KEY, iter(())), None) is not None
+        image_only = n_img is not None and length == n_img and not joint and not text_only
         block = (to.get("block_type"), to.get("block_index"))
         if joint and block[1] is None and COUNT_KEY in to:  # blocks that do not name themselves
             block = (self.count_type, next(to[COUNT_KEY]))
         if block[1] is not None:
             self.ran.add(block)  # (EditRuntime.check_blocks_ran)
         mask = args[4] if len(args) > 4 else kwargs.get("mask")
-        if not (joint or image_only):
+        if not (joint or image_only or text_only):
             return backend(*args, **kwargs)  # another attention (e.g. Kontext references): untouched
         layout = batch_layout(q.shape[0], to["cond_or_uncond"], self.compiled.n_edits)
         if not layout.groups:  # no edit item in this call (an unconditional-only call)
             return backend(*args, **kwargs)
-        n_t = n_txt if joint else 0  # the call's text tokens (none in an image-only attention)
+        n_t = 0 if image_only else n_txt  # the call's text tokens (none in an image-only attention)
         bias = self._key_bias(mask, layout, q.shape[0], length, n_t, q.device)
-        if joint and any(p.n_masked for p in self.plan.prompts.prompts):
+        if n_t and any(p.n_masked for p in self.plan.prompts.prompts):
             args, kwargs = args[:4], {**kwargs, "mask": bias.to(q.dtype)}  # + the prompts' padding
+        if text_only:  # the caption alone, its padding hidden: nothing to edit (only the joint calls are)
+            return backend(*args, **kwargs)
         step, n_steps = self.clock(to)
         structure = self.structure if block in self.self_blocks and self.compiled.self_active(step, n_steps) else None
         qh, kh, vh = _heads(q, k, v, heads, skip)
@@ -221,8 +228,9 @@ class DiTRuntime(EditRuntime):
 
     def _key_bias(self, mask, layout, batch: int, length: int, n_txt: int, device):
         """The call's additive key mask [B, 1, 1, L] fp32: the model's mask (ComfyUI 0.33.0 masks Qwen-Image's
-        text padding), and the prompts' MASKED padding on the cond chunks' rows (0.3.75 passes no mask);
-        None when nothing is masked (Flux.1, SD3: unchanged calls)."""
+        text padding), and the prompts' MASKED padding on the cond chunks' rows, each row its own prompt's
+        (0.3.75 passes no mask); the text is the call's first n_txt tokens (all of a text-only call's). None
+        when nothing is masked (Flux.1, SD3: unchanged calls)."""
         # (the mask by identity: every block of a model call passes the same tensor; the memo holds it)
         key = (mask, tuple((src, tuple(es)) for src, es in layout.groups), batch, length, n_txt, str(device))
         memo_key, memo = self._bias_memo
@@ -234,16 +242,16 @@ class DiTRuntime(EditRuntime):
 
     def _build_key_bias(self, mask, layout, batch: int, length: int, n_txt: int, device):
         bias = _key_mask(mask, batch, length)
-        pads = [p.n_masked for p in self.plan.prompts.prompts]
-        if n_txt == 0 or not any(pads) or not layout.groups:
+        prompts = self.plan.prompts.prompts
+        if n_txt == 0 or not any(p.n_masked for p in prompts) or not layout.groups:
             return bias
         if n_txt != self.plan.prompts.length:
             raise P2PError(f"the text context has {n_txt} tokens, the prompts {self.plan.prompts.length}.",
                            fix="sampler_positive")
         own = torch.zeros(batch, 1, 1, length, device=device)
         for src, es in layout.groups:
-            for row, pad in zip([src, *es], pads):
-                own[row, ..., n_txt - pad : n_txt] = float("-inf")
+            for row, p in zip([src, *es], prompts):  # after the words (Chroma) or before them (Lumina 2)
+                own[row, ..., [i for i, s in enumerate(p.special) if s == MASKED]] = float("-inf")
         return own if bias is None else torch.minimum(bias.to(device), own)
 
     def _edit(self, sdpa, q_s, k_s, q_e, k_e, v_e, n_txt, coeffs, inject, mask_s=None, mask_e=None):

@@ -161,8 +161,8 @@ def _equal_length_tokens(clip, texts: list[str], raw: list[dict], templated: boo
     """Re-tokenize so single-chunk streams (T5; a chat-template LLM's when `templated`) have one length
     across prompts (a long prompt grows past the minimum length, a short one is padded with the
     tokenizer's pad token); the encoded contexts then concatenate into one batch. A chat-template stream
-    whose tokenizer zero-pads on the left (zero_padded_left: Flux.2 dev's) keeps each prompt's own length:
-    its contexts are zero-padded after encoding (conditioning.encode_prompt_set)."""
+    whose tokenizer zero-pads on the left (zero_padded_left: Flux.2 dev's) keeps each prompt's own length, as
+    Lumina 2's SentencePiece stream does: its contexts are zero-padded after encoding (conditioning.encode_prompt_set)."""
     longest = {}
     for r in raw:
         for k, v in r.items():
@@ -193,7 +193,8 @@ def tokenize_streams(clip, texts: list[str]) -> tuple[list[dict], list[dict[str,
         return [], []
     template = template_of(clip)  # a chat-template LLM encoder (Z-Image's Qwen3): words by their bytes
     spiece = spiece_keys(clip, raw[0])  # a whitespace-keeping SentencePiece encoder (Lumina 2's Gemma 2): the same
-    raw = _equal_length_tokens(clip, texts, raw, templated=template is not None or bool(spiece))
+    # (its prompts keep their own lengths: conditioning.encode_prompt_set pads their contexts on the left)
+    raw = _equal_length_tokens(clip, texts, raw, templated=template is not None)
     keys = [k for k, v in raw[0].items() if _is_chunk_list(v)]
     if not keys:
         raise P2PError("Prompt-to-Prompt: this CLIP's tokenizer output has no token chunks.")

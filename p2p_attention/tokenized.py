@@ -37,7 +37,7 @@ class TokenizedPrompt:
     token_text: tuple[str, ...] = ()  # per position: readable token ("cat", ",", "<|endoftext|>", "<pad>")
     chunk_len: int = 77  # 0 for a prompt over several streams
     parts: tuple = ()  # the streams' own TokenizedPrompts (text_streams.concat_streams), else ()
-    n_masked: int = 0  # trailing MASKED positions (batch padding the attention must not see)
+    n_masked: int = 0  # MASKED positions (batch padding the attention must not see), after or before the prompt
 
     @property
     def length(self) -> int:
@@ -72,14 +72,16 @@ class TokenizedPrompt:
                            "Prompt-to-Prompt cannot place the words.")
         return dataclasses.replace(self, special=self.special[:-n] + (MASKED,) * n, n_masked=n)
 
-    def left_padded(self, n: int) -> TokenizedPrompt:
-        """n PAD positions before the prompt: the zero context rows a model puts before a text encoder's
-        output (Flux.2 pads its context to 512 on the left: conditioning.encode_prompt_set adds them)."""
+    def left_padded(self, n: int, role: str = PAD) -> TokenizedPrompt:
+        """n positions of zero context rows before the prompt (conditioning.encode_prompt_set adds them): PAD,
+        the rows a model puts there itself (Flux.2 pads its context to 512 on the left), or MASKED, batch
+        padding the model never sees (Lumina 2: before the words, so its RoPE positions of words and image
+        stay the prompt's own)."""
         if n <= 0:
             return self
         return dataclasses.replace(self, ids=(0,) * n + self.ids, word_of=(-1,) * n + self.word_of,
-                                   special=(PAD,) * n + self.special, token_text=("<pad>",) * n + self.token_text,
-                                   chunk_len=self.length + n, parts=())
+                                   special=(role,) * n + self.special, token_text=("<pad>",) * n + self.token_text,
+                                   chunk_len=self.length + n, parts=(), n_masked=self.n_masked + n * (role == MASKED))
 
     def _core_positions(self, w: int, trim: bool) -> list[int]:
         pos = list(self.word_positions[w])

@@ -34,6 +34,10 @@ class DiTFamily:
     # call's joint calls in call order as the first block list's (Z-Image on ComfyUI 0.3.75; an index
     # ComfyUI sets is used where it sets one).
     count_blocks: bool = False
+    # The diffusion model's ModuleList of text-only attention layers, run on the caption alone before any
+    # other attention of a model call (Lumina 2's context_refiner): the prompts' MASKED padding is masked
+    # there too (dit_runtime), so a padded prompt's caption is refined as alone. None: no such layers.
+    text_blocks: str | None = None
     # The family's prompts start with a system prompt ended by this marker (Lumina 2: "<Prompt Start>", as
     # ComfyUI's Lumina 2 text-encode node writes them): P2P Apply warns about a source without one.
     system_prompt_marker: str | None = None
@@ -48,6 +52,10 @@ class DiTFamily:
     def pad_multiple(self, dm) -> int:
         """The multiple the model pads its caption and image token counts to (1: none)."""
         return int(getattr(dm, self.token_multiple, None) or 1) if self.token_multiple else 1
+
+    def text_calls(self, dm) -> int:
+        """How many text-only attention calls a model call starts with (text_blocks)."""
+        return len(getattr(dm, self.text_blocks, ())) if self.text_blocks else 0
 
     def blocks(self, dm) -> list[tuple[str, int]]:
         """Every attention block as (block_type, index), in order."""
