@@ -119,6 +119,20 @@ def _latent(outputs: dict) -> torch.Tensor:
     return safetensors.torch.load_file(str(inprocess_image_path(saved)))["latent_tensor"]
 
 
+def _sampled(graph: dict, shape: tuple) -> tuple[dict, torch.Tensor]:
+    """Run the tiny graph; its latent (source + one edit at 64 px) has this shape and is finite."""
+    outputs = run_inprocess(graph)
+    latent = _latent(outputs)
+    assert latent.shape == shape and torch.isfinite(latent).all()
+    return outputs, latent
+
+
+def _assert_word_map(outputs: dict):
+    """The mask preview is the blend word's map: 64 px, peak 1 (255), not flat."""
+    mask = np.asarray(Image.open(inprocess_image_path(dict(output_images(outputs))["901"])))
+    assert mask.shape[:2] == (64, 64) and mask.max() == 255 and mask.std() > 0
+
+
 @pytest.mark.parametrize("name", template_params([KLEIN]))
 def test_klein_template_samples_an_edit_with_comfyui_s_flux2_nodes(name):
     api = load_api(name)
@@ -128,13 +142,9 @@ def test_klein_template_samples_an_edit_with_comfyui_s_flux2_nodes(name):
             "KSamplerSelect", "RandomNoise", "SamplerCustomAdvanced"} <= types and "KSampler" not in types
     clip = next(n for n in api.values() if n["class_type"] == "CLIPLoader")["inputs"]
     assert (clip["clip_name"], clip["type"]) == ("qwen_3_4b.safetensors", "flux2")
-    outputs = run_inprocess(_with_latent_and_mask(tiny_api(api, WORKFLOWS[name])))
-    latent = _latent(outputs)
-    assert latent.shape == (2, 128, 4, 4) and torch.isfinite(latent).all()  # 64 px, 16x: source + one edit
+    outputs, latent = _sampled(_with_latent_and_mask(tiny_api(api, WORKFLOWS[name])), (2, 128, 4, 4))  # 16x
     assert (latent[1] - latent[0]).abs().max() > 1e-3  # the edit is not the source
-    images = dict(output_images(outputs))
-    mask = np.asarray(Image.open(inprocess_image_path(images["901"])))
-    assert mask.shape[:2] == (64, 64) and mask.max() == 255 and mask.std() > 0  # the word's map, peak 1
+    _assert_word_map(outputs)
 
 
 def test_flux2_dev_needs_no_newer_comfyui():
@@ -157,9 +167,7 @@ def test_flux2_dev_template_samples_an_edit_with_comfyui_s_flux2_dev_nodes(name)
     pair = next(nid for nid, n in api.items() if n["class_type"] == "P2PPromptPair")
     assert guidance["conditioning"] == [pair, 0] and guidance["guidance"] == 4.0
     tiny = _with_latent_and_mask(tiny_api(api, WORKFLOWS[name]))
-    outputs = run_inprocess(tiny)
-    latent = _latent(outputs)
-    assert latent.shape == (2, 128, 4, 4) and torch.isfinite(latent).all()  # 64 px, 16x: source + one edit
+    outputs, latent = _sampled(tiny, (2, 128, 4, 4))  # 16x
     # The edit is not the source. The tiny Mistral's one changed word among ~140 tokens (its system prompt, rare words
     # byte by byte) moves the random model's latent little (~4e-5), so measured against the same graph with the edit
     # prompt = the source (the items then differ by rounding alone) and against the last step's rounding bound.
@@ -170,9 +178,7 @@ def test_flux2_dev_template_samples_an_edit_with_comfyui_s_flux2_dev_nodes(name)
     rounding = _latent(run_inprocess(same))
     moved = (latent[1] - latent[0]).abs().max()
     assert moved > 4 * last_step_bound(latent[0]) and moved > 20 * (rounding[1] - rounding[0]).abs().max(), moved
-    images = dict(output_images(outputs))
-    mask = np.asarray(Image.open(inprocess_image_path(images["901"])))
-    assert mask.shape[:2] == (64, 64) and mask.max() == 255 and mask.std() > 0  # the word's map, peak 1
+    _assert_word_map(outputs)
 
 
 def test_lumina2_needs_no_newer_comfyui():
@@ -199,13 +205,9 @@ def test_lumina2_template_samples_an_edit_as_comfyui_s_lumina2_example(name):
     pair = by_type["P2PPromptPair"]
     system = CLIPTextEncodeLumina2.SYSTEM_PROMPT[neg["system_prompt"]]
     assert pair["source"].startswith(f"{system} <Prompt Start> ") and "<Prompt Start>" not in pair["edits"]
-    outputs = run_inprocess(_with_latent_and_mask(tiny_api(api, WORKFLOWS[name])))
-    latent = _latent(outputs)
-    assert latent.shape == (2, 16, 8, 8) and torch.isfinite(latent).all()  # 64 px, 8x: source + one edit
+    outputs, latent = _sampled(_with_latent_and_mask(tiny_api(api, WORKFLOWS[name])), (2, 16, 8, 8))  # 8x
     assert (latent[1] - latent[0]).abs().max() > 1e-3  # the edit is not the source
-    images = dict(output_images(outputs))
-    mask = np.asarray(Image.open(inprocess_image_path(images["901"])))
-    assert mask.shape[:2] == (64, 64) and mask.max() == 255 and mask.std() > 0  # the word's map, peak 1
+    _assert_word_map(outputs)
 
 
 @pytest.mark.parametrize("name", template_params(["p2p_dit_chroma_blend"]))
