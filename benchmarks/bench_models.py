@@ -531,7 +531,12 @@ def _build_family(name: str, seed: int, blocks, dtype: str, edits: list[str]):
     arch = arch_of(name)
     torch_dtype = _DTYPES[dtype]
     clip = _family_clip(arch, seed + 1)
-    positive, prompts = encode_prompt_set(clip, SOURCE, edits)
+    source = SOURCE
+    if arch == "lumina2":  # written as ComfyUI's CLIP Text Encode (Lumina 2) writes it; the edits take its head
+        from comfy_extras.nodes_lumina2 import CLIPTextEncodeLumina2
+
+        source = f"{CLIPTextEncodeLumina2.SYSTEM_PROMPT['superior']} <Prompt Start> {SOURCE}"
+    positive, prompts = encode_prompt_set(clip, source, edits)
     negative = encode(clip, NEGATIVE)
     info = {"model": name, "arch": arch, "dtype": dtype}
     if name in FAMILY_TINY:
