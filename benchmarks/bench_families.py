@@ -17,6 +17,8 @@ sampler euler, scheduler simple, the family's usual cfg. Plain and P2P run inter
 process (bench_edits.compare): CPU seconds of the process, median of --reps; memory: the CPU
 allocator's peak of live tensors allocated during one run of each (torch.profiler; the weights, loaded
 before, are not in it). Flux.2 klein needs ComfyUI 0.33.0 (its text encoder); on 0.3.75 its row says so.
+--edit refine measures a Refine instead (two words added: where the tokenizer keeps each prompt's own length,
+Chroma, Lumina 2, Qwen-Image, the shorter prompt's padding is masked in every attention call).
 
 Writes bench_out/families.json and prints the markdown table (docs/benchmarks.md keeps it).
 """
@@ -42,6 +44,9 @@ from bench_jobs import CROSS_REPLACE, SELF_REPLACE, machine_info  # noqa: E402
 from p2p_testkit.sampling import sample  # noqa: E402
 
 TIME_GOAL, MEMORY_GOAL = 1.10, 1.15
+# --edit refine: two words added, so the prompts differ in length; the families whose tokenizer does not pad
+# them to one length (Chroma, Lumina 2, Qwen-Image) then mask the padding in every attention call.
+REFINE_EDIT = "a photo of a cat sitting on a big old wooden chair"
 # (label, full-width model, tiny model, blocks at full width): Flux.1 and SD3.5 for reference, then the newer families.
 FAMILIES = (
     ("Flux.1", "flux", "tiny-flux", (1, 2)),
@@ -76,11 +81,12 @@ def measure(label: str, name: str, blocks, args) -> dict:
     why = bench_models.family_available(name) if name in bench_models.FAMILY_MODELS else None
     if why:
         return {**row, "skipped": why}
-    built = bench_models.build(name, blocks=None if args.tiny else blocks)
+    edits = [REFINE_EDIT] if args.edit == "refine" else None
+    built = bench_models.build(name, blocks=None if args.tiny else blocks, edits=edits)
     model, positive, negative, cfg = built["model"], built["positive"], built["negative"], built["cfg"]
     latent = _latent(built, args.image_tokens, 2)
     small = _latent(built, 4, 2)  # warm-up: lazy imports and first-call costs, on 4 image tokens
-    plan = make_plan(built["prompts"], None, "swap", CROSS_REPLACE, SELF_REPLACE)
+    plan = make_plan(built["prompts"], None, args.edit, CROSS_REPLACE, SELF_REPLACE)
     patched, _ = apply_edit(model, plan)
     runs = {"plain": model, "p2p": patched}
 
@@ -94,7 +100,9 @@ def measure(label: str, name: str, blocks, args) -> dict:
     info = built["info"]
     time_ratio = p2p / plain
     memory_ratio = memory["p2p"] / memory["plain"] if memory["plain"] else None
-    return {**row, "blocks": info.get("blocks", "tiny test model"), "detected_as": info.get("detected_as"),
+    masked = sum(p.n_masked for p in built["prompts"].prompts)
+    return {**row, "edit": args.edit, "masked_tokens": masked, "blocks": info.get("blocks", "tiny test model"),
+            "detected_as": info.get("detected_as"),
             "params_M": info["unet_params_M"], "hidden": info.get("hidden_size"), "context_dim": info["context_dim"],
             "text_tokens": info["text_tokens"], "image_tokens": args.image_tokens, "items": 2, "cfg": cfg,
             "steps": args.steps, "reps": args.reps, "plain_cpu_s": round(plain, 3), "p2p_cpu_s": round(p2p, 3),
@@ -128,7 +136,8 @@ def table(rows: list[dict]) -> str:
             out.append(f"| {r['family']} | {r['model']} | skipped: {r['skipped']} |" + " |" * 12)
             continue
         w = with_weights(r)
-        out.append(f"| {r['family']} | {r['model']} ({r['blocks']}) | {r['params_M']:,} | {r['hidden']} | "
+        edit = f"; refine, {r['masked_tokens']} tokens masked" if r.get("edit") == "refine" else ""
+        out.append(f"| {r['family']} | {r['model']} ({r['blocks']}{edit}) | {r['params_M']:,} | {r['hidden']} | "
                    f"{r['text_tokens']} x {r['context_dim']} | {r['image_tokens']} | {r['cfg']} | {r['plain_cpu_s']} | "
                    f"{r['p2p_cpu_s']} | {verdict(r['time_ratio'], r['time_met'])} | {r['plain_mib']:,} | {r['p2p_mib']:,} | "
                    f"{verdict(r['memory_ratio'], r['memory_met'])} | {w['weights_mib']:,.0f} | "
@@ -143,6 +152,8 @@ def main(argv=None) -> int:
     ap.add_argument("--image-tokens", type=int, default=None, help="image tokens, a square [256; --tiny 16]")
     ap.add_argument("--steps", type=int, default=3, help="sampling steps [3: the smallest count where the default self window 0.4 selects a step]")
     ap.add_argument("--reps", type=int, default=3, help="timed interleaved repetitions of each [3]")
+    ap.add_argument("--edit", choices=("swap", "refine"), default="swap",
+                    help="word swap cat -> dog [swap], or refine: two words added (unequal prompt lengths)")
     ap.add_argument("--out", type=Path, default=HERE.parent / "bench_out" / "families.json")
     ap.add_argument("--rerender", type=Path, nargs="+", default=None,
                     help="no run: the rows of these JSON files (in order), written to --out and printed")

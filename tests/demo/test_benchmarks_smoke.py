@@ -242,3 +242,21 @@ def test_family_benchmark_rows(tmp_path):
         _ratio_of_rounded(r)
         assert r["time_met"] == (r["time_ratio"] <= 1.10) and "memory_met" in r
         assert f"| {r['family']} | {r['model']} (tiny test model) |" in proc.stdout
+
+
+def test_family_benchmark_refine_rows(tmp_path):
+    """bench_families.py --edit refine: the edit adds two words, so the families that keep each prompt's own
+    length mask the shorter one's padding (Chroma after its words, Lumina 2 before them); Flux.1 pads T5 to
+    one length and masks nothing. The row and the table say so."""
+    out = tmp_path / "refine.json"
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_families.py"), "--tiny", "--steps", "2",
+                           "--reps", "1", "--edit", "refine", "--families", "tiny-flux,tiny-chroma,tiny-lumina2",
+                           "--out", str(out)], cwd=REPO, env=dict(os.environ, OMP_NUM_THREADS="1"),
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    rows = {r["model"]: r for r in json.loads(out.read_text())["rows"]}
+    assert {m: (r["edit"], r["masked_tokens"] > 0) for m, r in rows.items()} == {
+        "tiny-flux": ("refine", False), "tiny-chroma": ("refine", True), "tiny-lumina2": ("refine", True)}
+    for r in rows.values():
+        _ratio_of_rounded(r)
+        assert f"| {r['model']} (tiny test model; refine, {r['masked_tokens']} tokens masked) |" in proc.stdout
