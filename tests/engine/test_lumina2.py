@@ -12,7 +12,7 @@ import functools
 import pytest
 import torch
 from bounds import fp_bound, last_step_bound, unet_evals
-from family_runs import psnr
+from family_runs import psnr, recording_model
 from sampling import encode, sample
 
 from p2p_attention.apply import apply_edit
@@ -72,20 +72,6 @@ def _run(plan_fn, edits, reference=False, self_blocks="auto", structure=VALUES, 
                                   self_blocks=self_blocks, mmdit_structure=structure)
     out = sample(patched, cond, neg, _latent(1 + len(edits)), steps=steps, cfg=CFG, scheduler="simple")
     return out, cond, neg, runtime, prompts
-
-
-def _recording_model():
-    """The model with an override installed before P2P Apply: every attention call's q and mask."""
-    model = _models()[0].clone()
-    calls = []
-
-    def other(fn, *args, **kwargs):
-        to = kwargs.get("transformer_options") or {}
-        calls.append((args[0].detach().clone(), kwargs.get("mask"), tuple(to.get("cond_or_uncond", ()))))
-        return fn(*args, **kwargs)
-
-    model.model_options.setdefault("transformer_options", {})["optimized_attention_override"] = other
-    return model, calls
 
 
 # ----------------------------------------------------------------------------- text
@@ -193,7 +179,7 @@ def test_joint_calls_are_caption_then_image_with_no_mask():
     (its own length, a separate model call) is left alone. A ComfyUI that starts masking these calls fails
     here."""
     for edit, padded in ((EDIT, False), ("a big green circle on the far left", True)):
-        model, calls = _recording_model()
+        model, calls = recording_model(_models()[0])
         _, cond, _, _, prompts = _run(lambda p: make_plan(p, None, "refine", "0.8", "0.5"), [edit], base=model,
                                       steps=1)
         n_txt, pad = cond[0][0].shape[1], prompts.source.n_masked
@@ -236,7 +222,7 @@ def test_a_padded_source_renders_as_alone():
 def test_each_layer_is_named_and_reached(chosen):
     """Image q/k injection in one chosen layer only: there (and only there) the edit's image queries are
     the source's; the store records every layer at every step (blocks x steps)."""
-    model, calls = _recording_model()
+    model, calls = recording_model(_models()[0])
     out, cond, _, runtime, _ = _run(lambda p: make_plan(p, None, "swap", "0.0", "0.5"), [EDIT],
                                     base=model, structure=QK, self_blocks=f"double {chosen}")
     n_txt = cond[0][0].shape[1]

@@ -11,7 +11,7 @@ import functools
 import pytest
 import torch
 from bounds import fp_bound, last_step_bound, unet_evals
-from family_runs import psnr, run_edit, sharpen
+from family_runs import psnr, recording_model, run_edit, sharpen
 from family_runs import swap as _swap
 from sampling import encode, sample
 
@@ -51,20 +51,6 @@ def _run(plan_fn, edits, reference=False, self_blocks="auto", structure=VALUES, 
     model, clip, _ = _models()
     return run_edit(base or model, clip, plan_fn, edits, _latent, CFG, steps, reference=reference,
                     self_blocks=self_blocks, structure=structure)
-
-
-def _recording_model():
-    """The model with an override installed before P2P Apply: every attention call's q and mask."""
-    model = _models()[0].clone()
-    calls = []
-
-    def other(fn, *args, **kwargs):
-        to = kwargs.get("transformer_options") or {}
-        calls.append((args[0].detach().clone(), kwargs.get("mask"), tuple(to.get("cond_or_uncond", ()))))
-        return fn(*args, **kwargs)
-
-    model.model_options.setdefault("transformer_options", {})["optimized_attention_override"] = other
-    return model, calls
 
 
 # ----------------------------------------------------------------------------- text
@@ -120,7 +106,7 @@ def test_a_word_outside_the_prompt_is_refused_by_name():
 def test_joint_calls_carry_no_mask_and_the_models_padding():
     """Both ComfyUIs call the main layers with no mask over [caption | cap pads | image | image pads],
     each padded to 32: the override's lengths. A ComfyUI that starts masking them fails here."""
-    model, calls = _recording_model()
+    model, calls = recording_model(_models()[0])
     _run(_swap, ["a green circle on the left"], base=model, steps=1)
     cond_len = _models()[1].tokenize(SRC)["qwen3_4b"][0].__len__()
     joint = 32 * -(-cond_len // 32) + 32 * -(-(4 * 6) // 32)
@@ -133,7 +119,7 @@ def test_joint_calls_carry_no_mask_and_the_models_padding():
 def test_each_layer_is_named_and_reached(chosen):
     """Image q/k injection in one chosen layer only: there (and only there) the edit's image queries are
     the source's; the store records every layer at every step (blocks x steps)."""
-    model, calls = _recording_model()
+    model, calls = recording_model(_models()[0])
     # no cross window: the edited call is one backend call over the whole batch (q/k substituted)
     out, cond, _, runtime, _ = _run(lambda p: make_plan(p, None, "swap", "0.0", "0.5"), ["a green circle on the left"],
                                     base=model, structure=QK, self_blocks=f"double {chosen}")

@@ -94,6 +94,21 @@ def record_attends(runtime, record: Callable) -> None:
     runtime.attend = recording
 
 
+def recording_model(model):
+    """A clone of `model` with an override installed before P2P Apply's: every attention call's q, mask and
+    cond_or_uncond, appended to the returned list."""
+    model = model.clone()
+    calls = []
+
+    def other(fn, *args, **kwargs):
+        to = kwargs.get("transformer_options") or {}
+        calls.append((args[0].detach().clone(), kwargs.get("mask"), tuple(to.get("cond_or_uncond", ()))))
+        return fn(*args, **kwargs)
+
+    model.model_options.setdefault("transformer_options", {})["optimized_attention_override"] = other
+    return model, calls
+
+
 def psnr(x, ref) -> float:
     """Peak signal-to-noise ratio of x against ref (dB; the peak: ref's largest magnitude)."""
     mse = float(((x.float() - ref.float()) ** 2).mean())
