@@ -15,7 +15,7 @@ import functools
 import pytest
 import torch
 from bounds import fp_bound, last_step_bound, unet_evals
-from family_runs import psnr, record_attends, run_edit, sharpen
+from family_runs import blocks_reached, psnr, run_edit, sharpen
 from family_runs import swap as _swap
 from sampling import sample
 
@@ -202,13 +202,9 @@ def test_local_blend_is_exact_outside_the_mask_and_maps_are_stored():
 def test_the_override_is_reached_in_every_block_at_every_step():
     cond, prompts = encode_prompt_set(_clip(), SRC, [EDIT])
     patched, runtime = apply_edit(_model(), _swap(prompts))
-    seen = []
-    record_attends(runtime, lambda args, kwargs: seen.append(
-        (kwargs["transformer_options"].get("block_type"), kwargs["transformer_options"].get("block_index"),
-         args[0].shape[2])))
-    sample(patched, cond, cond, _latent(2), steps=STEPS, cfg=1.0, scheduler="simple")
     blocks = [("double", 0), ("double", 1), ("single", 0), ("single", 1)]
-    assert sorted(seen) == sorted((t, i, 512 + H * W) for t, i in blocks for _ in range(STEPS))
+    assert blocks_reached(patched, runtime, cond, _latent(2), STEPS) == sorted(
+        (t, i, 512 + H * W) for t, i in blocks for _ in range(STEPS))
 
 
 # ----------------------------------------------------------------------------- inversion

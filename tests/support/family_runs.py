@@ -94,6 +94,17 @@ def record_attends(runtime, record: Callable) -> None:
     runtime.attend = recording
 
 
+def blocks_reached(patched, runtime, cond, latent: dict, steps: int) -> list[tuple]:
+    """Sample the patched model (cfg 1: the cond chunk only); every attention call that reaches the edit as
+    (block_type, block_index, tokens), sorted."""
+    seen = []
+    record_attends(runtime, lambda args, kwargs: seen.append(
+        (kwargs["transformer_options"].get("block_type"), kwargs["transformer_options"].get("block_index"),
+         args[0].shape[2])))
+    sample(patched, cond, cond, latent, steps=steps, cfg=1.0, scheduler="simple")
+    return sorted(seen)
+
+
 def recording_model(model):
     """A clone of `model` with an override installed before P2P Apply's: every attention call's q, mask and
     cond_or_uncond, appended to the returned list."""
