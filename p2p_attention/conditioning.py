@@ -48,22 +48,21 @@ def encode_prompt_set(clip, source: str, edits: list[str]):
     tokenized, mask = _masked_padding(streams, tokenized, masks)
     if unpadded == "right":
         tokenized = [t.masking_tail(t.length - n) for t, n in zip(tokenized, lengths)]
-    if unpadded in ("left", "masked left"):
+    left = unpadded in ("left", "masked left")
+    if left:
         # Flux.2 dev: the model zero-pads each context on the left to 512 tokens and sees those rows (zero
         # embeddings: all alike). The prompts get that padding here, so the batch is what the model sees for
         # each prompt alone, and the padding is PAD (mapped pad to pad, left to the model).
         # Lumina 2: zero-padded to the longest, before the words (its RoPE numbers caption tokens from the
         # first and places the image after the last: relative positions stay each prompt's own), MASKED
         # (dit_runtime masks it in the joint and the text-only calls): each prompt renders as alone.
-        width = _left_padded_width(texts, lengths) if unpadded == "left" else max(lengths)
+        width, role = (_left_padded_width(texts, lengths), PAD) if unpadded == "left" else (max(lengths), MASKED)
         conds = [torch.nn.functional.pad(c, (0, 0, width - c.shape[1], 0)) for c in conds]
-        role = PAD if unpadded == "left" else MASKED
         tokenized = [t.left_padded(width - n, role) for t, n in zip(tokenized, lengths)]
     _refuse_no_op_edits(clip, tokenized, conds, pooled)
     # the source as CLIPTextEncode gives it: its own length (Chroma: without the zero padding; Flux.2 dev:
     # the model pads it), the pooled output's key even when it is None (Chroma's Flux base reads it)
-    source_cond = conds[0][:, -lengths[0]:] if unpadded in ("left", "masked left") \
-        else conds[0][:, : lengths[0]] if unpadded else conds[0]
+    source_cond = conds[0][:, -lengths[0]:] if left else conds[0][:, : lengths[0]] if unpadded else conds[0]
     prompts = PromptSet(prompts=tuple(tokenized), source_conditioning=[[source_cond, {"pooled_output": pooled[0]}]])
     extra = {COND_UID_KEY: prompts.uid}
     if mask is not None:

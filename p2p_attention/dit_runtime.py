@@ -20,7 +20,6 @@ from .batch import batch_layout
 from .blend import region_masks
 from .edit_runtime import EditRuntime
 from .errors import P2PError
-from .tokenized import MASKED
 
 TXT_KEY, IMG_KEY, GRID_KEY = "p2p_txt_tokens", "p2p_img_tokens", "p2p_img_grid"
 # The conditioning's token count when the model pads the caption after it (Z-Image: TXT_KEY is then the
@@ -251,7 +250,7 @@ class DiTRuntime(EditRuntime):
         own = torch.zeros(batch, 1, 1, length, device=device)
         for src, es in layout.groups:
             for row, p in zip([src, *es], prompts):  # after the words (Chroma) or before them (Lumina 2)
-                own[row, ..., [i for i, s in enumerate(p.special) if s == MASKED]] = float("-inf")
+                own[row, ..., list(p.masked_positions)] = float("-inf")
         return own if bias is None else torch.minimum(bias.to(device), own)
 
     def _edit(self, sdpa, q_s, k_s, q_e, k_e, v_e, n_txt, coeffs, inject, mask_s=None, mask_e=None):

@@ -37,11 +37,19 @@ class TokenizedPrompt:
     token_text: tuple[str, ...] = ()  # per position: readable token ("cat", ",", "<|endoftext|>", "<pad>")
     chunk_len: int = 77  # 0 for a prompt over several streams
     parts: tuple = ()  # the streams' own TokenizedPrompts (text_streams.concat_streams), else ()
-    n_masked: int = 0  # MASKED positions (batch padding the attention must not see), after or before the prompt
 
     @property
     def length(self) -> int:
         return len(self.ids)
+
+    @functools.cached_property
+    def masked_positions(self) -> tuple[int, ...]:
+        """The MASKED positions (batch padding the attention must not see), after or before the prompt."""
+        return tuple(i for i, s in enumerate(self.special) if s == MASKED)
+
+    @property
+    def n_masked(self) -> int:
+        return len(self.masked_positions)
 
     @functools.cached_property
     def word_positions(self) -> tuple[tuple[int, ...], ...]:
@@ -70,7 +78,7 @@ class TokenizedPrompt:
         if any(s != PAD for s in self.special[-n:]):
             raise P2PError(f"Prompt {self.text!r}: the text encoder masks tokens that are not padding; "
                            "Prompt-to-Prompt cannot place the words.")
-        return dataclasses.replace(self, special=self.special[:-n] + (MASKED,) * n, n_masked=n)
+        return dataclasses.replace(self, special=self.special[:-n] + (MASKED,) * n)
 
     def left_padded(self, n: int, role: str = PAD) -> TokenizedPrompt:
         """n positions of zero context rows before the prompt (conditioning.encode_prompt_set adds them): PAD,
@@ -81,7 +89,7 @@ class TokenizedPrompt:
             return self
         return dataclasses.replace(self, ids=(0,) * n + self.ids, word_of=(-1,) * n + self.word_of,
                                    special=(role,) * n + self.special, token_text=("<pad>",) * n + self.token_text,
-                                   chunk_len=self.length + n, parts=(), n_masked=self.n_masked + n * (role == MASKED))
+                                   chunk_len=self.length + n, parts=())
 
     def _core_positions(self, w: int, trim: bool) -> list[int]:
         pos = list(self.word_positions[w])
