@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib
 
 import torch
 
@@ -455,56 +456,26 @@ def family_width_config(name: str, blocks) -> dict:
             "lumina2": lumina2_width_config}[name](*blocks)
 
 
+# Each family's tiny test builders: (p2p_models module, text-encoder builder, diffusion-model builder).
+_FAMILY_TINY_BUILDERS = {"flux2": ("tiny_flux2", "build_klein_clip", "build_flux2_model"),
+                         "flux2dev": ("tiny_flux2", "build_dev_clip", "build_flux2_dev_model"),
+                         "zimage": ("tiny_zimage", "build_zimage_clip", "build_zimage_model"),
+                         "qwen": ("tiny_qwen", "build_qwen_clip", "build_qwen_model"),
+                         "chroma": ("tiny_chroma", "build_chroma_clip", "build_chroma_model"),
+                         "lumina2": ("tiny_lumina2", "build_lumina2_clip", "build_lumina2_model")}
+
+
+def _family_builder(arch: str, which: int):
+    module, *builders = _FAMILY_TINY_BUILDERS[arch]
+    return getattr(importlib.import_module(f"p2p_models.{module}"), builders[which])
+
+
 def _family_clip(arch: str, seed: int):
-    if arch == "flux2":
-        from p2p_models.tiny_flux2 import build_klein_clip
-
-        return build_klein_clip(seed)
-    if arch == "zimage":
-        from p2p_models.tiny_zimage import build_zimage_clip
-
-        return build_zimage_clip(seed)
-    if arch == "chroma":
-        from p2p_models.tiny_chroma import build_chroma_clip
-
-        return build_chroma_clip(seed)
-    if arch == "flux2dev":
-        from p2p_models.tiny_flux2 import build_dev_clip
-
-        return build_dev_clip(seed)
-    if arch == "lumina2":
-        from p2p_models.tiny_lumina2 import build_lumina2_clip
-
-        return build_lumina2_clip(seed)
-    from p2p_models.tiny_qwen import build_qwen_clip
-
-    return build_qwen_clip(seed)
+    return _family_builder(arch, 0)(seed)
 
 
 def _tiny_family_model(arch: str, seed: int, dtype: torch.dtype):
-    if arch == "flux2":
-        from p2p_models.tiny_flux2 import build_flux2_model
-
-        return build_flux2_model(seed, dtype)
-    if arch == "zimage":
-        from p2p_models.tiny_zimage import build_zimage_model
-
-        return build_zimage_model(seed, dtype)
-    if arch == "chroma":
-        from p2p_models.tiny_chroma import build_chroma_model
-
-        return build_chroma_model(seed, dtype)
-    if arch == "flux2dev":
-        from p2p_models.tiny_flux2 import DEV_CONTEXT, build_flux2_model
-
-        return build_flux2_model(seed, dtype, guidance_embed=True, context_in_dim=DEV_CONTEXT)
-    if arch == "lumina2":
-        from p2p_models.tiny_lumina2 import build_lumina2_model
-
-        return build_lumina2_model(seed, dtype)
-    from p2p_models.tiny_qwen import build_qwen_model
-
-    return build_qwen_model(seed, dtype)
+    return _family_builder(arch, 1)(seed, dtype)
 
 
 def family_available(name: str) -> str | None:

@@ -187,10 +187,16 @@ def build_dev_clip(seed: int = 1):
     return clip
 
 
+def build_flux2_dev_model(seed: int = 0, dtype: torch.dtype = torch.float32,
+                          manual_cast_dtype: torch.dtype | None = None):
+    """The tiny Flux.2 dev diffusion model: Flux.2 with a guidance embedding, on the tiny Mistral's context."""
+    return build_flux2_model(seed, dtype, guidance_embed=True, manual_cast_dtype=manual_cast_dtype,
+                             context_in_dim=DEV_CONTEXT)
+
+
 def build_tiny_flux2_dev(seed: int = 0, dtype: torch.dtype = torch.float32,
                          manual_cast_dtype: torch.dtype | None = None) -> TinyModels:
     """Tiny Flux.2 dev (model_base.Flux2 with a guidance embedding: FluxGuidance applies, cfg 1), its tiny
     Mistral 3 Small text encoder on the tiny tekken vocabulary, the Flux.2 VAE. Seeds as build_tiny_flux2."""
-    return TinyModels(build_flux2_model(seed, dtype, guidance_embed=True, manual_cast_dtype=manual_cast_dtype,
-                                        context_in_dim=DEV_CONTEXT),
-                      build_dev_clip(seed + 1), build_flux2_vae(seed + 2))
+    return TinyModels(build_flux2_dev_model(seed, dtype, manual_cast_dtype), build_dev_clip(seed + 1),
+                      build_flux2_vae(seed + 2))

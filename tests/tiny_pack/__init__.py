@@ -69,8 +69,7 @@ def tiny_dit_models(family: str, seed: int) -> dit_build.TinyModels:
     if family == "flux2_dev":  # p2p_models.tiny_flux2: guidance embedding, Mistral 3 Small on a tiny tekken vocabulary
         from p2p_models import tiny_flux2
 
-        model = _dit_part(family, seed, lambda: tiny_flux2.build_flux2_model(seed, guidance_embed=True,
-                                                                             context_in_dim=tiny_flux2.DEV_CONTEXT))
+        model = _dit_part(family, seed, lambda: tiny_flux2.build_flux2_dev_model(seed))
         clip = _dit_part("dev_clip", seed + 1, lambda: tiny_flux2.build_dev_clip(seed + 1))
         return dit_build.TinyModels(model, clip, _dit_part("flux2_vae", seed + 2,
                                                            lambda: tiny_flux2.build_flux2_vae(seed + 2)))
